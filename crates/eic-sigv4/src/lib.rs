@@ -1,0 +1,26 @@
+//! AWS Signature Version 4, verified on the server.
+//!
+//! The AWS SDK's `aws-sigv4` crate only signs; verification means
+//! recomputing the signature from exactly what the client says it signed,
+//! so this crate does that with the pitfalls handled where they arise:
+//!
+//! * the client's `SignedHeaders` list is authoritative (boto3 and the Rust
+//!   SDK sign different sets), and `host` must be in it;
+//! * the body hash is computed here: botocore does not send
+//!   `X-Amz-Content-Sha256` for JSON services;
+//! * the request time comes from `X-Amz-Date` (or `Date`), must lie within
+//!   the skew window, and must agree with the credential scope's date;
+//! * the final comparison is constant-time;
+//! * the four-HMAC signing key is cached per (secret, date, region), since it
+//!   changes once a day.
+
+mod authorization;
+mod canonical;
+mod verify;
+
+pub use authorization::{parse_authorization, Authorization};
+pub use canonical::{canonical_query, canonical_request, canonical_uri, hex_sha256};
+pub use verify::{Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verified, Verifier};
+
+/// The only algorithm SigV4 defines for the Authorization header.
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
