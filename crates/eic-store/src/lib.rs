@@ -1,0 +1,77 @@
+//! Where pushed keys live for their 60 seconds.
+//!
+//! [`KeyStore`] is the interface the API server writes to and the instance
+//! and serial sides read from. [`EmbeddedStore`] is the default: an
+//! in-memory index in front of a durable append log. A Redis backend
+//! implements the same trait for several server nodes.
+//!
+//! Expiry is decided on every read against the injected [`Clock`], so a key
+//! is never served after its time however late the background purge runs;
+//! the purge only reclaims memory and disk.
+
+mod clock;
+mod embedded;
+mod log;
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+pub use clock::{unix_millis, Clock, ManualClock, SystemClock};
+pub use embedded::{Durability, EmbeddedStore};
+
+/// Whom a key lets in on its instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeyTarget {
+    /// An OS user, through sshd's AuthorizedKeysCommand.
+    OsUser(String),
+    /// A serial port, through the serial console gateway.
+    SerialPort(u8),
+}
+
+/// One accepted push, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedKey {
+    pub request_id: String,
+    pub instance_id: String,
+    pub target: KeyTarget,
+    /// The normalized `type base64 [comment]` line.
+    pub public_key: String,
+    /// `SHA256:…` of the key.
+    pub fingerprint: String,
+    /// The ARN of the principal that pushed it.
+    pub caller_arn: String,
+    pub pushed_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+impl PushedKey {
+    pub fn is_live_at(&self, now: SystemTime) -> bool {
+        self.expires_at_ms > unix_millis(now)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take or serve keys now; the push was not stored.
+    #[error("key store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The store every server role shares.
+#[async_trait::async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores `key`; returns only once it is as durable as the backend
+    /// promises (ARCHITECTURE.md), so a 200 is never sent for a key that a
+    /// crash could lose.
+    async fn push(&self, key: PushedKey) -> Result<(), StoreError>;
+
+    /// The keys for `target` on `instance_id` that are live at `now`, oldest
+    /// first.
+    async fn live_keys(
+        &self,
+        instance_id: &str,
+        target: &KeyTarget,
+        now: SystemTime,
+    ) -> Result<Vec<PushedKey>, StoreError>;
+}

@@ -1,0 +1,307 @@
+//! The embedded store's durable append log, with group commit.
+//!
+//! Written by hand rather than on an embedded database: every record dies
+//! 60 seconds after it is written, so the whole job is "append, make durable,
+//! forget in bulk". Records go to time-windowed segment files; a segment is
+//! deleted as one file once its window has passed, so expiry costs nothing
+//! per record on disk, and there is no compaction to run or tune.
+//!
+//! One writer thread drains every append that is waiting, writes them with
+//! one `write`, makes them durable with one `fdatasync` (group commit), and
+//! only then acknowledges them. Under load many pushes share one sync; alone,
+//! a push pays for one.
+//!
+//! Record format: `len: u32 LE | crc32: u32 LE | payload (JSON)`. A torn or
+//! corrupt record ends its segment on recovery; it can only be one that was
+//! never acknowledged, since acknowledgement follows the write.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::clock::{unix_millis, Clock};
+use crate::embedded::Durability;
+use crate::PushedKey;
+
+/// How long a segment accepts records, counted from the first record's
+/// expiry. The segment is deleted once its window end has passed.
+const SEGMENT_WINDOW_MS: u64 = 60_000;
+/// No valid record is anywhere near this; a larger length is corruption.
+const MAX_RECORD_BYTES: usize = 256 * 1024;
+/// Bounds one group commit, so acknowledgements keep flowing under load.
+const MAX_BATCH: usize = 4096;
+const SEGMENT_SUFFIX: &str = ".seg";
+
+pub(crate) struct Append {
+    pub payload: Vec<u8>,
+    pub expires_at_ms: u64,
+    pub done: oneshot::Sender<io::Result<()>>,
+}
+
+pub(crate) struct Log {
+    sender: Option<mpsc::Sender<Append>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Log {
+    /// Opens the log in `dir`, returning it with every record that is still
+    /// live. Segments whose window has passed are deleted unread.
+    pub fn open(
+        dir: &Path,
+        durability: Durability,
+        clock: Arc<dyn Clock>,
+    ) -> io::Result<(Log, Vec<PushedKey>)> {
+        fs::create_dir_all(dir)?;
+        let now_ms = unix_millis(clock.now());
+        let mut closed = Vec::new();
+        let mut live = Vec::new();
+        for (window_end, path) in list_segments(dir)? {
+            if window_end <= now_ms {
+                fs::remove_file(&path)?;
+                continue;
+            }
+            recover_segment(&path, now_ms, &mut live)?;
+            closed.push((window_end, path));
+        }
+        let (sender, receiver) = mpsc::channel();
+        let writer = Writer {
+            dir: dir.to_owned(),
+            durability,
+            clock,
+            current: None,
+            closed,
+        };
+        let writer = std::thread::Builder::new()
+            .name("eic-store-log".into())
+            .spawn(move || writer.run(receiver))?;
+        Ok((
+            Log {
+                sender: Some(sender),
+                writer: Some(writer),
+            },
+            live,
+        ))
+    }
+
+    pub fn append(&self, append: Append) -> Result<(), Append> {
+        match &self.sender {
+            Some(s) => s.send(append).map_err(|e| e.0),
+            None => Err(append),
+        }
+    }
+}
+
+impl Drop for Log {
+    /// Closing the channel lets the writer finish what it was given, then
+    /// stop; joining means nothing acknowledged is still in flight.
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+struct Segment {
+    file: File,
+    window_end_ms: u64,
+    path: PathBuf,
+}
+
+struct Writer {
+    dir: PathBuf,
+    durability: Durability,
+    clock: Arc<dyn Clock>,
+    current: Option<Segment>,
+    closed: Vec<(u64, PathBuf)>,
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<Append>) {
+        let mut batch = Vec::with_capacity(64);
+        let mut buf = Vec::with_capacity(64 * 1024);
+        loop {
+            match receiver.recv_timeout(Duration::from_secs(1)) {
+                Ok(first) => {
+                    batch.push(first);
+                    while batch.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !batch.is_empty() {
+                let result = self.write_batch(&batch, &mut buf);
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "key log write failed; pushes in this batch are refused");
+                    // The segment may end in a partial record: start afresh.
+                    self.close_current();
+                }
+                for append in batch.drain(..) {
+                    let _ = append.done.send(
+                        result
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|e| io::Error::new(e.kind(), e.to_string())),
+                    );
+                }
+            }
+            self.delete_expired_segments();
+        }
+        self.delete_expired_segments();
+    }
+
+    fn write_batch(&mut self, batch: &[Append], buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.clear();
+        for append in batch {
+            let needs_new = self
+                .current
+                .as_ref()
+                .is_none_or(|s| append.expires_at_ms > s.window_end_ms);
+            if needs_new {
+                self.flush(buf)?;
+                self.rotate(append.expires_at_ms)?;
+            }
+            buf.extend_from_slice(&(append.payload.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc32fast::hash(&append.payload).to_le_bytes());
+            buf.extend_from_slice(&append.payload);
+        }
+        self.flush(buf)
+    }
+
+    fn flush(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let segment = self
+            .current
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no open segment"))?;
+        segment.file.write_all(buf)?;
+        if self.durability == Durability::Fsync {
+            segment.file.sync_data()?;
+        }
+        buf.clear();
+        Ok(())
+    }
+
+    fn close_current(&mut self) {
+        if let Some(old) = self.current.take() {
+            self.closed.push((old.window_end_ms, old.path));
+        }
+    }
+
+    fn rotate(&mut self, first_expiry_ms: u64) -> io::Result<()> {
+        self.close_current();
+        let window_end_ms = first_expiry_ms + SEGMENT_WINDOW_MS;
+        let path = self
+            .dir
+            .join(format!("{window_end_ms:020}{SEGMENT_SUFFIX}"));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if self.durability == Durability::Fsync {
+            // The new file's directory entry must survive power loss too.
+            File::open(&self.dir)?.sync_all()?;
+        }
+        self.current = Some(Segment {
+            file,
+            window_end_ms,
+            path,
+        });
+        Ok(())
+    }
+
+    fn delete_expired_segments(&mut self) {
+        let now_ms = unix_millis(self.clock.now());
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.window_end_ms <= now_ms)
+        {
+            self.close_current();
+        }
+        self.closed.retain(|(window_end, path)| {
+            if *window_end > now_ms {
+                return true;
+            }
+            match fs::remove_file(path) {
+                Ok(()) => false,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not delete an expired key segment");
+                    true
+                }
+            }
+        });
+    }
+}
+
+fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let window_end = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(window_end) = window_end {
+            segments.push((window_end, path));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Reads every intact record; at the first torn or corrupt one the segment
+/// is cut there, since nothing after it was ever acknowledged.
+fn recover_segment(path: &Path, now_ms: u64, live: &mut Vec<PushedKey>) -> io::Result<()> {
+    let file = File::open(path)?;
+    let mut reader = BufReader::new(file);
+    let mut good_end: u64 = 0;
+    let mut header = [0u8; 8];
+    let mut payload = Vec::new();
+    loop {
+        match reader.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len > MAX_RECORD_BYTES {
+            break;
+        }
+        payload.resize(len, 0);
+        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            break;
+        }
+        match serde_json::from_slice::<PushedKey>(&payload) {
+            Ok(key) => {
+                if key.expires_at_ms > now_ms {
+                    live.push(key);
+                }
+            }
+            Err(_) => break,
+        }
+        good_end += 8 + len as u64;
+    }
+    let actual = fs::metadata(path)?.len();
+    if good_end < actual {
+        tracing::warn!(path = %path.display(), kept = good_end, dropped = actual - good_end, "key segment ends in a torn record; cutting it");
+        OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .set_len(good_end)?;
+    }
+    Ok(())
+}
