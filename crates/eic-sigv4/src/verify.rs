@@ -180,7 +180,7 @@ impl Verifier {
 
         // Region after the key, as AWS does: an unknown key learns nothing
         // about which regions this server serves.
-        if !self.regions.iter().any(|r| *r == auth.region) {
+        if !self.regions.contains(&auth.region) {
             return Err(invalid(format!(
                 "Credential should be scoped to a valid region, not '{}'. ",
                 auth.region

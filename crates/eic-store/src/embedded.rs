@@ -4,7 +4,7 @@
 //! expired keys by walking an expiry-ordered map, so a purge costs time in
 //! proportion to what expired, not to what is stored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, UNIX_EPOCH};
@@ -42,9 +42,10 @@ struct Shared {
 
 #[derive(Default)]
 struct Index {
-    /// instance → target → live keys, oldest first. Nested so that a lookup
-    /// by `&str` needs no allocation.
-    by_instance: HashMap<String, HashMap<KeyTarget, Vec<(u64, PushedKey)>>>,
+    /// instance → target → live keys in push order. Nested so that a lookup
+    /// by `&str` needs no allocation. Every key lives equally long, so push
+    /// order is expiry order and the purge pops from the front.
+    by_instance: HashMap<String, HashMap<KeyTarget, VecDeque<(u64, PushedKey)>>>,
     /// (expiry ms, sequence) → where the key is, for the purge.
     expirations: BTreeMap<(u64, u64), (String, KeyTarget)>,
     next_seq: u64,
@@ -68,7 +69,7 @@ impl Index {
             .or_default()
             .entry(key.target.clone())
             .or_default()
-            .push((seq, key));
+            .push_back((seq, key));
         earliest
     }
 
@@ -84,7 +85,12 @@ impl Index {
             let (instance, target) = entry.remove();
             if let Some(targets) = self.by_instance.get_mut(&instance) {
                 if let Some(keys) = targets.get_mut(&target) {
-                    keys.retain(|(s, _)| *s != seq);
+                    if keys.front().is_some_and(|(s, _)| *s == seq) {
+                        keys.pop_front();
+                    } else {
+                        // Only when a clock step reordered expiries.
+                        keys.retain(|(s, _)| *s != seq);
+                    }
                     if keys.is_empty() {
                         targets.remove(&target);
                     }

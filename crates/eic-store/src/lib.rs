@@ -58,6 +58,15 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+/// The live keys an embedded store in `dir` holds at `now`, read without
+/// modifying anything (safe while a server runs there).
+pub fn read_live_keys(dir: &std::path::Path, now: SystemTime) -> std::io::Result<Vec<PushedKey>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    log::read_live(dir, unix_millis(now))
+}
+
 /// The store every server role shares.
 #[async_trait::async_trait]
 pub trait KeyStore: Send + Sync + 'static {

@@ -66,7 +66,7 @@ impl Log {
                 fs::remove_file(&path)?;
                 continue;
             }
-            recover_segment(&path, now_ms, &mut live)?;
+            recover_segment(&path, now_ms, &mut live, true)?;
             closed.push((window_end, path));
         }
         let (sender, receiver) = mpsc::channel();
@@ -262,9 +262,27 @@ fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(segments)
 }
 
-/// Reads every intact record; at the first torn or corrupt one the segment
-/// is cut there, since nothing after it was ever acknowledged.
-fn recover_segment(path: &Path, now_ms: u64, live: &mut Vec<PushedKey>) -> io::Result<()> {
+/// The live keys in `dir` at `now_ms`, read without changing anything, so
+/// it is safe while a server writes there.
+pub(crate) fn read_live(dir: &Path, now_ms: u64) -> io::Result<Vec<PushedKey>> {
+    let mut live = Vec::new();
+    for (window_end, path) in list_segments(dir)? {
+        if window_end > now_ms {
+            recover_segment(&path, now_ms, &mut live, false)?;
+        }
+    }
+    Ok(live)
+}
+
+/// Reads every intact record. At the first torn or corrupt one the segment
+/// ends; with `repair` it is cut there, since nothing after it was ever
+/// acknowledged.
+fn recover_segment(
+    path: &Path,
+    now_ms: u64,
+    live: &mut Vec<PushedKey>,
+    repair: bool,
+) -> io::Result<()> {
     let file = File::open(path)?;
     let mut reader = BufReader::new(file);
     let mut good_end: u64 = 0;
@@ -296,7 +314,7 @@ fn recover_segment(path: &Path, now_ms: u64, live: &mut Vec<PushedKey>) -> io::R
         good_end += 8 + len as u64;
     }
     let actual = fs::metadata(path)?.len();
-    if good_end < actual {
+    if repair && good_end < actual {
         tracing::warn!(path = %path.display(), kept = good_end, dropped = actual - good_end, "key segment ends in a torn record; cutting it");
         OpenOptions::new()
             .write(true)

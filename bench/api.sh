@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# API throughput: eic (SigV4 + validation + durable embedded store) against
+# a bare hyper server with a fixed body, measured in the same run with wrk
+# replaying one SigV4-signed SendSSHPublicKey at 32 connections.
+#
+# usage: bench/api.sh [ROUNDS] [SECONDS]     (needs wrk and python3 with botocore)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+secs=${2:-10}
+cargo build --release --locked --bin eic --example bare_hyper >&2
+work=$(mktemp -d)
+
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+start() { # name, command...: starts it in the background, records its pid
+  local name=$1; shift
+  "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  pids+=($!)
+}
+address() { # name: waits for its "listening" line and prints the address
+  for _ in $(seq 100); do
+    addr=$(awk '/^listening /{print $3; exit}' "$work/$1.out")
+    [ -n "$addr" ] && { echo "$addr"; return; }
+    sleep 0.1
+  done
+  echo "$1 did not start" >&2; cat "$work/$1.err" >&2; exit 1
+}
+
+start eic target/release/eic server --config "${EIC_BENCH_CONFIG:-examples/dev.toml}" --api-listen 127.0.0.1:0 --data-dir "$work/data"
+start bare target/release/examples/bare_hyper 127.0.0.1:0
+eic_addr=$(address eic)
+bare_addr=$(address bare)
+key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5 bench'
+body=$(printf '{"InstanceId": "i-abcd1234", "InstanceOSUser": "ec2-user", "SSHPublicKey": "%s"}' "$key")
+python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
+  AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/request.lua"
+
+run() { # name, address
+  local out
+  out=$(wrk -t2 -c32 -d"${secs}s" --latency -s "$work/request.lua" "http://$2/")
+  local rps p99 bad
+  rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
+  p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+  bad=$(awk '/^non-200/{print $3}' <<<"$out")
+  echo "$1 $rps $p99 $bad"
+}
+
+echo "system req/s p99 non-200" 
+for r in $(seq "$rounds"); do
+  run bare "$bare_addr"
+  run eic "$eic_addr"
+done
+echo "eic data dir after the run: $(du -sh "$work/data" | cut -f1), keys stored: $(target/release/eic keys list --data-dir "$work/data" | wc -l)" >&2

@@ -1,0 +1,152 @@
+//! Authorization of a push with the caller's IAM policies (and the
+//! account's boundary, when it has one), through `eic-policy`.
+//!
+//! The request context carries what AWS puts there for this service:
+//! `ec2:osuser`, the instance's tags as `aws:ResourceTag/*` and
+//! `ec2:ResourceTag/*`, and the global keys. For an instance the caller
+//! cannot see (unknown, or another account's), the context is built as for
+//! an instance without tags in the caller's own account, so the decision and
+//! its message are the same whether or not the instance exists.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use eic_policy::{denial_message, evaluate, Policy, RequestContext};
+use eic_wire::{ApiError, ErrorCode, PushRequest, PushTarget};
+
+use crate::config::{Config, ConfigError};
+use crate::registry::{Instance, Principal, Registry};
+
+pub struct Authorizer {
+    region: String,
+    /// Principal ARN → its identity policies.
+    identity: HashMap<String, Vec<Policy>>,
+    /// Account id → its boundary policies, if it has any.
+    boundaries: HashMap<String, Vec<Policy>>,
+}
+
+impl Authorizer {
+    /// Parses every policy in the configuration; one that does not parse
+    /// stops the server from starting, naming where it is.
+    pub fn from_config(config: &Config, registry: &Registry) -> Result<Authorizer, ConfigError> {
+        let parse_all = |owner: &str, texts: &[String]| -> Result<Vec<Policy>, ConfigError> {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    Policy::parse(text)
+                        .map_err(|e| ConfigError::Invalid(format!("{owner}, policies[{i}]: {e}")))
+                })
+                .collect()
+        };
+        let mut identity = HashMap::new();
+        for p in &config.principals {
+            identity.insert(
+                p.arn.clone(),
+                parse_all(&format!("principal {}", p.arn), &p.policies)?,
+            );
+        }
+        let mut boundaries = HashMap::new();
+        for a in &config.accounts {
+            if !a.boundary_policies.is_empty() {
+                boundaries.insert(
+                    a.id.clone(),
+                    parse_all(&format!("account {} boundary", a.id), &a.boundary_policies)?,
+                );
+            }
+        }
+        Ok(Authorizer {
+            region: registry.region.clone(),
+            identity,
+            boundaries,
+        })
+    }
+
+    /// Allows the push or refuses it with IAM's AccessDeniedException.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        push: &PushRequest,
+        visible_instance: Option<&Instance>,
+        source_ip: IpAddr,
+        now: SystemTime,
+    ) -> Result<(), ApiError> {
+        let account = visible_instance.map_or(principal.account.as_str(), |i| &i.account);
+        let resource = format!(
+            "arn:aws:ec2:{}:{account}:instance/{}",
+            self.region, push.instance_id
+        );
+        let action = push.operation.iam_action();
+        let mut ctx = RequestContext::new(action, resource.as_str());
+        if let PushTarget::OsUser(user) = &push.target {
+            ctx.set("ec2:osuser", user.clone());
+        }
+        if let Some(instance) = visible_instance {
+            for (tag, value) in &instance.tags {
+                ctx.set_resource_tag(tag, value.clone());
+            }
+        }
+        for (tag, value) in &principal.tags {
+            ctx.set(&format!("aws:PrincipalTag/{tag}"), value.clone());
+        }
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        ctx.set("aws:CurrentTime", format_iso8601(since_epoch.as_secs()));
+        ctx.set("aws:EpochTime", since_epoch.as_secs().to_string());
+        ctx.set("aws:SourceIp", source_ip.to_string());
+        ctx.set("aws:PrincipalArn", principal.arn.clone());
+        ctx.set("aws:PrincipalAccount", principal.account.clone());
+        ctx.set("aws:SecureTransport", "false");
+        if principal.arn.contains(":user/") {
+            // IAM defines aws:username for IAM users only.
+            ctx.set("aws:username", principal.name.clone());
+        }
+
+        let identity = self
+            .identity
+            .get(&principal.arn)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let boundary = self.boundaries.get(&principal.account).map(Vec::as_slice);
+        let decision = evaluate(identity, boundary, &ctx);
+        match denial_message(&principal.arn, action, &resource, decision) {
+            None => Ok(()),
+            Some(message) => Err(ApiError::new(ErrorCode::AccessDeniedException, message)),
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for `aws:CurrentTime`.
+fn format_iso8601(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let secs = unix_secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm); a
+    // date library for one format string is not worth the dependency.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso8601() {
+        assert_eq!(format_iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_iso8601(1_795_865_148), "2026-11-28T11:25:48Z");
+    }
+}

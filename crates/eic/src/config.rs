@@ -1,0 +1,190 @@
+//! The server's TOML configuration: listeners, data dir, store, and the
+//! registry of accounts, principals and instances.
+//!
+//! Unknown fields are errors (`deny_unknown_fields`): a misspelt setting
+//! that silently did nothing would be a security bug in an access system.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The region this server answers for; clients sign with it.
+    pub region: String,
+    /// Further regions accepted in credential scopes, if any.
+    #[serde(default)]
+    pub extra_regions: Vec<String>,
+    /// Where durable state lives (relative paths are relative to the config
+    /// file).
+    pub data_dir: PathBuf,
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub principals: Vec<PrincipalConfig>,
+    #[serde(default)]
+    pub instances: Vec<InstanceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default)]
+    pub kind: StoreKind,
+    #[serde(default)]
+    pub durability: DurabilityConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    #[default]
+    Embedded,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DurabilityConfig {
+    /// Group-committed fdatasync before every acknowledgement.
+    #[default]
+    Fsync,
+    /// Written to the kernel before acknowledgement; no fsync.
+    ProcessCrash,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: String,
+    #[serde(default)]
+    pub serial_console_access: bool,
+    /// IAM policy documents (JSON text) bounding every principal of the
+    /// account: a push must also be allowed here, so these can only deny.
+    #[serde(default)]
+    pub boundary_policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    /// `arn:aws:iam::<account>:user/<name>` (or `…:role/<name>`).
+    pub arn: String,
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyConfig>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// IAM policy documents (JSON text) attached to the principal.
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    pub id: String,
+    pub secret: String,
+    #[serde(default)]
+    pub status: AccessKeyStatus,
+}
+
+/// As in IAM: an inactive key still identifies its holder, but every call
+/// made with it is refused (AuthException), which lets operators retire a
+/// key and see who still uses it before deleting it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessKeyStatus {
+    #[default]
+    Active,
+    Inactive,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    pub id: String,
+    pub account: String,
+    pub state: InstanceState,
+    pub availability_zone: String,
+    pub instance_type: String,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Whether eic can currently reach the instance. `unavailable` answers
+    /// pushes with EC2InstanceUnavailableException.
+    #[serde(default)]
+    pub availability: Availability,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl InstanceState {
+    pub fn name(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Availability {
+    #[default]
+    Available,
+    Unavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if config.data_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.data_dir = base.join(&config.data_dir);
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,287 @@
+//! The runtime view of the configuration: who may sign requests, which
+//! accounts exist, and which instances each account owns. Built once from
+//! [`Config`], checked for consistency, and then read without locks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::config::{AccessKeyStatus, Availability, Config, ConfigError, InstanceState};
+
+#[derive(Debug)]
+pub struct Account {
+    pub serial_console_access: bool,
+}
+
+#[derive(Debug)]
+pub struct Principal {
+    pub arn: String,
+    pub account: String,
+    /// The name after `user/` or `role/`, for `aws:username`.
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Instance {
+    pub id: String,
+    pub account: String,
+    pub state: InstanceState,
+    pub availability_zone: String,
+    pub instance_type: String,
+    pub tags: BTreeMap<String, String>,
+    pub availability: Availability,
+}
+
+pub struct AccessKey {
+    pub secret: String,
+    pub principal: Arc<Principal>,
+    pub active: bool,
+}
+
+pub struct Registry {
+    pub region: String,
+    pub regions: Vec<String>,
+    accounts: HashMap<String, Account>,
+    access_keys: HashMap<String, AccessKey>,
+    instances: HashMap<String, Arc<Instance>>,
+}
+
+impl Registry {
+    pub fn from_config(config: &Config) -> Result<Registry, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let mut regions = vec![config.region.clone()];
+        regions.extend(config.extra_regions.iter().cloned());
+
+        let mut accounts = HashMap::new();
+        for a in &config.accounts {
+            if a.id.len() != 12 || !a.id.bytes().all(|b| b.is_ascii_digit()) {
+                return invalid(format!("account id '{}' must be 12 digits", a.id));
+            }
+            let account = Account {
+                serial_console_access: a.serial_console_access,
+            };
+            if accounts.insert(a.id.clone(), account).is_some() {
+                return invalid(format!("account {} is defined twice", a.id));
+            }
+        }
+
+        let mut access_keys = HashMap::new();
+        for p in &config.principals {
+            let (account, name) = parse_principal_arn(&p.arn).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "principal '{}' is not an IAM user or role ARN (arn:aws:iam::<account>:user/<name>)",
+                    p.arn
+                ))
+            })?;
+            if !accounts.contains_key(&account) {
+                return invalid(format!(
+                    "principal {} names account {account}, which is not defined",
+                    p.arn
+                ));
+            }
+            let principal = Arc::new(Principal {
+                arn: p.arn.clone(),
+                account,
+                name,
+                tags: p.tags.clone(),
+            });
+            for key in &p.access_keys {
+                if key.id.is_empty()
+                    || key.id.len() > 128
+                    || !key.id.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    return invalid(format!(
+                        "access key id '{}' of {}: must be 1 to 128 letters and digits",
+                        key.id, p.arn
+                    ));
+                }
+                if key.secret.len() < 16 {
+                    return invalid(format!(
+                        "access key {} of {}: the secret must be at least 16 characters",
+                        key.id, p.arn
+                    ));
+                }
+                let entry = AccessKey {
+                    secret: key.secret.clone(),
+                    principal: principal.clone(),
+                    active: key.status == AccessKeyStatus::Active,
+                };
+                if access_keys.insert(key.id.clone(), entry).is_some() {
+                    return invalid(format!("access key {} is defined twice", key.id));
+                }
+            }
+        }
+
+        let mut instances = HashMap::new();
+        for i in &config.instances {
+            if !eic_wire::is_valid_instance_id(&i.id) {
+                return invalid(format!(
+                    "instance id '{}' does not match ^i-[a-f0-9]+$ (10 to 32 characters)",
+                    i.id
+                ));
+            }
+            if !accounts.contains_key(&i.account) {
+                return invalid(format!(
+                    "instance {} names account {}, which is not defined",
+                    i.id, i.account
+                ));
+            }
+            if !eic_wire::is_valid_availability_zone(&i.availability_zone) {
+                return invalid(format!(
+                    "instance {}: '{}' is not an availability zone name",
+                    i.id, i.availability_zone
+                ));
+            }
+            let instance = Arc::new(Instance {
+                id: i.id.clone(),
+                account: i.account.clone(),
+                state: i.state,
+                availability_zone: i.availability_zone.clone(),
+                instance_type: i.instance_type.clone(),
+                tags: i.tags.clone(),
+                availability: i.availability,
+            });
+            if instances.insert(i.id.clone(), instance).is_some() {
+                return invalid(format!("instance {} is defined twice", i.id));
+            }
+        }
+
+        Ok(Registry {
+            region: config.region.clone(),
+            regions,
+            accounts,
+            access_keys,
+            instances,
+        })
+    }
+
+    pub fn access_key(&self, id: &str) -> Option<&AccessKey> {
+        self.access_keys.get(id)
+    }
+
+    pub fn account(&self, id: &str) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+
+    /// The instance, if it exists in `account`. An instance of another
+    /// account is indistinguishable from one that does not exist.
+    pub fn instance_in_account(&self, id: &str, account: &str) -> Option<&Arc<Instance>> {
+        self.instances.get(id).filter(|i| i.account == account)
+    }
+}
+
+/// `arn:aws:iam::123456789012:user/path/name` → (account, name).
+fn parse_principal_arn(arn: &str) -> Option<(String, String)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, resource) = rest.split_once(':')?;
+    let path = resource
+        .strip_prefix("user/")
+        .or_else(|| resource.strip_prefix("role/"))?;
+    let name = path.rsplit('/').next()?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty())
+        .then(|| (account.to_owned(), name.to_owned()))
+}
+
+/// Instance types whose serial console EC2 does not support: every type
+/// that is not on the Nitro system, plus the bare-metal exceptions AWS
+/// lists. Kept as data so it is easy to audit against AWS's pages.
+const NON_NITRO_FAMILIES: &[&str] = &[
+    "a1.metal",
+    "c1",
+    "c3",
+    "c4",
+    "cc2",
+    "cg1",
+    "cr1",
+    "d2",
+    "g2",
+    "g3",
+    "g3s",
+    "h1",
+    "hi1",
+    "hs1",
+    "i2",
+    "i3",
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "p2",
+    "p3",
+    "r3",
+    "r4",
+    "t1",
+    "t2",
+    "x1",
+    "x1e",
+    "mac1.metal",
+    "mac2.metal",
+    "g5g.metal",
+];
+
+/// Whether the serial console is available on `instance_type` (e.g.
+/// `t3.micro`). Families match exactly, so Nitro families that share a
+/// prefix with a Xen one (`i3en`, `p3dn`) are unaffected; `i3.metal` is the
+/// one Nitro type inside a Xen family.
+pub fn supports_serial_console(instance_type: &str) -> bool {
+    let family = instance_type.split('.').next().unwrap_or_default();
+    if instance_type == "i3.metal" {
+        return true;
+    }
+    // u-*tb1.metal: the high-memory bare-metal generation 1.
+    if family.starts_with("u-") && family.ends_with("tb1") && instance_type.ends_with(".metal") {
+        return false;
+    }
+    !NON_NITRO_FAMILIES
+        .iter()
+        .any(|f| *f == family || *f == instance_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nitro_families() {
+        for ok in [
+            "t3.micro",
+            "m5.large",
+            "c5n.18xlarge",
+            "i3en.large",
+            "i3.metal",
+            "p3dn.24xlarge",
+            "m5.metal",
+            "a1.large",
+            "t4g.nano",
+        ] {
+            assert!(supports_serial_console(ok), "{ok}");
+        }
+        for bad in [
+            "t2.micro",
+            "m4.large",
+            "c4.xlarge",
+            "i3.large",
+            "a1.metal",
+            "mac1.metal",
+            "u-6tb1.metal",
+            "x1e.xlarge",
+            "p3.2xlarge",
+        ] {
+            assert!(!supports_serial_console(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn principal_arns() {
+        assert_eq!(
+            parse_principal_arn("arn:aws:iam::111122223333:user/alice"),
+            Some(("111122223333".into(), "alice".into()))
+        );
+        assert_eq!(
+            parse_principal_arn("arn:aws:iam::111122223333:role/ops/deployer"),
+            Some(("111122223333".into(), "deployer".into()))
+        );
+        assert_eq!(parse_principal_arn("arn:aws:iam::1:user/x"), None);
+        assert_eq!(parse_principal_arn("arn:aws:s3:::bucket"), None);
+    }
+}

@@ -1,0 +1,215 @@
+//! `eic server`: binds the listeners, serves until SIGTERM or Ctrl-C, then
+//! drains in-flight requests and closes the store so that every push that
+//! was answered 200 is on disk.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use eic_store::{Clock, Durability, EmbeddedStore, KeyStore, SystemClock};
+use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
+
+use crate::api::{Api, ApiRequest, ApiResponse};
+use crate::authz::Authorizer;
+use crate::config::{Config, DurabilityConfig, StoreKind};
+use crate::registry::Registry;
+
+/// Command-line settings that take precedence over the config file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub api_listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A slow client may take this long to send its headers, and as long again
+/// for its body; then the connection is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a drain waits for in-flight requests before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bounds the request line and headers together.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+pub async fn run(
+    mut config: Config,
+    overrides: Overrides,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    if let Some(addr) = overrides.api_listen {
+        config.api.listen = addr;
+    }
+    if let Some(dir) = overrides.data_dir {
+        config.data_dir = dir;
+    }
+    let registry = Arc::new(Registry::from_config(&config)?);
+    let authorizer = Authorizer::from_config(&config, &registry)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store: Arc<dyn KeyStore> = match config.store.kind {
+        StoreKind::Embedded => {
+            let durability = match config.store.durability {
+                DurabilityConfig::Fsync => Durability::Fsync,
+                DurabilityConfig::ProcessCrash => Durability::ProcessCrash,
+            };
+            Arc::new(EmbeddedStore::open(
+                &config.data_dir.join("keys"),
+                durability,
+                clock.clone(),
+            )?)
+        }
+    };
+    let api = Arc::new(Api::new(registry, authorizer, store.clone(), clock));
+
+    let listener = TcpListener::bind(config.api.listen).await?;
+    let api_addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api_task = tokio::spawn(serve_api(listener, api.clone(), stop_rx));
+    announce("api", api_addr);
+
+    shutdown.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    api_task.await?;
+    // The store closes when its last handle drops; its log writer finishes
+    // every queued append first.
+    drop(api);
+    drop(store);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The line scripts and tests wait for: `listening <role> <address>`.
+fn announce(role: &str, addr: SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening {role} {addr}");
+    let _ = out.flush();
+    tracing::info!(role, %addr, "listening");
+}
+
+async fn serve_api(listener: TcpListener, api: Arc<Api>, mut stop: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors or similar: back off briefly
+                    // rather than spin; the listener itself stays up.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let api = api.clone();
+        let service = service_fn(move |request| handle(api.clone(), peer, request));
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(READ_TIMEOUT)
+            .max_buf_size(MAX_HEADER_BYTES.max(8192))
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timed out; closing remaining connections");
+    }
+}
+
+async fn handle(
+    api: Arc<Api>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::SerializationException,
+            format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Ok(reply(refusal(&too_large(), 413)));
+    }
+    let body = match tokio::time::timeout(
+        READ_TIMEOUT,
+        Limited::new(body, MAX_BODY_BYTES).collect(),
+    )
+    .await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(reply(refusal(&too_large(), 413)))
+        }
+        Ok(Err(_)) | Err(_) => {
+            let error = ApiError::new(
+                ErrorCode::SerializationException,
+                "The request body could not be read completely.",
+            );
+            return Ok(reply(refusal(&error, 400)));
+        }
+    };
+    let response = api
+        .handle(ApiRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body: &body,
+            source_ip: peer.ip(),
+        })
+        .await;
+    Ok(reply(response))
+}
+
+fn refusal(error: &ApiError, status: u16) -> ApiResponse {
+    let mut response = ApiResponse::error(uuid::Uuid::new_v4().to_string(), error);
+    response.status = status;
+    response
+}
+
+fn reply(response: ApiResponse) -> Response<Full<Bytes>> {
+    let mut reply = Response::new(Full::new(Bytes::from(response.body)));
+    *reply.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = reply.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE),
+    );
+    if let Ok(id) = HeaderValue::from_str(&response.request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    if let Some(code) = response.error {
+        headers.insert("x-amzn-errortype", HeaderValue::from_static(code.as_str()));
+    }
+    reply
+}

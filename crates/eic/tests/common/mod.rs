@@ -1,0 +1,158 @@
+//! Starts the real `eic` binary on loopback for a test and stops it after.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const REGION: &str = "us-west-2";
+pub const ADMIN: (&str, &str) = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+pub const ALICE: (&str, &str) = (
+    "AKIDALICEEXAMPLE",
+    "aliceSecretKey/EXAMPLE0000000000000000000",
+);
+pub const BOB: (&str, &str) = (
+    "AKIDBOBEXAMPLE",
+    "bobSecretKey/EXAMPLE00000000000000000000000",
+);
+
+/// The seed document's example key.
+pub const SEED_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC3FlHqj2eqCdrGHuA6dRjfZXQ4HX5lXEIRHaNbxEwE5Te7xNF7StwhrDtiV7IdT5fDqbRyGw/szPj3xGkNTVoElCZ2dDFb2qYZ1WLIpZwj/UhO9l2mgfjR56UojjQut5Jvn2KZ1OcyrNO0J83kCaJCV7JoVbXY79FBMUccYNY45zmv9+1FMCfY6i2jdIhwR6+yLk8oubL8lIPyq7X+6b9S0yKCkB7Peml1DvghlybpAIUrC9vofHt6XP4V1i0bImw1IlljQS+DUmULRFSccATDscCX9ajnj7Crhm0HAZC0tBPXpFdHkPwL3yzYo546SCS9LKEwz62ymxxbL9k7h09t";
+pub const ED25519_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5 test@eic";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub struct Server {
+    child: Child,
+    pub api: SocketAddr,
+    pub data_dir: PathBuf,
+    _config_dir: tempfile::TempDir,
+    _owned_data: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// examples/dev.toml plus `extra` TOML, on a fresh data dir.
+    pub fn start(extra: &str) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(data.path(), extra);
+        server._owned_data = Some(data);
+        server
+    }
+
+    /// As [`Server::start`], on `data_dir` (which outlives the server).
+    pub fn start_in(data_dir: &Path, extra: &str) -> Server {
+        let config_dir = tempfile::tempdir().unwrap();
+        let dev = std::fs::read_to_string(repo_root().join("examples/dev.toml")).unwrap();
+        let config = config_dir.path().join("eic.toml");
+        std::fs::write(&config, format!("{dev}\n{extra}\n")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eic"))
+            .args(["server", "--config"])
+            .arg(&config)
+            .args(["--api-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start eic server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening ") {
+                    let (role, addr) = rest.split_once(' ').unwrap();
+                    let _ = tx.send((role.to_owned(), addr.parse::<SocketAddr>().unwrap()));
+                }
+            }
+        });
+        let (role, api) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server announced its listener");
+        assert_eq!(role, "api");
+        Server {
+            child,
+            api,
+            data_dir: data_dir.to_owned(),
+            _config_dir: config_dir,
+            _owned_data: None,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    /// SIGKILL: no drain, no flush, nothing.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The live keys in a data dir, as `eic keys list` reports them.
+pub fn live_keys(data_dir: &Path, at_unix_secs: Option<u64>) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eic"));
+    cmd.args(["keys", "list", "--data-dir"]).arg(data_dir);
+    if let Some(at) = at_unix_secs {
+        cmd.args(["--at", &at.to_string()]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs a Python client script from tests/clients against `server`,
+/// failing the test with the script's output if it fails.
+pub fn run_python(script: &str, server: &Server) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let out = Command::new("python3")
+        .arg(&path)
+        .env("EIC_ENDPOINT", server.endpoint())
+        .env("EIC_DATA_DIR", &server.data_dir)
+        .env("EIC_BIN", env!("CARGO_BIN_EXE_eic"))
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("python3 runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} failed:\n{report}");
+    eprintln!("{report}");
+}
