@@ -25,6 +25,7 @@ pub enum SigV4ErrorKind {
     IncompleteSignature,
     InvalidSignature,
     UnrecognizedClient,
+    ExpiredToken,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,14 @@ pub struct SigV4Error {
 }
 
 impl SigV4Error {
+    /// An access key or session token this server does not know.
+    pub fn unrecognized_client() -> Self {
+        SigV4Error::new(
+            SigV4ErrorKind::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        )
+    }
+
     pub fn new(kind: SigV4ErrorKind, message: impl Into<String>) -> Self {
         SigV4Error {
             kind,
@@ -103,8 +112,8 @@ impl Verifier {
     }
 
     /// Verifies `request` at time `now`. `lookup` resolves an access key id
-    /// (and the session token, when the request carries one) to a credential;
-    /// `None` is `UnrecognizedClientException`.
+    /// (and the session token, when the request carries one) to a credential,
+    /// or says why it cannot (`UnrecognizedClient`, `ExpiredToken`).
     ///
     /// Checks run in the order AWS's front ends apply them: header syntax,
     /// credential scope, request time, the access key, then the signature, so
@@ -113,7 +122,7 @@ impl Verifier {
         &self,
         request: &RequestParts<'_>,
         now: SystemTime,
-        lookup: impl FnOnce(&str, Option<&str>) -> Option<Credential<T>>,
+        lookup: impl FnOnce(&str, Option<&str>) -> Result<Credential<T>, SigV4Error>,
     ) -> Result<Verified<T>, SigV4Error> {
         let invalid = |m: String| SigV4Error::new(SigV4ErrorKind::InvalidSignature, m);
         let incomplete = |m: String| SigV4Error::new(SigV4ErrorKind::IncompleteSignature, m);
@@ -164,19 +173,9 @@ impl Verifier {
 
         let token = match request.headers.get("x-amz-security-token") {
             None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                SigV4Error::new(
-                    SigV4ErrorKind::UnrecognizedClient,
-                    "The security token included in the request is invalid.",
-                )
-            })?),
+            Some(v) => Some(v.to_str().map_err(|_| SigV4Error::unrecognized_client())?),
         };
-        let credential = lookup(&auth.access_key_id, token).ok_or_else(|| {
-            SigV4Error::new(
-                SigV4ErrorKind::UnrecognizedClient,
-                "The security token included in the request is invalid.",
-            )
-        })?;
+        let credential = lookup(&auth.access_key_id, token)?;
 
         // Region after the key, as AWS does: an unknown key learns nothing
         // about which regions this server serves.

@@ -101,10 +101,12 @@ fn verify(v: &Vector, secret: &str, now: SystemTime) -> Result<(), eic_sigv4::Si
     };
     verifier
         .verify(&parts, now, |akid, _token| {
-            (akid == "AKIDEXAMPLE").then(|| Credential {
-                secret: secret.to_owned(),
-                principal: (),
-            })
+            (akid == "AKIDEXAMPLE")
+                .then(|| Credential {
+                    secret: secret.to_owned(),
+                    principal: (),
+                })
+                .ok_or_else(eic_sigv4::SigV4Error::unrecognized_client)
         })
         .map(|_| ())
 }
@@ -215,7 +217,7 @@ fn scope_and_key_errors() {
         body: &v.body,
     };
     let lookup = |_: &str, _: Option<&str>| {
-        Some(Credential {
+        Ok(Credential {
             secret: v.secret.clone(),
             principal: (),
         })
@@ -245,7 +247,9 @@ fn scope_and_key_errors() {
         e.message
     );
     let e = other_region
-        .verify(&parts, v.now, |_, _| None::<Credential<()>>)
+        .verify(&parts, v.now, |_, _| {
+            Err::<Credential<()>, _>(eic_sigv4::SigV4Error::unrecognized_client())
+        })
         .unwrap_err();
     assert_eq!(e.kind, SigV4ErrorKind::UnrecognizedClient);
     let mut headers = v.headers.clone();

@@ -13,7 +13,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::clock::{unix_millis, Clock};
 use crate::log::{Append, Log};
-use crate::{KeyStore, KeyTarget, PushedKey, StoreError};
+use crate::{BucketRate, KeyTarget, PushedKey, Store, StoreError, TokenBuckets};
 
 /// What an acknowledged push survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,6 +31,8 @@ pub enum Durability {
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     log: Log,
+    /// Not durable: a restart refilling every bucket is harmless.
+    buckets: TokenBuckets,
 }
 
 struct Shared {
@@ -130,7 +132,11 @@ impl EmbeddedStore {
             Arc::downgrade(&shared),
             shared.purge_wakeup.clone(),
         ));
-        Ok(EmbeddedStore { shared, log })
+        Ok(EmbeddedStore {
+            shared,
+            log,
+            buckets: TokenBuckets::default(),
+        })
     }
 
     /// Purges what has expired now; the background task does this on its
@@ -194,7 +200,7 @@ impl Drop for EmbeddedStore {
 }
 
 #[async_trait::async_trait]
-impl KeyStore for EmbeddedStore {
+impl Store for EmbeddedStore {
     async fn push(&self, key: PushedKey) -> Result<(), StoreError> {
         let payload = serde_json::to_vec(&key)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode key: {e}")))?;
@@ -237,6 +243,15 @@ impl KeyStore for EmbeddedStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn take_token(
+        &self,
+        name: &str,
+        rate: BucketRate,
+        now: std::time::SystemTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self.buckets.take(name, rate, now))
     }
 }
 

@@ -1,14 +1,16 @@
 //! Where pushed keys live for their 60 seconds.
 //!
-//! [`KeyStore`] is the interface the API server writes to and the instance
-//! and serial sides read from. [`EmbeddedStore`] is the default: an
-//! in-memory index in front of a durable append log. A Redis backend
-//! implements the same trait for several server nodes.
+//! [`Store`] is the state every server role shares: pushed keys (written
+//! by the API, read by the instance and serial sides) and throttling token
+//! buckets. [`EmbeddedStore`] is the default: an in-memory index in front
+//! of a durable append log. A Redis backend implements the same trait for
+//! several server nodes.
 //!
 //! Expiry is decided on every read against the injected [`Clock`], so a key
 //! is never served after its time however late the background purge runs;
 //! the purge only reclaims memory and disk.
 
+mod buckets;
 mod clock;
 mod embedded;
 mod log;
@@ -17,6 +19,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub use buckets::TokenBuckets;
 pub use clock::{unix_millis, Clock, ManualClock, SystemClock};
 pub use embedded::{Durability, EmbeddedStore};
 
@@ -67,9 +70,16 @@ pub fn read_live_keys(dir: &std::path::Path, now: SystemTime) -> std::io::Result
     log::read_live(dir, unix_millis(now))
 }
 
+/// A token bucket's shape: `rate` tokens per second, at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketRate {
+    pub rate: f64,
+    pub burst: f64,
+}
+
 /// The store every server role shares.
 #[async_trait::async_trait]
-pub trait KeyStore: Send + Sync + 'static {
+pub trait Store: Send + Sync + 'static {
     /// Stores `key`; returns only once it is as durable as the backend
     /// promises (ARCHITECTURE.md), so a 200 is never sent for a key that a
     /// crash could lose.
@@ -83,4 +93,12 @@ pub trait KeyStore: Send + Sync + 'static {
         target: &KeyTarget,
         now: SystemTime,
     ) -> Result<Vec<PushedKey>, StoreError>;
+
+    /// Takes one token from bucket `name` at `now`; false when it is empty.
+    async fn take_token(
+        &self,
+        name: &str,
+        rate: BucketRate,
+        now: SystemTime,
+    ) -> Result<bool, StoreError>;
 }

@@ -110,6 +110,8 @@ impl Drop for Log {
 
 struct Segment {
     file: File,
+    /// Bytes acknowledged so far: where a failed write is cut back to.
+    len: u64,
     window_end_ms: u64,
     path: PathBuf,
 }
@@ -141,58 +143,88 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if !batch.is_empty() {
-                let result = self.write_batch(&batch, &mut buf);
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, "key log write failed; pushes in this batch are refused");
-                    // The segment may end in a partial record: start afresh.
-                    self.close_current();
-                }
-                for append in batch.drain(..) {
-                    let _ = append.done.send(
-                        result
-                            .as_ref()
-                            .map(|_| ())
-                            .map_err(|e| io::Error::new(e.kind(), e.to_string())),
-                    );
-                }
+                self.commit(&mut batch, &mut buf);
             }
             self.delete_expired_segments();
         }
         self.delete_expired_segments();
     }
 
-    fn write_batch(&mut self, batch: &[Append], buf: &mut Vec<u8>) -> io::Result<()> {
-        buf.clear();
-        for append in batch {
-            let needs_new = self
-                .current
-                .as_ref()
-                .is_none_or(|s| append.expires_at_ms > s.window_end_ms);
-            if needs_new {
-                self.flush(buf)?;
-                self.rotate(append.expires_at_ms)?;
+    /// Writes and syncs the batch, one run per segment, and acknowledges
+    /// each run with its own outcome.
+    fn commit(&mut self, batch: &mut Vec<Append>, buf: &mut Vec<u8>) {
+        let mut pending = batch.drain(..).peekable();
+        while let Some(first) = pending.next() {
+            let mut result = self.segment_for(first.expires_at_ms);
+            let mut run = vec![first];
+            if let Some(window_end) = self.current.as_ref().map(|s| s.window_end_ms) {
+                if result.is_ok() {
+                    while let Some(next) = pending.next_if(|a| a.expires_at_ms <= window_end) {
+                        run.push(next);
+                    }
+                }
             }
-            buf.extend_from_slice(&(append.payload.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32fast::hash(&append.payload).to_le_bytes());
-            buf.extend_from_slice(&append.payload);
+            if result.is_ok() {
+                buf.clear();
+                for append in &run {
+                    buf.extend_from_slice(&(append.payload.len() as u32).to_le_bytes());
+                    buf.extend_from_slice(&crc32fast::hash(&append.payload).to_le_bytes());
+                    buf.extend_from_slice(&append.payload);
+                }
+                result = self.flush(buf);
+            }
+            if let Err(e) = &result {
+                tracing::error!(error = %e, refused = run.len(), "key log write failed; these pushes are refused");
+                self.close_current();
+            }
+            for append in run {
+                let _ = append.done.send(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| io::Error::new(e.kind(), e.to_string())),
+                );
+            }
         }
-        self.flush(buf)
     }
 
-    fn flush(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
-        if buf.is_empty() {
-            return Ok(());
+    /// Makes the current segment one whose window holds `expires_at_ms`.
+    fn segment_for(&mut self, expires_at_ms: u64) -> io::Result<()> {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|s| expires_at_ms > s.window_end_ms)
+        {
+            self.rotate(expires_at_ms)?;
         }
+        Ok(())
+    }
+
+    /// Appends `buf` and syncs it. On failure the segment is cut back to its
+    /// previous length, so no part of a refused push can be recovered later.
+    fn flush(&mut self, buf: &[u8]) -> io::Result<()> {
+        let fsync = self.durability == Durability::Fsync;
         let segment = self
             .current
             .as_mut()
             .ok_or_else(|| io::Error::other("no open segment"))?;
-        segment.file.write_all(buf)?;
-        if self.durability == Durability::Fsync {
-            segment.file.sync_data()?;
+        let written = segment.file.write_all(buf).and_then(|()| {
+            if fsync {
+                segment.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                segment.len += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = segment.file.set_len(segment.len);
+                Err(e)
+            }
         }
-        buf.clear();
-        Ok(())
     }
 
     fn close_current(&mut self) {
@@ -212,8 +244,12 @@ impl Writer {
             // The new file's directory entry must survive power loss too.
             File::open(&self.dir)?.sync_all()?;
         }
+        // Two rotations in the same millisecond reopen the same file; its
+        // acknowledged bytes must stay.
+        let len = file.metadata()?.len();
         self.current = Some(Segment {
             file,
+            len,
             window_end_ms,
             path,
         });

@@ -1,23 +1,28 @@
 //! The API request pipeline, from a received request to the answer.
 //!
-//! Checks run in a fixed, documented order (ARCHITECTURE.md): size limits,
-//! authentication, operation, throttling, validation, authorization, then
-//! the instance's own state, then the store. Authorization comes before any
-//! instance lookup, and is evaluated for an unknown or foreign instance as
-//! for one without tags, so a caller learns nothing about instances it may
-//! not touch.
+//! Checks run in a fixed order (ARCHITECTURE.md): method and path,
+//! authentication, the principal's throttle, operation, validation,
+//! authorization, the instance's own state, the instance's throttle, then
+//! the store and the audit log. Authorization comes before any instance
+//! lookup, and is evaluated for an unknown or foreign instance as for one
+//! without tags, so a caller learns nothing about instances it may not
+//! touch; for the same reason only callers allowed to push to an instance
+//! draw on its throttle, so nobody can starve an instance they cannot use.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eic_sigv4::{Credential, RequestParts, SigV4ErrorKind, Verifier};
-use eic_store::{unix_millis, Clock, KeyStore, KeyTarget, PushedKey};
+use eic_sigv4::{Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verifier};
+use eic_store::{unix_millis, BucketRate, Clock, KeyTarget, PushedKey, Store};
 use eic_wire::{parse_request, ApiError, ErrorCode, Operation, PushRequest, PushTarget};
 use http::HeaderMap;
+use serde_json::json;
 
+use crate::audit::{api_call_event, ApiCall, AuditLog, Identity};
 use crate::authz::Authorizer;
-use crate::config::{Availability, InstanceState};
+use crate::config::{Availability, InstanceState, ThrottlingConfig};
+use crate::credentials::{TemporaryCredentials, TokenError};
 use crate::registry::{supports_serial_console, Instance, Principal, Registry};
 
 /// How long a pushed key lets its holder in, as at AWS.
@@ -29,7 +34,10 @@ pub struct Api {
     registry: Arc<Registry>,
     authorizer: Authorizer,
     verifier: Verifier,
-    store: Arc<dyn KeyStore>,
+    temporary: TemporaryCredentials,
+    throttling: ThrottlingConfig,
+    store: Arc<dyn Store>,
+    audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
 }
 
@@ -63,11 +71,28 @@ impl ApiResponse {
     }
 }
 
+/// What is known about a call as it goes through the pipeline; the audit
+/// event is written from it whatever the outcome.
+#[derive(Default)]
+struct Call {
+    operation: Option<Operation>,
+    access_key_id: Option<String>,
+    principal: Option<Arc<Principal>>,
+    temporary: bool,
+    push: Option<PushRequest>,
+    /// Set once the success event is in the audit log.
+    audited: bool,
+}
+
 impl Api {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: Arc<Registry>,
         authorizer: Authorizer,
-        store: Arc<dyn KeyStore>,
+        temporary: TemporaryCredentials,
+        throttling: ThrottlingConfig,
+        store: Arc<dyn Store>,
+        audit: Arc<AuditLog>,
         clock: Arc<dyn Clock>,
     ) -> Api {
         let verifier = Verifier::new(
@@ -79,14 +104,26 @@ impl Api {
             registry,
             authorizer,
             verifier,
+            temporary,
+            throttling,
             store,
+            audit,
             clock,
         }
     }
 
     pub async fn handle(&self, request: ApiRequest<'_>) -> ApiResponse {
         let request_id = uuid::Uuid::new_v4().to_string();
-        match self.process(&request, &request_id).await {
+        let mut call = Call::default();
+        let outcome = self.process(&request, &request_id, &mut call).await;
+        // A refusal is audited here; so is a store failure after the success
+        // event was written, as a second event with the same requestID.
+        if !call.audited || outcome.is_err() {
+            if let Err(e) = self.audit(&request, &request_id, &call, outcome.as_ref().err()) {
+                tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed");
+            }
+        }
+        match outcome {
             Ok(()) => ApiResponse {
                 status: 200,
                 body: format!(r#"{{"RequestId":"{request_id}","Success":true}}"#).into_bytes(),
@@ -94,13 +131,18 @@ impl Api {
                 error: None,
             },
             Err(error) => {
-                tracing::info!(request_id, code = %error.code, message = %error.message, source_ip = %request.source_ip, "request refused");
+                tracing::debug!(request_id, code = %error.code, message = %error.message, "request refused");
                 ApiResponse::error(request_id, &error)
             }
         }
     }
 
-    async fn process(&self, request: &ApiRequest<'_>, request_id: &str) -> Result<(), ApiError> {
+    async fn process(
+        &self,
+        request: &ApiRequest<'_>,
+        request_id: &str,
+        call: &mut Call,
+    ) -> Result<(), ApiError> {
         if request.method != "POST" || request.path != "/" {
             return Err(ApiError::new(
                 ErrorCode::UnknownOperationException,
@@ -108,64 +150,35 @@ impl Api {
             ));
         }
         let now = self.clock.now();
-        let parts = RequestParts {
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            body: request.body,
-        };
-        let verified = self
-            .verifier
-            .verify(&parts, now, |access_key_id, session_token| {
-                // Temporary credentials are not issued yet: a token can only
-                // be one this server does not know.
-                if session_token.is_some() {
-                    return None;
-                }
-                self.registry
-                    .access_key(access_key_id)
-                    .map(|key| Credential {
-                        secret: key.secret.clone(),
-                        principal: (key.principal.clone(), key.active),
-                    })
-            })
-            .map_err(|e| {
-                let code = match e.kind {
-                    SigV4ErrorKind::MissingAuthenticationToken => {
-                        ErrorCode::MissingAuthenticationTokenException
-                    }
-                    SigV4ErrorKind::IncompleteSignature => ErrorCode::IncompleteSignatureException,
-                    SigV4ErrorKind::InvalidSignature => ErrorCode::InvalidSignatureException,
-                    SigV4ErrorKind::UnrecognizedClient => ErrorCode::UnrecognizedClientException,
-                };
-                ApiError::new(code, e.message)
-            })?;
-        let (principal, key_active) = verified.principal;
-        // Checked only after the signature, so only the key's holder learns
-        // that it is inactive.
-        if !key_active {
-            return Err(ApiError::plain(ErrorCode::AuthException));
-        }
+        let principal = self.authenticate(request, call)?;
+
+        self.throttle(&format!("principal:{}", principal.arn), now, |t| {
+            t.principal
+        })
+        .await?;
 
         let target = request
             .headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok());
         let operation = Operation::from_target(target)?;
+        call.operation = Some(operation);
         let push = parse_request(operation, request.body)?;
+        let push = &*call.push.insert(push);
 
         let instance = self
             .registry
             .instance_in_account(&push.instance_id, &principal.account);
         self.authorizer.authorize(
             &principal,
-            &push,
+            push,
             instance.map(Arc::as_ref),
             request.source_ip,
             now,
         )?;
-        let instance = self.check_instance(&push, &principal, instance)?;
+        let instance = self.check_instance(push, &principal, instance)?;
+        self.throttle(&format!("instance:{}", instance.id), now, |t| t.instance)
+            .await?;
 
         let pushed_at_ms = unix_millis(now);
         let key = PushedKey {
@@ -181,20 +194,122 @@ impl Api {
             pushed_at_ms,
             expires_at_ms: pushed_at_ms + KEY_LIFETIME.as_millis() as u64,
         };
+        // Audited before it is stored: a key is never live without its
+        // event, and when the audit log cannot be written nothing is pushed.
+        self.audit(request, request_id, call, None).map_err(|e| {
+            tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed; push refused");
+            ApiError::plain(ErrorCode::ServiceException)
+        })?;
+        call.audited = true;
         self.store.push(key).await.map_err(|e| {
             tracing::error!(request_id, error = %e, "push not stored");
             ApiError::plain(ErrorCode::ServiceException)
-        })?;
-        tracing::info!(
-            request_id,
-            operation = operation.name(),
-            principal = %principal.arn,
-            instance = %push.instance_id,
-            target = ?push.target,
-            fingerprint = %push.key.fingerprint,
-            "key pushed"
-        );
-        Ok(())
+        })
+    }
+
+    /// SigV4, then the access key's or session token's standing.
+    fn authenticate(
+        &self,
+        request: &ApiRequest<'_>,
+        call: &mut Call,
+    ) -> Result<Arc<Principal>, ApiError> {
+        let parts = RequestParts {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+        };
+        let now = self.clock.now();
+        let verified = self
+            .verifier
+            .verify(&parts, now, |access_key_id, session_token| {
+                call.access_key_id = Some(access_key_id.to_owned());
+                match session_token {
+                    None => {
+                        let key = self
+                            .registry
+                            .access_key(access_key_id)
+                            .ok_or_else(SigV4Error::unrecognized_client)?;
+                        Ok(Credential {
+                            secret: key.secret.clone(),
+                            principal: (key.principal.clone(), key.active),
+                        })
+                    }
+                    Some(token) => {
+                        let (arn, secret) = self
+                            .temporary
+                            .resolve(access_key_id, token, now)
+                            .map_err(|e| match e {
+                                TokenError::Invalid => SigV4Error::unrecognized_client(),
+                                TokenError::Expired => SigV4Error::new(
+                                    SigV4ErrorKind::ExpiredToken,
+                                    "The security token included in the request is expired",
+                                ),
+                            })?;
+                        // A principal removed from the configuration takes
+                        // its temporary credentials with it.
+                        let principal = self
+                            .registry
+                            .principal(&arn)
+                            .ok_or_else(SigV4Error::unrecognized_client)?;
+                        call.temporary = true;
+                        Ok(Credential {
+                            secret,
+                            principal: (principal.clone(), true),
+                        })
+                    }
+                }
+            })
+            .map_err(|e| {
+                let code = match e.kind {
+                    SigV4ErrorKind::MissingAuthenticationToken => {
+                        ErrorCode::MissingAuthenticationTokenException
+                    }
+                    SigV4ErrorKind::IncompleteSignature => ErrorCode::IncompleteSignatureException,
+                    SigV4ErrorKind::InvalidSignature => ErrorCode::InvalidSignatureException,
+                    SigV4ErrorKind::UnrecognizedClient => ErrorCode::UnrecognizedClientException,
+                    SigV4ErrorKind::ExpiredToken => ErrorCode::ExpiredTokenException,
+                };
+                ApiError::new(code, e.message)
+            })?;
+        let (principal, key_active) = verified.principal;
+        call.principal = Some(principal.clone());
+        // Checked only after the signature, so only the key's holder learns
+        // that it is inactive.
+        if !key_active {
+            return Err(ApiError::plain(ErrorCode::AuthException));
+        }
+        Ok(principal)
+    }
+
+    async fn throttle(
+        &self,
+        bucket: &str,
+        now: std::time::SystemTime,
+        rate: impl Fn(&ThrottlingConfig) -> crate::config::RateConfig,
+    ) -> Result<(), ApiError> {
+        let rate = rate(&self.throttling);
+        let allowed = self
+            .store
+            .take_token(
+                bucket,
+                BucketRate {
+                    rate: rate.rate,
+                    burst: rate.burst,
+                },
+                now,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "throttle state unavailable");
+                ApiError::plain(ErrorCode::ServiceException)
+            })?;
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::plain(ErrorCode::ThrottlingException))
+        }
     }
 
     /// The instance's own conditions, in the order AWS reports them.
@@ -255,5 +370,50 @@ impl Api {
             return Err(ApiError::plain(ErrorCode::EC2InstanceUnavailableException));
         }
         Ok(instance)
+    }
+
+    fn audit(
+        &self,
+        request: &ApiRequest<'_>,
+        request_id: &str,
+        call: &Call,
+        error: Option<&ApiError>,
+    ) -> std::io::Result<()> {
+        let request_parameters = call.push.as_ref().map(|push| {
+            let mut p = json!({
+                "instanceId": push.instance_id,
+                "sshPublicKeyFingerprint": push.key.fingerprint,
+            });
+            match &push.target {
+                PushTarget::OsUser(user) => p["osUser"] = user.as_str().into(),
+                PushTarget::SerialPort(port) => p["serialPort"] = (*port).into(),
+            }
+            if let Some(zone) = &push.availability_zone {
+                p["availabilityZone"] = zone.as_str().into();
+            }
+            p
+        });
+        let principal = call.principal.as_deref();
+        let event = api_call_event(&ApiCall {
+            time: self.clock.now(),
+            region: &self.registry.region,
+            event_name: call.operation.map(Operation::name),
+            identity: Identity {
+                arn: principal.map(|p| p.arn.as_str()),
+                account: principal.map(|p| p.account.as_str()),
+                user_name: principal.map(|p| p.name.as_str()),
+                access_key_id: call.access_key_id.as_deref(),
+                temporary: call.temporary,
+            },
+            source_ip: request.source_ip.to_string(),
+            user_agent: request
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            request_parameters,
+            request_id,
+            error: error.map(|e| (e.code.as_str(), e.message.as_str())),
+        });
+        self.audit.record(&event)
     }
 }

@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use eic_policy::{denial_message, evaluate, Policy, RequestContext};
 use eic_wire::{ApiError, ErrorCode, PushRequest, PushTarget};
 
+use crate::audit::format_iso8601;
 use crate::config::{Config, ConfigError};
 use crate::registry::{Instance, Principal, Registry};
 
@@ -91,7 +92,7 @@ impl Authorizer {
             ctx.set(&format!("aws:PrincipalTag/{tag}"), value.clone());
         }
         let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        ctx.set("aws:CurrentTime", format_iso8601(since_epoch.as_secs()));
+        ctx.set("aws:CurrentTime", format_iso8601(now));
         ctx.set("aws:EpochTime", since_epoch.as_secs().to_string());
         ctx.set("aws:SourceIp", source_ip.to_string());
         ctx.set("aws:PrincipalArn", principal.arn.clone());
@@ -113,40 +114,5 @@ impl Authorizer {
             None => Ok(()),
             Some(message) => Err(ApiError::new(ErrorCode::AccessDeniedException, message)),
         }
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for `aws:CurrentTime`.
-fn format_iso8601(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let secs = unix_secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm); a
-    // date library for one format string is not worth the dependency.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso8601() {
-        assert_eq!(format_iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_iso8601(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(format_iso8601(1_795_865_148), "2026-11-28T11:25:48Z");
     }
 }

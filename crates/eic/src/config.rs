@@ -25,6 +25,10 @@ pub struct Config {
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
+    pub throttling: ThrottlingConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
     pub accounts: Vec<AccountConfig>,
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
@@ -36,6 +40,58 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+}
+
+/// Token buckets: one per principal, one per instance. A flood from one
+/// principal empties only its own bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottlingConfig {
+    #[serde(default = "ThrottlingConfig::default_principal")]
+    pub principal: RateConfig,
+    #[serde(default = "ThrottlingConfig::default_instance")]
+    pub instance: RateConfig,
+}
+
+impl ThrottlingConfig {
+    fn default_principal() -> RateConfig {
+        RateConfig {
+            rate: 50.0,
+            burst: 100.0,
+        }
+    }
+
+    fn default_instance() -> RateConfig {
+        RateConfig {
+            rate: 20.0,
+            burst: 40.0,
+        }
+    }
+}
+
+impl Default for ThrottlingConfig {
+    fn default() -> Self {
+        ThrottlingConfig {
+            principal: ThrottlingConfig::default_principal(),
+            instance: ThrottlingConfig::default_instance(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Requests per second, sustained.
+    pub rate: f64,
+    /// Requests that may arrive at once.
+    pub burst: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Where the audit log is written; default `<data_dir>/audit.log`.
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -172,6 +228,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The audit log's path, after `--data-dir` overrides are applied.
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.log"))
+    }
+}
+
+impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -181,9 +247,22 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+        let base = path.parent().unwrap_or(Path::new("."));
         if config.data_dir.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
             config.data_dir = base.join(&config.data_dir);
+        }
+        if let Some(audit) = config.audit.path.as_mut().filter(|p| p.is_relative()) {
+            *audit = base.join(&*audit);
+        }
+        for (name, r) in [
+            ("principal", config.throttling.principal),
+            ("instance", config.throttling.instance),
+        ] {
+            if !(r.rate > 0.0 && r.rate.is_finite() && r.burst >= 1.0 && r.burst.is_finite()) {
+                return Err(ConfigError::Invalid(format!(
+                    "[throttling] {name}: rate must be positive and burst at least 1"
+                )));
+            }
         }
         Ok(config)
     }

@@ -2,8 +2,11 @@
 //! for and ARCHITECTURE.md for how the pieces fit.
 
 mod api;
+mod audit;
+mod audit_cli;
 mod authz;
 mod config;
+mod credentials;
 mod keys_cli;
 mod registry;
 mod server;
@@ -39,11 +42,58 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Issue short-lived credentials (access key, secret, session token) for a principal.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
+    /// Read and filter the audit log.
+    Audit(audit_cli::AuditArgs),
     /// Inspect the keys in an embedded store's data directory.
     Keys {
         #[command(subcommand)]
         command: keys_cli::KeysCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum CredentialsCommand {
+    /// Print temporary credentials as JSON (the shape of STS's Credentials).
+    Issue {
+        /// The server's TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// The server's data directory, if overridden at its start.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The principal's ARN, as in the configuration.
+        #[arg(long)]
+        principal: String,
+        /// Validity, e.g. 900s, 30m, 1h (at most 12h).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+    },
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 30m"))?;
+    let secs = match unit {
+        "" | "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("unknown unit '{unit}' (use s, m or h)")),
+    };
+    let ttl = std::time::Duration::from_secs(secs);
+    if ttl.is_zero() || ttl > credentials::MAX_TTL {
+        return Err("the validity must be between 1s and 12h".into());
+    }
+    Ok(ttl)
 }
 
 fn main() -> ExitCode {
@@ -68,6 +118,16 @@ fn main() -> ExitCode {
             },
         ),
         Command::Keys { command } => keys_cli::run(command),
+        Command::Audit(args) => audit_cli::run(args),
+        Command::Credentials {
+            command:
+                CredentialsCommand::Issue {
+                    config,
+                    data_dir,
+                    principal,
+                    ttl,
+                },
+        } => issue_credentials(config, data_dir, &principal, ttl),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,6 +144,35 @@ fn run_server(config_path: PathBuf, overrides: server::Overrides) -> anyhow::Res
         .enable_all()
         .build()?;
     runtime.block_on(server::run(config, overrides, shutdown_signal()))
+}
+
+fn issue_credentials(
+    config_path: PathBuf,
+    data_dir: Option<PathBuf>,
+    principal: &str,
+    ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    let mut config = config::Config::load(&config_path)?;
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    let registry = registry::Registry::from_config(&config)?;
+    if registry.principal(principal).is_none() {
+        anyhow::bail!("no principal {principal} in {}", config_path.display());
+    }
+    let issued = credentials::TemporaryCredentials::load_or_create(&config.data_dir)?.issue(
+        principal,
+        ttl,
+        std::time::SystemTime::now(),
+    );
+    let out = serde_json::json!({
+        "AccessKeyId": issued.access_key_id,
+        "SecretAccessKey": issued.secret_access_key,
+        "SessionToken": issued.session_token,
+        "Expiration": audit::format_iso8601(issued.expiration),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

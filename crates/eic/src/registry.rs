@@ -43,6 +43,7 @@ pub struct Registry {
     pub regions: Vec<String>,
     accounts: HashMap<String, Account>,
     access_keys: HashMap<String, AccessKey>,
+    principals: HashMap<String, Arc<Principal>>,
     instances: HashMap<String, Arc<Instance>>,
 }
 
@@ -66,6 +67,7 @@ impl Registry {
         }
 
         let mut access_keys = HashMap::new();
+        let mut principals = HashMap::new();
         for p in &config.principals {
             let (account, name) = parse_principal_arn(&p.arn).ok_or_else(|| {
                 ConfigError::Invalid(format!(
@@ -85,6 +87,12 @@ impl Registry {
                 name,
                 tags: p.tags.clone(),
             });
+            if principals
+                .insert(p.arn.clone(), principal.clone())
+                .is_some()
+            {
+                return invalid(format!("principal {} is defined twice", p.arn));
+            }
             for key in &p.access_keys {
                 if key.id.is_empty()
                     || key.id.len() > 128
@@ -151,12 +159,17 @@ impl Registry {
             regions,
             accounts,
             access_keys,
+            principals,
             instances,
         })
     }
 
     pub fn access_key(&self, id: &str) -> Option<&AccessKey> {
         self.access_keys.get(id)
+    }
+
+    pub fn principal(&self, arn: &str) -> Option<&Arc<Principal>> {
+        self.principals.get(arn)
     }
 
     pub fn account(&self, id: &str) -> Option<&Account> {

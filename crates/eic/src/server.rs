@@ -18,12 +18,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use eic_store::{Clock, Durability, EmbeddedStore, KeyStore, SystemClock};
+use eic_store::{Clock, Durability, EmbeddedStore, Store, SystemClock};
 use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
 
 use crate::api::{Api, ApiRequest, ApiResponse};
+use crate::audit::AuditLog;
 use crate::authz::Authorizer;
 use crate::config::{Config, DurabilityConfig, StoreKind};
+use crate::credentials::TemporaryCredentials;
 use crate::registry::Registry;
 
 /// Command-line settings that take precedence over the config file.
@@ -57,7 +59,7 @@ pub async fn run(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     std::fs::create_dir_all(&config.data_dir)?;
-    let store: Arc<dyn KeyStore> = match config.store.kind {
+    let store: Arc<dyn Store> = match config.store.kind {
         StoreKind::Embedded => {
             let durability = match config.store.durability {
                 DurabilityConfig::Fsync => Durability::Fsync,
@@ -70,7 +72,18 @@ pub async fn run(
             )?)
         }
     };
-    let api = Arc::new(Api::new(registry, authorizer, store.clone(), clock));
+    let temporary = TemporaryCredentials::load_or_create(&config.data_dir)?;
+    let audit = Arc::new(AuditLog::open(&config.audit_path())?);
+    tokio::spawn(reopen_on_sighup(audit.clone()));
+    let api = Arc::new(Api::new(
+        registry,
+        authorizer,
+        temporary,
+        config.throttling.clone(),
+        store.clone(),
+        audit,
+        clock,
+    ));
 
     let listener = TcpListener::bind(config.api.listen).await?;
     let api_addr = listener.local_addr()?;
@@ -88,6 +101,23 @@ pub async fn run(
     drop(store);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Log rotation: after the file was moved away, SIGHUP reopens the path.
+async fn reopen_on_sighup(audit: Arc<AuditLog>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; the audit log will not be reopened");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match audit.reopen() {
+            Ok(()) => tracing::info!(path = %audit.path().display(), "audit log reopened"),
+            Err(e) => {
+                tracing::error!(error = %e, "audit log could not be reopened; still writing to the old file")
+            }
+        }
+    }
 }
 
 /// The line scripts and tests wait for: `listening <role> <address>`.

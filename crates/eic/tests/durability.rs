@@ -5,12 +5,12 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{live_keys, run_python, Server};
+use common::{live_keys, run_python, Server, NO_THROTTLING};
 
 #[test]
 fn pushes_acknowledged_before_kill_9_survive_a_restart() {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start_in(data.path(), "");
+    let server = Server::start_in(data.path(), NO_THROTTLING);
     run_python("push_many.py", &server);
     let pushed: Vec<String> = std::fs::read_to_string(data.path().join("pushed.txt"))
         .unwrap()
@@ -20,7 +20,7 @@ fn pushes_acknowledged_before_kill_9_survive_a_restart() {
     assert_eq!(pushed.len(), 50);
     server.kill9();
 
-    let server = Server::start_in(data.path(), "");
+    let server = Server::start_in(data.path(), NO_THROTTLING);
     let keys = live_keys(data.path(), None);
     for request_id in &pushed {
         assert!(

@@ -24,6 +24,13 @@ pub const SEED_KEY: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC3FlHqj2eqCdrG
 pub const ED25519_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5 test@eic";
 
+/// Throttling out of the way, for tests that push in bulk.
+pub const NO_THROTTLING: &str = r#"
+[throttling]
+principal = { rate = 100000.0, burst = 100000.0 }
+instance = { rate = 100000.0, burst = 100000.0 }
+"#;
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -32,6 +39,7 @@ pub struct Server {
     child: Child,
     pub api: SocketAddr,
     pub data_dir: PathBuf,
+    pub config: PathBuf,
     _config_dir: tempfile::TempDir,
     _owned_data: Option<tempfile::TempDir>,
 }
@@ -79,6 +87,7 @@ impl Server {
             child,
             api,
             data_dir: data_dir.to_owned(),
+            config,
             _config_dir: config_dir,
             _owned_data: None,
         }
@@ -142,6 +151,7 @@ pub fn run_python(script: &str, server: &Server) {
         .arg(&path)
         .env("EIC_ENDPOINT", server.endpoint())
         .env("EIC_DATA_DIR", &server.data_dir)
+        .env("EIC_CONFIG", &server.config)
         .env("EIC_BIN", env!("CARGO_BIN_EXE_eic"))
         .env_remove("AWS_PROFILE")
         .env("AWS_CONFIG_FILE", "/dev/null")
