@@ -27,18 +27,34 @@ address() { # name: waits for its "listening" line and prints the address
   echo "$1 did not start" >&2; cat "$work/$1.err" >&2; exit 1
 }
 
-start eic target/release/eic server --config "${EIC_BENCH_CONFIG:-examples/dev.toml}" --api-listen 127.0.0.1:0 --data-dir "$work/data"
+# The fixtures, with throttling out of the way (one principal and one
+# instance take every request) and a principal with a ten-statement policy.
+ten_policy=$(python3 bench/ten_statement_policy.py)
+cat examples/dev.toml - >"$work/bench.toml" <<TOML
+[throttling]
+principal = { rate = 1e9, burst = 1e9 }
+instance = { rate = 1e9, burst = 1e9 }
+
+[[principals]]
+arn = "arn:aws:iam::111122223333:user/bench"
+access_keys = [{ id = "AKIDBENCHEXAMPLE", secret = "benchSecretKey/EXAMPLE000000000000000000" }]
+tags = { userName = "ec2-user" }
+policies = ['$ten_policy']
+TOML
+start eic target/release/eic server --config "$work/bench.toml" --api-listen 127.0.0.1:0 --data-dir "$work/data"
 start bare target/release/examples/bare_hyper 127.0.0.1:0
 eic_addr=$(address eic)
 bare_addr=$(address bare)
 key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5 bench'
 body=$(printf '{"InstanceId": "i-abcd1234", "InstanceOSUser": "ec2-user", "SSHPublicKey": "%s"}' "$key")
 python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
-  AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/request.lua"
+  AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin.lua"
+python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
+  AKIDBENCHEXAMPLE 'benchSecretKey/EXAMPLE000000000000000000' >"$work/ten.lua"
 
-run() { # name, address
+run() { # name, address, script
   local out
-  out=$(wrk -t2 -c32 -d"${secs}s" --latency -s "$work/request.lua" "http://$2/")
+  out=$(wrk -t2 -c32 -d"${secs}s" --latency -s "$work/$3.lua" "http://$2/")
   local rps p99 bad
   rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
@@ -48,7 +64,8 @@ run() { # name, address
 
 echo "system req/s p99 non-200" 
 for r in $(seq "$rounds"); do
-  run bare "$bare_addr"
-  run eic "$eic_addr"
+  run bare "$bare_addr" admin
+  run eic "$eic_addr" admin
+  run eic-10-statements "$eic_addr" ten
 done
 echo "eic data dir after the run: $(du -sh "$work/data" | cut -f1), keys stored: $(target/release/eic keys list --data-dir "$work/data" | wc -l)" >&2
