@@ -22,6 +22,8 @@ pub struct Config {
     /// file).
     pub data_dir: PathBuf,
     pub api: ApiConfig,
+    /// The instance-facing listener; absent, instances cannot fetch keys.
+    pub instance_api: Option<InstanceApiConfig>,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -92,6 +94,24 @@ pub struct RateConfig {
 pub struct AuditConfig {
     /// Where the audit log is written; default `<data_dir>/audit.log`.
     pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceApiConfig {
+    pub listen: SocketAddr,
+    /// The URL instances reach this listener at, written into agent
+    /// configs (default `http://<listen>`).
+    pub public_url: Option<String>,
+    /// The signer is `managed-ssh-signer.<region>.<domain>`.
+    #[serde(default = "InstanceApiConfig::default_domain")]
+    pub domain: String,
+}
+
+impl InstanceApiConfig {
+    fn default_domain() -> String {
+        "eic.internal".into()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

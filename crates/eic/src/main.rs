@@ -1,15 +1,19 @@
 //! `eic`: one binary for every role. See README.md for what each command is
 //! for and ARCHITECTURE.md for how the pieces fit.
 
+mod agent;
 mod api;
 mod audit;
 mod audit_cli;
 mod authz;
 mod config;
 mod credentials;
+mod instance_api;
+mod instance_credentials;
 mod keys_cli;
 mod registry;
 mod server;
+mod signing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +42,9 @@ enum Command {
         /// Listen address for the API (overrides [api] listen; port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         api_listen: Option<SocketAddr>,
+        /// Listen address for the instance-facing API (overrides [instance_api] listen).
+        #[arg(long, value_name = "ADDR")]
+        instance_api_listen: Option<SocketAddr>,
         /// Directory for durable state (overrides data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -49,6 +56,15 @@ enum Command {
     },
     /// Read and filter the audit log.
     Audit(audit_cli::AuditArgs),
+    /// sshd's AuthorizedKeysCommand: print the valid keys pushed for USER on this instance.
+    AuthorizedKeys(agent::AuthorizedKeysArgs),
+    /// Print the agent configuration for one instance.
+    AgentConfig(agent::AgentConfigArgs),
+    /// Rotate or revoke an instance's credential.
+    InstanceCredential {
+        #[command(subcommand)]
+        command: agent::InstanceCredentialCommand,
+    },
     /// Inspect the keys in an embedded store's data directory.
     Keys {
         #[command(subcommand)]
@@ -98,6 +114,11 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The AuthorizedKeysCommand is started per offered key: it sets up no
+    // tracing and no runtime, and owns its exit codes.
+    if let Command::AuthorizedKeys(args) = cli.command {
+        return agent::authorized_keys(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -109,15 +130,20 @@ fn main() -> ExitCode {
         Command::Server {
             config,
             api_listen,
+            instance_api_listen,
             data_dir,
         } => run_server(
             config,
             server::Overrides {
                 api_listen,
+                instance_api_listen,
                 data_dir,
             },
         ),
         Command::Keys { command } => keys_cli::run(command),
+        Command::AuthorizedKeys(_) => unreachable!("handled before logging is set up"),
+        Command::AgentConfig(args) => agent::agent_config(args),
+        Command::InstanceCredential { command } => agent::instance_credential(command),
         Command::Audit(args) => audit_cli::run(args),
         Command::Credentials {
             command:

@@ -176,6 +176,10 @@ impl Registry {
         self.accounts.get(id)
     }
 
+    pub fn instance(&self, id: &str) -> Option<&Arc<Instance>> {
+        self.instances.get(id)
+    }
+
     /// The instance, if it exists in `account`. An instance of another
     /// account is indistinguishable from one that does not exist.
     pub fn instance_in_account(&self, id: &str, account: &str) -> Option<&Arc<Instance>> {

@@ -26,12 +26,16 @@ use crate::audit::AuditLog;
 use crate::authz::Authorizer;
 use crate::config::{Config, DurabilityConfig, StoreKind};
 use crate::credentials::TemporaryCredentials;
+use crate::instance_api::InstanceApi;
+use crate::instance_credentials::InstanceCredentials;
 use crate::registry::Registry;
+use crate::signing::Signing;
 
 /// Command-line settings that take precedence over the config file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub api_listen: Option<SocketAddr>,
+    pub instance_api_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -54,6 +58,14 @@ pub async fn run(
     if let Some(dir) = overrides.data_dir {
         config.data_dir = dir;
     }
+    if let Some(addr) = overrides.instance_api_listen {
+        match config.instance_api.as_mut() {
+            Some(instance_api) => instance_api.listen = addr,
+            None => {
+                anyhow::bail!("--instance-api-listen needs an [instance_api] section in the config")
+            }
+        }
+    }
     let registry = Arc::new(Registry::from_config(&config)?);
     let authorizer = Authorizer::from_config(&config, &registry)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -75,32 +87,83 @@ pub async fn run(
     let temporary = TemporaryCredentials::load_or_create(&config.data_dir)?;
     let audit = Arc::new(AuditLog::open(&config.audit_path())?);
     tokio::spawn(reopen_on_sighup(audit.clone()));
+    let instance_api = match &config.instance_api {
+        None => None,
+        Some(settings) => {
+            let signing = Arc::new(Signing::load_or_create(
+                &config.data_dir.join("pki"),
+                &config.region,
+                &settings.domain,
+                clock.now(),
+            )?);
+            tokio::spawn(rotate_signer(signing.clone(), clock.clone()));
+            let listener = TcpListener::bind(settings.listen).await?;
+            let state = Arc::new(InstanceApi {
+                registry: registry.clone(),
+                store: store.clone(),
+                credentials: InstanceCredentials::load_or_create(&config.data_dir)?,
+                signing,
+                audit: audit.clone(),
+                clock: clock.clone(),
+                domain: settings.domain.clone(),
+            });
+            Some((listener, state))
+        }
+    };
     let api = Arc::new(Api::new(
-        registry,
+        registry.clone(),
         authorizer,
         temporary,
         config.throttling.clone(),
         store.clone(),
         audit,
-        clock,
+        clock.clone(),
     ));
 
     let listener = TcpListener::bind(config.api.listen).await?;
     let api_addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let api_task = tokio::spawn(serve_api(listener, api.clone(), stop_rx));
+    let api_for_listener = api.clone();
+    let api_task = tokio::spawn(serve_http(
+        listener,
+        move |peer, request| handle(api_for_listener.clone(), peer, request),
+        stop_rx.clone(),
+    ));
     announce("api", api_addr);
+    let mut tasks = vec![api_task];
+    if let Some((listener, state)) = instance_api {
+        let addr = listener.local_addr()?;
+        tasks.push(tokio::spawn(serve_http(
+            listener,
+            move |peer, request| state.clone().handle(peer, request),
+            stop_rx.clone(),
+        )));
+        announce("instance-api", addr);
+    }
 
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);
-    api_task.await?;
+    for task in tasks {
+        task.await?;
+    }
     // The store closes when its last handle drops; its log writer finishes
     // every queued append first.
     drop(api);
     drop(store);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Replaces the signer leaf when it is due; checked every minute.
+async fn rotate_signer(signing: Arc<Signing>, clock: Arc<dyn Clock>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = signing.rotate_if_due(clock.now()) {
+            tracing::error!(error = %e, "signer rotation failed; the current leaf stays until it expires");
+        }
+    }
 }
 
 /// Log rotation: after the file was moved away, SIGHUP reopens the path.
@@ -129,7 +192,13 @@ fn announce(role: &str, addr: SocketAddr) {
     tracing::info!(role, %addr, "listening");
 }
 
-async fn serve_api(listener: TcpListener, api: Arc<Api>, mut stop: watch::Receiver<bool>) {
+/// Serves HTTP/1.1 on `listener` with `handler` until `stop`, then drains.
+/// Every role's listener shares these bounds and timeouts.
+pub async fn serve_http<H, F>(listener: TcpListener, handler: H, mut stop: watch::Receiver<bool>)
+where
+    H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -146,8 +215,8 @@ async fn serve_api(listener: TcpListener, api: Arc<Api>, mut stop: watch::Receiv
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let api = api.clone();
-        let service = service_fn(move |request| handle(api.clone(), peer, request));
+        let handler = handler.clone();
+        let service = service_fn(move |request| handler(peer, request));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(READ_TIMEOUT)

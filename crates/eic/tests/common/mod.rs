@@ -35,9 +35,13 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The listeners examples/dev.toml enables, in the order they announce.
+pub const ROLES: &[&str] = &["api", "instance-api"];
+
 pub struct Server {
     child: Child,
     pub api: SocketAddr,
+    pub instance_api: SocketAddr,
     pub data_dir: PathBuf,
     pub config: PathBuf,
     _config_dir: tempfile::TempDir,
@@ -62,7 +66,13 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_eic"))
             .args(["server", "--config"])
             .arg(&config)
-            .args(["--api-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--api-listen",
+                "127.0.0.1:0",
+                "--instance-api-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -79,13 +89,17 @@ impl Server {
                 }
             }
         });
-        let (role, api) = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server announced its listener");
-        assert_eq!(role, "api");
+        let mut listeners = std::collections::HashMap::new();
+        while listeners.len() < ROLES.len() {
+            let (role, addr) = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("server announced its listeners");
+            listeners.insert(role, addr);
+        }
         Server {
             child,
-            api,
+            api: listeners["api"],
+            instance_api: listeners["instance-api"],
             data_dir: data_dir.to_owned(),
             config,
             _config_dir: config_dir,
@@ -119,6 +133,50 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Pushes `key_file`'s key with boto3 (to an OS user, or `--serial`);
+/// returns the request id.
+pub fn push_with_boto3(server: &Server, instance: &str, target: &str, key_file: &Path) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/push_key.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([instance, target])
+        .arg(key_file)
+        .env("EIC_ENDPOINT", server.endpoint())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "push failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// An ed25519 key pair made by ssh-keygen; returns the private key's path.
+pub fn ssh_keygen(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+/// Runs the `eic` binary; returns (exit code, stdout, stderr).
+pub fn eic(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_eic"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The live keys in a data dir, as `eic keys list` reports them.

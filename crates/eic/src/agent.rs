@@ -1,0 +1,482 @@
+//! The instance side: `eic authorized-keys` (sshd's AuthorizedKeysCommand),
+//! `eic agent-config`, `eic instance-credential` and `eic agent
+//! install|uninstall`.
+//!
+//! `authorized-keys` runs once per key a client offers, as an unprivileged
+//! user, so it is one short process: one HTTP request, verification in
+//! process (chain, OCSP staple, RSA-PSS), nothing spawned, bounded to five
+//! seconds in all. It fails closed: on any doubt stdout stays empty.
+//! Exit codes are the official parser's: 0 when keys were printed, 255 when
+//! a blob held none valid, 1 when the chain or blob is refused; "no keys for
+//! this user" is a quiet 0 with no output and no log line.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::{Args, Subcommand};
+use eic_keyblob::{verify_blob, verify_signer_chain, BlobVerdict, OcspStaples, VerifyParams};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::instance_credentials::InstanceCredentials;
+
+/// The whole run, as the official `timeout 5s` wrapper bounds it.
+const TOTAL_BUDGET: Duration = Duration::from_secs(5);
+/// One request, as the official `curl -m 1`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// A key blob for one user is a few kilobytes; more is refused.
+const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+
+/// What an instance needs: printed by `eic agent-config`, read by
+/// `eic authorized-keys --config`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The server's instance-facing URL.
+    pub endpoint: String,
+    pub instance_id: String,
+    /// This instance's credential (keep the file readable only by the
+    /// AuthorizedKeysCommandUser).
+    pub credential: String,
+    /// The CN the signer certificate must carry.
+    pub signer_cn: String,
+    /// PEM of the CA that signs signer certificates.
+    pub trust_anchor: String,
+}
+
+#[derive(Args)]
+pub struct AuthorizedKeysArgs {
+    /// Agent configuration (from `eic agent-config`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The OS user sshd asks about (`%u`).
+    user: Option<String>,
+    /// The offered key's fingerprint (`%f`); only that key is printed.
+    fingerprint: Option<String>,
+    /// Parser mode (AWS's eic_parse_authorized_keys flags): debug, `true` prints failures to stdout.
+    #[arg(short = 'x', value_name = "true|false")]
+    debug: Option<String>,
+    /// Parser mode: the key blob file.
+    #[arg(short = 'p', value_name = "FILE")]
+    blob_file: Option<PathBuf>,
+    /// Parser mode: the openssl binary (accepted and ignored: nothing is spawned).
+    #[arg(short = 'o', value_name = "OPENSSL")]
+    openssl: Option<String>,
+    /// Parser mode: a temporary directory (accepted and ignored: nothing is written).
+    #[arg(short = 'd', value_name = "DIR")]
+    tmpdir: Option<PathBuf>,
+    /// Parser mode: the signer chain, as PEM text.
+    #[arg(short = 's', value_name = "PEM", allow_hyphen_values = true)]
+    chain: Option<String>,
+    /// Parser mode: this instance's id.
+    #[arg(short = 'i', value_name = "ID")]
+    instance_id: Option<String>,
+    /// Parser mode: the expected signer CN.
+    #[arg(short = 'c', value_name = "CN")]
+    signer_cn: Option<String>,
+    /// Parser mode: trusted CAs, a directory of PEM files or one bundle file.
+    #[arg(short = 'a', value_name = "CA")]
+    ca: Option<PathBuf>,
+    /// Parser mode: the directory of OCSP staples (DER, named by uppercase SHA-1).
+    #[arg(short = 'v', value_name = "DIR")]
+    ocsp_dir: Option<PathBuf>,
+    /// Parser mode: the expected fingerprint.
+    #[arg(short = 'f', value_name = "FINGERPRINT")]
+    flag_fingerprint: Option<String>,
+}
+
+pub fn authorized_keys(args: AuthorizedKeysArgs) -> ExitCode {
+    let log = Log::open(args.debug.as_deref() == Some("true"));
+    if args.blob_file.is_some() || args.chain.is_some() {
+        return parser_mode(&args, &log);
+    }
+    let (Some(config), Some(user)) = (&args.config, &args.user) else {
+        log.failure("usage: eic authorized-keys --config AGENT.toml USER [FINGERPRINT]");
+        return ExitCode::from(1);
+    };
+    match eic_mode(config, user, args.fingerprint.as_deref(), &log) {
+        Ok(code) => code,
+        Err(message) => {
+            log.failure(&message);
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct KeysResponse {
+    blob: String,
+    chain: String,
+    staples: BTreeMap<String, String>,
+}
+
+fn eic_mode(
+    config_path: &Path,
+    user: &str,
+    fingerprint: Option<&str>,
+    log: &Log,
+) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| format!("cannot read {}: {e}", config_path.display()))?;
+    let config: AgentConfig =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+    // A name outside what the API accepts can have no keys; it never
+    // reaches a URL.
+    if !eic_wire::is_valid_os_user(user) {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(REQUEST_TIMEOUT.min(TOTAL_BUDGET)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let url = format!(
+        "{}/eic/v1/authorized-keys/{user}",
+        config.endpoint.trim_end_matches('/')
+    );
+    let mut response = agent
+        .get(&url)
+        .header("Authorization", &format!("Bearer {}", config.credential))
+        .call()
+        .map_err(|e| format!("cannot reach {}: {e}", config.endpoint))?;
+    match response.status().as_u16() {
+        200 => {}
+        // No keys is the ordinary case: no output, no noise.
+        404 => return Ok(ExitCode::SUCCESS),
+        401 => return Err("the server refused this instance's credential".into()),
+        status => return Err(format!("the server answered {status}")),
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE_BYTES)
+        .read_to_vec()
+        .map_err(|e| format!("unreadable answer from the server: {e}"))?;
+    let body: KeysResponse = serde_json::from_slice(&body)
+        .map_err(|e| format!("unreadable answer from the server: {e}"))?;
+    let anchors = pem_certificates(&config.trust_anchor);
+    let mut staples = OcspStaples::new();
+    for (name, b64) in &body.staples {
+        let der = STANDARD
+            .decode(b64.trim())
+            .map_err(|_| format!("OCSP staple {name} is not base64"))?;
+        staples.insert(name.clone(), der);
+    }
+    let now = unix_now();
+    let signer = verify_signer_chain(
+        &body.chain,
+        &anchors,
+        &config.signer_cn,
+        now,
+        &staples,
+        true,
+    )
+    .map_err(|e| format!("encountered an unrecognized signer certificate: {e}"))?;
+    Ok(print_verdict(
+        verify_blob(
+            &body.blob,
+            &VerifyParams {
+                instance_id: &config.instance_id,
+                now_unix: now,
+                expected_fingerprint: fingerprint,
+                signer_key: &signer,
+            },
+        ),
+        fingerprint,
+        log,
+    ))
+}
+
+/// AWS's `eic_parse_authorized_keys -x -p -o -d -s -i -c -a -v [-f]`.
+fn parser_mode(args: &AuthorizedKeysArgs, log: &Log) -> ExitCode {
+    let run = || -> Result<ExitCode, String> {
+        let (Some(blob_file), Some(chain), Some(instance_id), Some(cn), Some(ca), Some(ocsp_dir)) = (
+            &args.blob_file,
+            &args.chain,
+            &args.instance_id,
+            &args.signer_cn,
+            &args.ca,
+            &args.ocsp_dir,
+        ) else {
+            return Err("usage: eic authorized-keys -x true|false -p BLOB -o OPENSSL -d TMPDIR -s CHAIN_PEM -i INSTANCE_ID -c SIGNER_CN -a CA_PATH -v OCSP_DIR [-f FINGERPRINT]".into());
+        };
+        let anchors = trust_anchors(ca)?;
+        let staples = read_staples(ocsp_dir)?;
+        let now = unix_now();
+        let signer = verify_signer_chain(chain, &anchors, cn, now, &staples, true)
+            .map_err(|e| format!("could not verify the signer certificate: {e}"))?;
+        let blob = std::fs::read_to_string(blob_file)
+            .map_err(|e| format!("cannot read {}: {e}", blob_file.display()))?;
+        let fingerprint = args.flag_fingerprint.as_deref().filter(|f| !f.is_empty());
+        if let Some(f) = fingerprint {
+            log.info(&format!(
+                "Querying EC2 Instance Connect keys for matching fingerprint: {f}"
+            ));
+        }
+        Ok(print_verdict(
+            verify_blob(
+                &blob,
+                &VerifyParams {
+                    instance_id,
+                    now_unix: now,
+                    expected_fingerprint: fingerprint,
+                    signer_key: &signer,
+                },
+            ),
+            fingerprint,
+            log,
+        ))
+    };
+    run().unwrap_or_else(|message| {
+        log.failure(&message);
+        ExitCode::from(1)
+    })
+}
+
+fn print_verdict(verdict: BlobVerdict, _fingerprint: Option<&str>, log: &Log) -> ExitCode {
+    match verdict {
+        BlobVerdict::Rejected(reason) => {
+            log.failure(&format!("refusing every key of this blob: {reason:?}"));
+            ExitCode::from(1)
+        }
+        BlobVerdict::Keys { accepted, .. } if accepted.is_empty() => ExitCode::from(255),
+        BlobVerdict::Keys { accepted, .. } => {
+            let mut out = String::new();
+            for key in &accepted {
+                log.info(&key.log_message());
+                out.push_str(&key.key_line);
+                out.push('\n');
+            }
+            let stdout = std::io::stdout();
+            let mut stdout = stdout.lock();
+            if stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn trust_anchors(ca: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let mut anchors = Vec::new();
+    if ca.is_dir() {
+        let entries =
+            std::fs::read_dir(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+        for entry in entries.flatten() {
+            if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                anchors.extend(pem_certificates(&text));
+            }
+        }
+    } else {
+        let text = std::fs::read_to_string(ca)
+            .map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+        anchors.extend(pem_certificates(&text));
+    }
+    Ok(anchors)
+}
+
+fn read_staples(dir: &Path) -> Result<OcspStaples, String> {
+    let mut staples = OcspStaples::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Ok(der) = std::fs::read(entry.path()) {
+                staples.insert(name.to_ascii_uppercase(), der);
+            }
+        }
+    }
+    Ok(staples)
+}
+
+/// Every `CERTIFICATE` block of a PEM text, as DER.
+fn pem_certificates(text: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut body: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        match (line, &mut body) {
+            ("-----BEGIN CERTIFICATE-----", _) => body = Some(String::new()),
+            ("-----END CERTIFICATE-----", Some(b64)) => {
+                if let Ok(der) = STANDARD.decode(b64.as_bytes()) {
+                    out.push(der);
+                }
+                body = None;
+            }
+            (line, Some(b64)) => b64.push_str(line),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// syslog at authpriv, as the official scripts log, or stdout in debug.
+struct Log {
+    debug: bool,
+}
+
+impl Log {
+    fn open(debug: bool) -> Log {
+        if !debug {
+            // SAFETY: a static NUL-terminated ident; openlog keeps the pointer.
+            unsafe {
+                libc::openlog(
+                    c"eic-authorized-keys".as_ptr(),
+                    libc::LOG_PID,
+                    libc::LOG_AUTHPRIV,
+                )
+            };
+        }
+        Log { debug }
+    }
+
+    fn info(&self, message: &str) {
+        if !self.debug {
+            syslog(libc::LOG_INFO, message);
+        }
+    }
+
+    fn failure(&self, message: &str) {
+        if self.debug {
+            println!("{message}");
+        } else {
+            syslog(libc::LOG_WARNING, message);
+            eprintln!("eic authorized-keys: {message}");
+        }
+    }
+}
+
+fn syslog(priority: libc::c_int, message: &str) {
+    let Ok(message) = std::ffi::CString::new(message.replace('\0', " ")) else {
+        return;
+    };
+    // SAFETY: both strings are NUL-terminated; "%s" makes the message data.
+    unsafe {
+        libc::syslog(
+            libc::LOG_AUTHPRIV | priority,
+            c"%s".as_ptr(),
+            message.as_ptr(),
+        )
+    };
+}
+
+/// `eic agent-config`.
+#[derive(Args)]
+pub struct AgentConfigArgs {
+    /// The server's TOML configuration.
+    #[arg(long)]
+    config: PathBuf,
+    /// The server's data directory, if overridden at its start.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    instance_id: String,
+    /// The URL the instance reaches the instance-facing API at.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+}
+
+pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
+    let (config, registry) = load_server(&args.config, args.data_dir)?;
+    let Some(instance_api) = &config.instance_api else {
+        anyhow::bail!("{} has no [instance_api] section", args.config.display());
+    };
+    if registry.instance(&args.instance_id).is_none() {
+        anyhow::bail!(
+            "no instance {} in {}",
+            args.instance_id,
+            args.config.display()
+        );
+    }
+    let ca_path = config.data_dir.join("pki/ca.pem");
+    let trust_anchor = std::fs::read_to_string(&ca_path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {} (has the server started once on this data dir?): {e}",
+            ca_path.display()
+        )
+    })?;
+    let endpoint = args
+        .endpoint
+        .or_else(|| instance_api.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", instance_api.listen));
+    let agent = AgentConfig {
+        endpoint,
+        credential: InstanceCredentials::load_or_create(&config.data_dir)?
+            .credential(&args.instance_id)?,
+        instance_id: args.instance_id,
+        signer_cn: format!(
+            "managed-ssh-signer.{}.{}",
+            config.region, instance_api.domain
+        ),
+        trust_anchor,
+    };
+    print!("{}", toml::to_string(&agent)?);
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum InstanceCredentialCommand {
+    /// Invalidate the instance's credential and print a new agent credential.
+    Rotate(InstanceCredentialArgs),
+    /// Invalidate the instance's credential without issuing one to anyone.
+    Revoke(InstanceCredentialArgs),
+}
+
+#[derive(Args)]
+pub struct InstanceCredentialArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    instance_id: String,
+}
+
+pub fn instance_credential(command: InstanceCredentialCommand) -> anyhow::Result<()> {
+    let (args, print) = match command {
+        InstanceCredentialCommand::Rotate(a) => (a, true),
+        InstanceCredentialCommand::Revoke(a) => (a, false),
+    };
+    let (config, registry) = load_server(&args.config, args.data_dir)?;
+    if registry.instance(&args.instance_id).is_none() {
+        anyhow::bail!(
+            "no instance {} in {}",
+            args.instance_id,
+            args.config.display()
+        );
+    }
+    let credential =
+        InstanceCredentials::load_or_create(&config.data_dir)?.rotate(&args.instance_id)?;
+    if print {
+        println!("{credential}");
+    }
+    Ok(())
+}
+
+fn load_server(
+    path: &Path,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<(Config, crate::registry::Registry)> {
+    let mut config = Config::load(path)?;
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    let registry = crate::registry::Registry::from_config(&config)?;
+    Ok((config, registry))
+}

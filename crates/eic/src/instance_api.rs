@@ -1,0 +1,216 @@
+//! The instance-facing listener (role `instance-api`): each instance,
+//! authenticated by its own credential, reads its own live keys, signed in
+//! AWS's managed-ssh-keys format.
+//!
+//! Two shapes of the same data:
+//! - `/latest/meta-data/…`: the paths AWS's instance metadata serves
+//!   (`managed-ssh-keys/active-keys/<user>/`, `signer-cert/`,
+//!   `signer-ocsp/[<sha1>]`, `instance-id/`, `placement/availability-zone/`,
+//!   `services/domain/`), for clients written against IMDS;
+//! - `/eic/v1/authorized-keys/<user>`: blob, chain and staples in one JSON
+//!   answer, which `eic authorized-keys` uses: one round trip, and the blob
+//!   and the chain it was signed under can never come from different leaves.
+//!
+//! The credential goes in `Authorization: Bearer …` or in IMDSv2's
+//! `X-aws-ec2-metadata-token` header. Anything unauthenticated is 401; an
+//! instance sees only itself.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eic_store::{Clock, KeyTarget, Store};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::audit::{format_iso8601, AuditLog, EVENT_SOURCE};
+use crate::instance_credentials::InstanceCredentials;
+use crate::registry::{Instance, Registry};
+use crate::signing::Signing;
+
+pub struct InstanceApi {
+    pub registry: Arc<Registry>,
+    pub store: Arc<dyn Store>,
+    pub credentials: InstanceCredentials,
+    pub signing: Arc<Signing>,
+    pub audit: Arc<AuditLog>,
+    pub clock: Arc<dyn Clock>,
+    pub domain: String,
+}
+
+impl InstanceApi {
+    pub async fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        Ok(self
+            .route(peer, &request)
+            .await
+            .unwrap_or_else(|status| text(status, "")))
+    }
+
+    async fn route(
+        &self,
+        peer: SocketAddr,
+        request: &Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, StatusCode> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return Err(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        let instance = self.authenticate(request)?;
+        let head = request.method() == Method::HEAD;
+        let path = request.uri().path();
+        let reply = |r: Response<Full<Bytes>>| Ok(if head { strip_body(r) } else { r });
+
+        if let Some(user) = path.strip_prefix("/eic/v1/authorized-keys/") {
+            let user = valid_user(user)?;
+            let keys = self.live_keys(&instance, user, peer).await?;
+            let (leaf, blob) = self
+                .signing
+                .blob(&instance.id, user, &keys)
+                .map_err(internal)?;
+            let body = json!({"blob": &*blob, "chain": leaf.chain_pem, "staples": leaf.staples});
+            let mut response = text(StatusCode::OK, &body.to_string());
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return reply(response);
+        }
+        let Some(rest) = path.strip_prefix("/latest/meta-data/") else {
+            return Err(StatusCode::NOT_FOUND);
+        };
+        match rest.trim_end_matches('/') {
+            "instance-id" => reply(text(StatusCode::OK, &instance.id)),
+            "placement/availability-zone" => {
+                reply(text(StatusCode::OK, &instance.availability_zone))
+            }
+            "services/domain" => reply(text(StatusCode::OK, &self.domain)),
+            "managed-ssh-keys/signer-cert" => {
+                reply(text(StatusCode::OK, &self.signing.current().chain_pem))
+            }
+            "managed-ssh-keys/signer-ocsp" => {
+                let names: Vec<String> = self.signing.current().staples.keys().cloned().collect();
+                reply(text(StatusCode::OK, &names.join("\n")))
+            }
+            other => {
+                if let Some(name) = other.strip_prefix("managed-ssh-keys/signer-ocsp/") {
+                    let leaf = self.signing.current();
+                    let staple = leaf.staples.get(name).ok_or(StatusCode::NOT_FOUND)?;
+                    return reply(text(StatusCode::OK, staple));
+                }
+                if let Some(user) = other.strip_prefix("managed-ssh-keys/active-keys/") {
+                    let user = valid_user(user)?;
+                    let keys = self.live_keys(&instance, user, peer).await?;
+                    let (_, blob) = self
+                        .signing
+                        .blob(&instance.id, user, &keys)
+                        .map_err(internal)?;
+                    return reply(text(StatusCode::OK, &blob));
+                }
+                Err(StatusCode::NOT_FOUND)
+            }
+        }
+    }
+
+    fn authenticate(&self, request: &Request<Incoming>) -> Result<Arc<Instance>, StatusCode> {
+        let headers = request.headers();
+        let credential = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| {
+                headers
+                    .get("x-aws-ec2-metadata-token")
+                    .and_then(|v| v.to_str().ok())
+            })
+            .ok_or(StatusCode::UNAUTHORIZED)?;
+        let instance_id = self
+            .credentials
+            .verify(credential.trim())
+            .ok_or(StatusCode::UNAUTHORIZED)?;
+        self.registry
+            .instance(&instance_id)
+            .cloned()
+            .ok_or(StatusCode::UNAUTHORIZED)
+    }
+
+    /// The live keys, 404 when there are none; every fetch is audited.
+    async fn live_keys(
+        &self,
+        instance: &Instance,
+        user: &str,
+        peer: SocketAddr,
+    ) -> Result<Vec<eic_store::PushedKey>, StatusCode> {
+        let now = self.clock.now();
+        let keys = self
+            .store
+            .live_keys(&instance.id, &KeyTarget::OsUser(user.to_owned()), now)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "key store unavailable for an instance fetch");
+                StatusCode::SERVICE_UNAVAILABLE
+            })?;
+        let served: Vec<_> = keys
+            .iter()
+            .map(|k| json!({"fingerprint": k.fingerprint, "requestId": k.request_id, "caller": k.caller_arn}))
+            .collect();
+        let event = json!({
+            "eventVersion": "1.08",
+            "userIdentity": {"type": "Instance", "instanceId": instance.id, "accountId": instance.account},
+            "eventTime": format_iso8601(now),
+            "eventSource": EVENT_SOURCE,
+            "eventName": "GetAuthorizedKeys",
+            "sourceIPAddress": peer.ip().to_string(),
+            "requestParameters": {"instanceId": instance.id, "osUser": user},
+            "responseElements": {"keys": served},
+            "eventID": uuid::Uuid::new_v4().to_string(),
+            "readOnly": true,
+            "eventType": "AwsServiceEvent",
+            "recipientAccountId": instance.account,
+        });
+        // Fail closed: keys are handed out only once the fetch is on record.
+        self.audit.record(&event).map_err(|e| {
+            tracing::error!(error = %e, "audit log write failed; key fetch refused");
+            StatusCode::SERVICE_UNAVAILABLE
+        })?;
+        if keys.is_empty() {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        Ok(keys)
+    }
+}
+
+/// The user part of the path: exactly what the API accepts as an OS user.
+fn valid_user(segment: &str) -> Result<&str, StatusCode> {
+    let user = segment.strip_suffix('/').unwrap_or(segment);
+    if eic_wire::is_valid_os_user(user) {
+        Ok(user)
+    } else {
+        Err(StatusCode::NOT_FOUND)
+    }
+}
+
+fn internal(e: anyhow::Error) -> StatusCode {
+    tracing::error!(error = %e, "cannot sign a key blob");
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+fn strip_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
