@@ -24,6 +24,8 @@ use crate::authz::Authorizer;
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
 use crate::registry::{supports_serial_console, Instance, Principal, Registry};
+use crate::serial::SerialConsoleAccess;
+use eic_serial::SessionLocks;
 
 /// How long a pushed key lets its holder in, as at AWS.
 pub const KEY_LIFETIME: Duration = Duration::from_secs(60);
@@ -39,7 +41,18 @@ pub struct Api {
     store: Arc<dyn Store>,
     audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
+    serial: SerialState,
 }
+
+/// What the API needs to know of serial console sessions.
+pub struct SerialState {
+    pub access: SerialConsoleAccess,
+    /// The gateway's session locks; `None` when no gateway runs.
+    pub locks: Option<Arc<dyn SessionLocks>>,
+}
+
+/// How long a push waits to learn whether a console backend answers.
+const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A request as the listener received it.
 pub struct ApiRequest<'a> {
@@ -94,6 +107,7 @@ impl Api {
         store: Arc<dyn Store>,
         audit: Arc<AuditLog>,
         clock: Arc<dyn Clock>,
+        serial: SerialState,
     ) -> Api {
         let verifier = Verifier::new(
             "ec2-instance-connect",
@@ -109,6 +123,7 @@ impl Api {
             store,
             audit,
             clock,
+            serial,
         }
     }
 
@@ -177,6 +192,9 @@ impl Api {
             now,
         )?;
         let instance = self.check_instance(push, &principal, instance)?;
+        if let PushTarget::SerialPort(port) = push.target {
+            self.check_serial_session(instance, port).await?;
+        }
         self.throttle(&format!("instance:{}", instance.id), now, |t| t.instance)
             .await?;
 
@@ -337,10 +355,11 @@ impl Api {
             }
         }
         if push.operation == Operation::SendSerialConsoleSSHPublicKey {
-            let enabled = self
-                .registry
-                .account(&principal.account)
-                .is_some_and(|a| a.serial_console_access);
+            let enabled = self.registry.account(&principal.account).is_some_and(|a| {
+                self.serial
+                    .access
+                    .enabled(&principal.account, a.serial_console_access)
+            });
             if !enabled {
                 return Err(ApiError::plain(
                     ErrorCode::SerialConsoleAccessDisabledException,
@@ -370,6 +389,36 @@ impl Api {
             return Err(ApiError::plain(ErrorCode::EC2InstanceUnavailableException));
         }
         Ok(instance)
+    }
+
+    /// Whether a session could open now: a console is configured, no
+    /// session holds the port (or is tearing down), and the console answers.
+    async fn check_serial_session(&self, instance: &Instance, port: u8) -> Result<(), ApiError> {
+        let Some(backend) = &instance.serial_console else {
+            return Err(ApiError::new(
+                ErrorCode::SerialConsoleSessionUnsupportedException,
+                format!("Instance {} has no serial console configured.", instance.id),
+            ));
+        };
+        let unavailable = |why: String| {
+            tracing::warn!(instance = %instance.id, reason = %why, "serial console unavailable");
+            ApiError::plain(ErrorCode::SerialConsoleSessionUnavailableException)
+        };
+        let Some(locks) = &self.serial.locks else {
+            return Err(unavailable("no serial console gateway runs".into()));
+        };
+        if locks
+            .is_busy(&instance.id, port)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(ApiError::plain(
+                ErrorCode::SerialConsoleSessionLimitExceededException,
+            ));
+        }
+        eic_serial::probe_backend(backend, BACKEND_PROBE_TIMEOUT)
+            .await
+            .map_err(unavailable)
     }
 
     fn audit(

@@ -24,6 +24,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// The instance-facing listener; absent, instances cannot fetch keys.
     pub instance_api: Option<InstanceApiConfig>,
+    /// The serial console SSH gateway; absent, no serial sessions.
+    pub serial_console: Option<SerialConsoleConfig>,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -114,6 +116,44 @@ impl InstanceApiConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConsoleConfig {
+    pub listen: SocketAddr,
+    /// A session ends after this long (AWS: 1 hour).
+    #[serde(default = "SerialConsoleConfig::default_max_session")]
+    pub max_session_secs: u64,
+    /// After a session ends, the port stays taken this long (AWS: 30 s).
+    #[serde(default = "SerialConsoleConfig::default_teardown")]
+    pub teardown_secs: u64,
+}
+
+impl SerialConsoleConfig {
+    fn default_max_session() -> u64 {
+        3600
+    }
+
+    fn default_teardown() -> u64 {
+        30
+    }
+}
+
+/// Where an instance's serial console is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ConsoleBackendConfig {
+    /// ser2net, QEMU `-serial tcp:…`: `address = "host:port"`.
+    Tcp { address: String },
+    /// QEMU, libvirt, Firecracker: `path = "/run/…sock"`.
+    Unix { path: PathBuf },
+    /// `virsh console`, `ipmitool sol activate`: run on a pty.
+    Command {
+        program: String,
+        #[serde(default)]
+        args: Vec<String>,
+    },
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
@@ -200,6 +240,8 @@ pub struct InstanceConfig {
     /// pushes with EC2InstanceUnavailableException.
     #[serde(default)]
     pub availability: Availability,
+    /// The instance's serial console, for the serial console gateway.
+    pub serial_console: Option<ConsoleBackendConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -12,6 +12,8 @@ mod instance_api;
 mod instance_credentials;
 mod keys_cli;
 mod registry;
+mod serial;
+mod serial_cli;
 mod server;
 mod signing;
 
@@ -45,6 +47,9 @@ enum Command {
         /// Listen address for the instance-facing API (overrides [instance_api] listen).
         #[arg(long, value_name = "ADDR")]
         instance_api_listen: Option<SocketAddr>,
+        /// Listen address for the serial console gateway (overrides [serial_console] listen).
+        #[arg(long, value_name = "ADDR")]
+        serial_listen: Option<SocketAddr>,
         /// Directory for durable state (overrides data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -65,6 +70,13 @@ enum Command {
         #[command(subcommand)]
         command: agent::InstanceCredentialCommand,
     },
+    /// Enable, disable or show serial console access for an account (takes effect on a running server).
+    SerialConsoleAccess {
+        #[command(subcommand)]
+        command: serial_cli::AccessCommand,
+    },
+    /// Print the serial console gateway's host key fingerprint, to pin it in known_hosts.
+    SerialHostKey(serial_cli::HostKeyArgs),
     /// Inspect the keys in an embedded store's data directory.
     Keys {
         #[command(subcommand)]
@@ -131,18 +143,22 @@ fn main() -> ExitCode {
             config,
             api_listen,
             instance_api_listen,
+            serial_listen,
             data_dir,
         } => run_server(
             config,
             server::Overrides {
                 api_listen,
                 instance_api_listen,
+                serial_listen,
                 data_dir,
             },
         ),
         Command::Keys { command } => keys_cli::run(command),
         Command::AuthorizedKeys(_) => unreachable!("handled before logging is set up"),
         Command::AgentConfig(args) => agent::agent_config(args),
+        Command::SerialConsoleAccess { command } => serial_cli::access(command),
+        Command::SerialHostKey(args) => serial_cli::host_key(args),
         Command::InstanceCredential { command } => agent::instance_credential(command),
         Command::Audit(args) => audit_cli::run(args),
         Command::Credentials {

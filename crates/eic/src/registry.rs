@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::{AccessKeyStatus, Availability, Config, ConfigError, InstanceState};
+use crate::config::{
+    AccessKeyStatus, Availability, Config, ConfigError, ConsoleBackendConfig, InstanceState,
+};
 
 #[derive(Debug)]
 pub struct Account {
@@ -30,6 +32,7 @@ pub struct Instance {
     pub instance_type: String,
     pub tags: BTreeMap<String, String>,
     pub availability: Availability,
+    pub serial_console: Option<eic_serial::ConsoleBackend>,
 }
 
 pub struct AccessKey {
@@ -45,6 +48,13 @@ pub struct Registry {
     access_keys: HashMap<String, AccessKey>,
     principals: HashMap<String, Arc<Principal>>,
     instances: HashMap<String, Arc<Instance>>,
+}
+
+/// The gateway finds each instance's console here.
+impl eic_serial::Backends for Registry {
+    fn backend(&self, instance_id: &str) -> Option<eic_serial::ConsoleBackend> {
+        self.instances.get(instance_id)?.serial_console.clone()
+    }
 }
 
 impl Registry {
@@ -148,6 +158,17 @@ impl Registry {
                 instance_type: i.instance_type.clone(),
                 tags: i.tags.clone(),
                 availability: i.availability,
+                serial_console: i.serial_console.clone().map(|b| match b {
+                    ConsoleBackendConfig::Tcp { address } => {
+                        eic_serial::ConsoleBackend::Tcp { address }
+                    }
+                    ConsoleBackendConfig::Unix { path } => {
+                        eic_serial::ConsoleBackend::Unix { path }
+                    }
+                    ConsoleBackendConfig::Command { program, args } => {
+                        eic_serial::ConsoleBackend::Command { program, args }
+                    }
+                }),
             });
             if instances.insert(i.id.clone(), instance).is_some() {
                 return invalid(format!("instance {} is defined twice", i.id));

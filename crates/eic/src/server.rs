@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use eic_store::{Clock, Durability, EmbeddedStore, Store, SystemClock};
 use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
 
-use crate::api::{Api, ApiRequest, ApiResponse};
+use crate::api::{Api, ApiRequest, ApiResponse, SerialState};
 use crate::audit::AuditLog;
 use crate::authz::Authorizer;
 use crate::config::{Config, DurabilityConfig, StoreKind};
@@ -29,13 +29,16 @@ use crate::credentials::TemporaryCredentials;
 use crate::instance_api::InstanceApi;
 use crate::instance_credentials::InstanceCredentials;
 use crate::registry::Registry;
+use crate::serial::{AuditedSessions, SerialConsoleAccess, StoreSerialKeys};
 use crate::signing::Signing;
+use eic_serial::{Gateway, GatewayConfig, LocalSessionLocks, SessionLocks};
 
 /// Command-line settings that take precedence over the config file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub api_listen: Option<SocketAddr>,
     pub instance_api_listen: Option<SocketAddr>,
+    pub serial_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -57,6 +60,12 @@ pub async fn run(
     }
     if let Some(dir) = overrides.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(addr) = overrides.serial_listen {
+        match config.serial_console.as_mut() {
+            Some(serial) => serial.listen = addr,
+            None => anyhow::bail!("--serial-listen needs a [serial_console] section in the config"),
+        }
     }
     if let Some(addr) = overrides.instance_api_listen {
         match config.instance_api.as_mut() {
@@ -97,7 +106,7 @@ pub async fn run(
                 clock.now(),
             )?);
             tokio::spawn(rotate_signer(signing.clone(), clock.clone()));
-            let listener = TcpListener::bind(settings.listen).await?;
+            let listener = bind("instance-api", settings.listen).await?;
             let state = Arc::new(InstanceApi {
                 registry: registry.clone(),
                 store: store.clone(),
@@ -110,6 +119,44 @@ pub async fn run(
             Some((listener, state))
         }
     };
+    let serial_gateway = match &config.serial_console {
+        None => None,
+        Some(settings) => {
+            let host_key =
+                eic_serial::load_or_create_host_key(&config.data_dir.join("serial-host-key"))?;
+            let fingerprint = eic_serial::host_key_fingerprint(&host_key);
+            let locks: Arc<dyn SessionLocks> = Arc::new(LocalSessionLocks::new(
+                Duration::from_secs(settings.teardown_secs),
+            ));
+            let mut gateway = GatewayConfig::new(
+                host_key,
+                registry.clone(),
+                Arc::new(StoreSerialKeys {
+                    store: store.clone(),
+                    clock: clock.clone(),
+                }),
+                locks.clone(),
+                Arc::new(AuditedSessions {
+                    audit: audit.clone(),
+                    region: config.region.clone(),
+                }),
+            );
+            gateway.max_session = Duration::from_secs(settings.max_session_secs);
+            let listener = TcpListener::bind(settings.listen).await?;
+            Some((
+                listener,
+                Arc::new(Gateway::new(gateway)),
+                locks,
+                fingerprint,
+            ))
+        }
+    };
+    let serial_state = SerialState {
+        access: SerialConsoleAccess::new(&config.data_dir),
+        locks: serial_gateway
+            .as_ref()
+            .map(|(_, _, locks, _)| locks.clone()),
+    };
     let api = Arc::new(Api::new(
         registry.clone(),
         authorizer,
@@ -118,9 +165,10 @@ pub async fn run(
         store.clone(),
         audit,
         clock.clone(),
+        serial_state,
     ));
 
-    let listener = TcpListener::bind(config.api.listen).await?;
+    let listener = bind("api", config.api.listen).await?;
     let api_addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_for_listener = api.clone();
@@ -139,6 +187,12 @@ pub async fn run(
             stop_rx.clone(),
         )));
         announce("instance-api", addr);
+    }
+    if let Some((listener, gateway, _, fingerprint)) = serial_gateway {
+        let addr = listener.local_addr()?;
+        tasks.push(tokio::spawn(gateway.serve(listener, stop_rx.clone())));
+        announce("serial-console", addr);
+        println!("serial-console host key {fingerprint}");
     }
 
     shutdown.await;
@@ -181,6 +235,12 @@ async fn reopen_on_sighup(audit: Arc<AuditLog>) {
             }
         }
     }
+}
+
+async fn bind(role: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {role}: {e}"))
 }
 
 /// The line scripts and tests wait for: `listening <role> <address>`.

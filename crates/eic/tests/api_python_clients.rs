@@ -21,6 +21,10 @@ access_keys = [{ id = "AKIDINACTIVEEXAMPLE", secret = "inactiveSecret/EXAMPLE000
 
 #[test]
 fn boto3_botocore_and_aws_cli() {
-    let server = Server::start(EXTRA);
+    // A listening socket is all a push's reachability probe needs.
+    let console = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let console_addr = console.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &[("127.0.0.1:7000", &console_addr)], EXTRA);
     run_python("api_boto3.py", &server);
 }

@@ -21,7 +21,11 @@ fn client(server: &Server, creds: (&str, &str)) -> eic::Client {
 
 #[tokio::test]
 async fn rust_sdk_success_and_errors() {
-    let server = Server::start("");
+    // A listening socket is all a serial push's reachability probe needs.
+    let console = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let console_addr = console.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &[("127.0.0.1:7000", &console_addr)], "");
     let c = client(&server, ADMIN);
 
     let out = c

@@ -36,12 +36,13 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The listeners examples/dev.toml enables, in the order they announce.
-pub const ROLES: &[&str] = &["api", "instance-api"];
+pub const ROLES: &[&str] = &["api", "instance-api", "serial-console"];
 
 pub struct Server {
     child: Child,
     pub api: SocketAddr,
     pub instance_api: SocketAddr,
+    pub serial: SocketAddr,
     pub data_dir: PathBuf,
     pub config: PathBuf,
     _config_dir: tempfile::TempDir,
@@ -59,8 +60,18 @@ impl Server {
 
     /// As [`Server::start`], on `data_dir` (which outlives the server).
     pub fn start_in(data_dir: &Path, extra: &str) -> Server {
+        Server::start_with(data_dir, &[], extra)
+    }
+
+    /// examples/dev.toml with each `(from, to)` replaced (serial console
+    /// backends the test starts), plus `extra`.
+    pub fn start_with(data_dir: &Path, replace: &[(&str, &str)], extra: &str) -> Server {
         let config_dir = tempfile::tempdir().unwrap();
-        let dev = std::fs::read_to_string(repo_root().join("examples/dev.toml")).unwrap();
+        let mut dev = std::fs::read_to_string(repo_root().join("examples/dev.toml")).unwrap();
+        for (from, to) in replace {
+            assert!(dev.contains(from), "{from} is not in dev.toml");
+            dev = dev.replace(from, to);
+        }
         let config = config_dir.path().join("eic.toml");
         std::fs::write(&config, format!("{dev}\n{extra}\n")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_eic"))
@@ -70,6 +81,8 @@ impl Server {
                 "--api-listen",
                 "127.0.0.1:0",
                 "--instance-api-listen",
+                "127.0.0.1:0",
+                "--serial-listen",
                 "127.0.0.1:0",
                 "--data-dir",
             ])
@@ -100,6 +113,7 @@ impl Server {
             child,
             api: listeners["api"],
             instance_api: listeners["instance-api"],
+            serial: listeners["serial-console"],
             data_dir: data_dir.to_owned(),
             config,
             _config_dir: config_dir,
@@ -138,6 +152,17 @@ impl Drop for Server {
 /// Pushes `key_file`'s key with boto3 (to an OS user, or `--serial`);
 /// returns the request id.
 pub fn push_with_boto3(server: &Server, instance: &str, target: &str, key_file: &Path) -> String {
+    try_push_with_boto3(server, instance, target, key_file)
+        .unwrap_or_else(|code| panic!("push refused: {code}"))
+}
+
+/// As [`push_with_boto3`]; `Err` carries the error code AWS's client parsed.
+pub fn try_push_with_boto3(
+    server: &Server,
+    instance: &str,
+    target: &str,
+    key_file: &Path,
+) -> Result<String, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/push_key.py");
     let out = Command::new("python3")
         .arg(script)
@@ -146,12 +171,25 @@ pub fn push_with_boto3(server: &Server, instance: &str, target: &str, key_file: 
         .env("EIC_ENDPOINT", server.endpoint())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    let printed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    match out.status.code() {
+        Some(0) => Ok(printed),
+        Some(3) => Err(printed),
+        _ => panic!("push failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+/// Polls `condition` until it holds, for conditions that time makes true;
+/// panics after `seconds`.
+pub fn wait_until(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// An ed25519 key pair made by ssh-keygen; returns the private key's path.

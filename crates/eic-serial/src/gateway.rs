@@ -1,0 +1,278 @@
+//! The SSH listener: accepts connections, bounds how long each may stay
+//! without a session, and ends everything at shutdown.
+
+use std::future::pending;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::PrivateKey;
+use russh::server::run_stream;
+use russh::{Disconnect, MethodKind, MethodSet, SshId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
+use tracing::{debug, info, warn};
+
+use crate::backend::Backends;
+use crate::events::SessionEvents;
+use crate::handler::Connection;
+use crate::keys::SerialKeys;
+use crate::locks::SessionLocks;
+
+/// How long a client gets to close the connection after its session ended
+/// (or after being told to go) before the gateway drops it. Closing from the
+/// client side lets OpenSSH exit with the session's exit status, not 255.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// What the gateway needs; [`GatewayConfig::new`] fills in AWS's limits.
+pub struct GatewayConfig {
+    pub host_key: PrivateKey,
+    pub backends: Arc<dyn Backends>,
+    pub keys: Arc<dyn SerialKeys>,
+    pub locks: Arc<dyn SessionLocks>,
+    pub events: Arc<dyn SessionEvents>,
+    /// A session ends after this long (AWS: about 1 h).
+    pub max_session: Duration,
+    /// Time from TCP connect to successful authentication, and again from
+    /// authentication to the shell request.
+    pub auth_timeout: Duration,
+    /// Signed authentication attempts allowed per connection. Key probes are
+    /// not counted but each rejection costs a second, within `auth_timeout`.
+    pub max_auth_attempts: usize,
+    /// Time allowed to connect to the console when a session opens.
+    pub backend_timeout: Duration,
+}
+
+impl GatewayConfig {
+    pub fn new(
+        host_key: PrivateKey,
+        backends: Arc<dyn Backends>,
+        keys: Arc<dyn SerialKeys>,
+        locks: Arc<dyn SessionLocks>,
+        events: Arc<dyn SessionEvents>,
+    ) -> Self {
+        Self {
+            host_key,
+            backends,
+            keys,
+            locks,
+            events,
+            max_session: Duration::from_secs(3600),
+            auth_timeout: Duration::from_secs(30),
+            max_auth_attempts: 6,
+            backend_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where a connection stands; the handler and the bridge advance it and the
+/// connection's supervisor applies the matching time limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Authenticating,
+    Authenticated,
+    Bridging,
+    Ended,
+}
+
+/// The serial console SSH gateway.
+pub struct Gateway {
+    pub(crate) config: GatewayConfig,
+    ssh: Arc<russh::server::Config>,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Self {
+        let ssh = russh::server::Config {
+            server_id: SshId::Standard(
+                format!("SSH-2.0-eic-serial_{}", env!("CARGO_PKG_VERSION")).into(),
+            ),
+            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+            keys: vec![config.host_key.clone()],
+            // Rejections take a constant second so timing does not tell which
+            // keys are live; the first "none" probe reveals nothing and is
+            // answered at once.
+            auth_rejection_time: Duration::from_secs(1),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            max_auth_attempts: config.max_auth_attempts,
+            // A console can be silent for hours; keepalives find dead
+            // clients instead of an inactivity timeout.
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        };
+        Self {
+            config,
+            ssh: Arc::new(ssh),
+        }
+    }
+
+    /// Serves SSH on `listener` until `shutdown` becomes true (or its sender
+    /// is dropped), then ends open sessions, telling their clients why, and
+    /// returns once every connection is gone.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = stopped(&mut shutdown) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(Arc::clone(&self).connection(stream, peer, shutdown.clone()));
+                    }
+                    Err(e) => {
+                        // Usually out of file descriptors: pause instead of spinning.
+                        warn!(error = %e, "serial console gateway could not accept a connection");
+                        sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(listener);
+        info!(
+            open = connections.len(),
+            "serial console gateway shutting down"
+        );
+        while connections.join_next().await.is_some() {}
+    }
+
+    /// Runs one connection and supervises its time limits.
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        // russh owns the stream and offers no way to abort its task, so a
+        // duplicate of the socket lets the gateway cut a client that ignores
+        // the SSH disconnect.
+        let socket = match stream.as_fd().try_clone_to_owned() {
+            Ok(fd) => std::net::TcpStream::from(fd),
+            Err(e) => {
+                warn!(%peer, error = %e, "cannot take the SSH connection");
+                return;
+            }
+        };
+        let (phase_tx, mut phase) = watch::channel(Phase::Authenticating);
+        let handler = Connection::new(
+            Arc::clone(&self),
+            peer,
+            Arc::new(phase_tx),
+            shutdown.clone(),
+        );
+        let mut deadline = Instant::now() + self.config.auth_timeout;
+        // run_stream waits for the client's identification line, so it is
+        // bounded by the authentication deadline too.
+        let session =
+            match timeout_at(deadline, run_stream(Arc::clone(&self.ssh), stream, handler)).await {
+                Ok(Ok(session)) => session,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "SSH connection failed before key exchange");
+                    return;
+                }
+                Err(_) => {
+                    info!(%peer, "client sent no SSH identification in time");
+                    return;
+                }
+            };
+        let handle = session.handle();
+        tokio::pin!(session);
+
+        // Set once the gateway has asked the client to go: then only the
+        // grace period is left.
+        let mut closing: Option<Instant> = None;
+        let mut phase_open = true;
+        let mut seen = Phase::Authenticating;
+        loop {
+            let now_phase = *phase.borrow_and_update();
+            if now_phase != seen {
+                seen = now_phase;
+                match now_phase {
+                    Phase::Authenticated => deadline = Instant::now() + self.config.auth_timeout,
+                    Phase::Ended => deadline = Instant::now() + CLOSE_GRACE,
+                    Phase::Authenticating | Phase::Bridging => {}
+                }
+            }
+            let limit = match (closing, now_phase) {
+                (Some(until), _) => Some(until),
+                // The bridge enforces the session's own limits.
+                (None, Phase::Bridging) => None,
+                (None, _) => Some(deadline),
+            };
+            // A session being bridged ends itself at shutdown with a notice
+            // to the client; one that has ended is already on its way out.
+            let watch_shutdown = closing.is_none()
+                && matches!(now_phase, Phase::Authenticating | Phase::Authenticated);
+            tokio::select! {
+                result = &mut session => {
+                    if let Err(e) = result {
+                        debug!(%peer, error = %e, "SSH connection ended with an error");
+                    }
+                    break;
+                }
+                changed = phase.changed(), if phase_open => {
+                    // The handler is gone once every sender is: the session
+                    // future is about to finish.
+                    phase_open = changed.is_ok();
+                }
+                _ = sleep_until_some(limit) => {
+                    if closing.is_some() {
+                        debug!(%peer, "client did not close in time; cutting the connection");
+                        // Errors mean the socket is already closed.
+                        let _ = socket.shutdown(Shutdown::Both);
+                        let _ = timeout(CLOSE_GRACE, &mut session).await;
+                        break;
+                    }
+                    let why = match now_phase {
+                        Phase::Authenticating => "authentication timed out",
+                        Phase::Authenticated => "no serial console session was requested in time",
+                        Phase::Bridging | Phase::Ended => "serial console session ended",
+                    };
+                    info!(%peer, reason = why, "disconnecting SSH client");
+                    disconnect(&handle, why).await;
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+                _ = stopped(&mut shutdown), if watch_shutdown => {
+                    disconnect(&handle, "gateway shutting down").await;
+                    closing = Some(Instant::now() + CLOSE_GRACE);
+                }
+            }
+        }
+        // The bridge may still be finishing (closing the console, reporting
+        // the end); serve() returns only after it has.
+        let _ = phase.wait_for(|p| *p != Phase::Bridging).await;
+    }
+}
+
+/// Resolves once shutdown is asked for. A dropped sender counts as asking:
+/// nobody is left who could stop the gateway otherwise.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // Drops the returned guard here, before any other await.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn sleep_until_some(limit: Option<Instant>) {
+    match limit {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+async fn disconnect(handle: &russh::server::Handle, why: &str) {
+    if handle
+        .disconnect(Disconnect::ByApplication, why.to_string(), String::new())
+        .await
+        .is_err()
+    {
+        debug!("SSH connection already closed");
+    }
+}

@@ -1,0 +1,245 @@
+//! The serial console end to end: a key pushed with boto3 lets the real
+//! `ssh` client reach an instance's console (a shell on a pty behind socat)
+//! through the gateway; one session per port, a teardown after it, and the
+//! API answering the session errors under their real conditions.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{eic, push_with_boto3, ssh_keygen, try_push_with_boto3, wait_until, Server};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// socat playing a machine's console: a shell on a pty per connection.
+fn console_backend() -> (Killed, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("socat")
+        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+        .arg("EXEC:/bin/sh,pty,stderr,setsid,sane")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat is installed");
+    let addr = format!("127.0.0.1:{port}");
+    wait_until(10, "socat to listen", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    (Killed(child), addr)
+}
+
+struct Session {
+    ssh: Killed,
+    stdin: ChildStdin,
+    output: mpsc::Receiver<String>,
+}
+
+fn ssh_serial(server: &Server, key: &Path, instance: &str) -> Session {
+    let mut child = Command::new("ssh")
+        .args(["-p", &server.serial.port().to_string(), "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            &format!("{instance}.port0@127.0.0.1"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let (tx, output) = mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    Session {
+        ssh: Killed(child),
+        stdin,
+        output,
+    }
+}
+
+impl Session {
+    fn expect(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.output.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    fn exit_code(mut self) -> Option<i32> {
+        self.ssh.0.wait().ok()?.code()
+    }
+}
+
+#[test]
+fn serial_console_sessions_through_the_gateway() {
+    let (_socat, console) = console_backend();
+    let sockets = tempfile::tempdir().unwrap();
+    let unix_console = sockets.path().join("console.sock");
+    let unix_listener = UnixListener::bind(&unix_console).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        data.path(),
+        &[
+            ("127.0.0.1:7000", &console),
+            ("/tmp/eic-dev-console.sock", unix_console.to_str().unwrap()),
+            ("teardown_secs = 30", "teardown_secs = 2"),
+        ],
+        "",
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let key = ssh_keygen(keys.path(), "serial");
+    let ssh_only = ssh_keygen(keys.path(), "ssh-only");
+    let elsewhere = ssh_keygen(keys.path(), "elsewhere");
+    let ops = "i-0123456789abcdef0";
+
+    // The host key the gateway presents is the one `eic serial-host-key` prints.
+    let (code, printed, _) = eic(&[
+        "serial-host-key",
+        "--config",
+        server.config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let scan = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ssh-keyscan -p {} -t ed25519 127.0.0.1 2>/dev/null | ssh-keygen -lf -",
+            server.serial.port()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&scan.stdout).contains(printed.trim()),
+        "{printed}"
+    );
+
+    push_with_boto3(&server, ops, "--serial", &key.with_extension("pub"));
+    push_with_boto3(&server, ops, "ec2-user", &ssh_only.with_extension("pub"));
+    push_with_boto3(
+        &server,
+        "i-abcd1234",
+        "--serial",
+        &elsewhere.with_extension("pub"),
+    );
+
+    let mut session = ssh_serial(&server, &key, ops);
+    writeln!(session.stdin, "echo serial-$((6*7))").unwrap();
+    assert!(session.expect("serial-42"), "no answer from the console");
+
+    // One session per port: the API and the gateway both refuse a second.
+    assert_eq!(
+        try_push_with_boto3(&server, ops, "--serial", &key.with_extension("pub")),
+        Err("SerialConsoleSessionLimitExceededException".into())
+    );
+    let second = ssh_serial(&server, &key, ops);
+    assert!(second.expect("already has an active serial console session"));
+    assert_eq!(second.exit_code(), Some(1));
+
+    // Keys for another purpose or another instance do not open a session.
+    for (k, instance) in [(&ssh_only, ops), (&elsewhere, ops)] {
+        let refused = ssh_serial(&server, k, instance);
+        assert!(refused.expect("Permission denied"));
+        assert_eq!(refused.exit_code(), Some(255));
+    }
+
+    // The client leaves; the port stays taken for the teardown, then frees.
+    drop(session.stdin);
+    drop(session.ssh);
+    wait_until(20, "the teardown to end", || {
+        try_push_with_boto3(&server, ops, "--serial", &key.with_extension("pub")).is_ok()
+    });
+
+    // A console nobody listens on: the API knows it.
+    drop(unix_listener);
+    std::fs::remove_file(&unix_console).unwrap();
+    assert_eq!(
+        try_push_with_boto3(
+            &server,
+            "i-abcd1234",
+            "--serial",
+            &key.with_extension("pub")
+        ),
+        Err("SerialConsoleSessionUnavailableException".into())
+    );
+
+    // Serial console access changes at runtime and persists.
+    let access = |verb: &str| {
+        eic(&[
+            "serial-console-access",
+            verb,
+            "--config",
+            server.config.to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--account",
+            "111122223333",
+        ])
+    };
+    assert!(access("disable")
+        .1
+        .contains("\"SerialConsoleAccessEnabled\":false"));
+    assert_eq!(
+        try_push_with_boto3(&server, ops, "--serial", &key.with_extension("pub")),
+        Err("SerialConsoleAccessDisabledException".into())
+    );
+    assert!(access("status").1.contains("false"));
+    assert!(access("enable").1.contains("true"));
+    assert!(try_push_with_boto3(&server, ops, "--serial", &key.with_extension("pub")).is_ok());
+
+    // Both ends of the session are in the audit log.
+    let audit = std::fs::read_to_string(data.path().join("audit.log")).unwrap();
+    assert!(audit.contains("\"eventName\":\"StartSerialConsoleSession\""));
+    let end: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["eventName"] == "EndSerialConsoleSession")
+        .expect("session end audited");
+    assert_eq!(end["requestParameters"]["instanceId"], ops);
+    assert!(
+        end["responseElements"]["bytesFromConsole"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
