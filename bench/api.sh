@@ -41,7 +41,7 @@ access_keys = [{ id = "AKIDBENCHEXAMPLE", secret = "benchSecretKey/EXAMPLE000000
 tags = { userName = "ec2-user" }
 policies = ['$ten_policy']
 TOML
-start eic target/release/eic server --config "$work/bench.toml" --api-listen 127.0.0.1:0 --data-dir "$work/data"
+start eic target/release/eic server --config "$work/bench.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --data-dir "$work/data"
 start bare target/release/examples/bare_hyper 127.0.0.1:0
 eic_addr=$(address eic)
 bare_addr=$(address bare)

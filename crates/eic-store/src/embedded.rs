@@ -87,11 +87,12 @@ impl Index {
             let (instance, target) = entry.remove();
             if let Some(targets) = self.by_instance.get_mut(&instance) {
                 if let Some(keys) = targets.get_mut(&target) {
-                    if keys.front().is_some_and(|(s, _)| *s == seq) {
-                        keys.pop_front();
-                    } else {
-                        // Only when a clock step reordered expiries.
-                        keys.retain(|(s, _)| *s != seq);
+                    // Push order is nearly expiry order: concurrent pushes
+                    // can reach the index in another order than they read
+                    // the clock, so the key is at or near the front, and
+                    // removing it there moves only the few before it.
+                    if let Some(position) = keys.iter().position(|(s, _)| *s == seq) {
+                        keys.remove(position);
                     }
                     if keys.is_empty() {
                         targets.remove(&target);
@@ -340,6 +341,22 @@ mod tests {
         clock.advance(Duration::from_secs(10));
         assert_eq!(store.purge_expired(), 5);
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn purge_is_cheap_when_pushes_land_out_of_expiry_order() {
+        // As under concurrency: a later expiry indexed before an earlier one.
+        let mut index = Index::default();
+        let clock = start();
+        let n = 200_000u64;
+        for i in 0..n {
+            let mut k = key(i as u32, &clock, 60, "ec2-user");
+            k.expires_at_ms += if i % 2 == 0 { 1 } else { 0 };
+            index.insert(k);
+        }
+        let (removed, next) = index.purge(unix_millis(clock.now()) + 60_001);
+        assert_eq!((removed, next), (n as usize, None));
+        assert!(index.by_instance.is_empty());
     }
 
     #[tokio::test]
