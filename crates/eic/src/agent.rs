@@ -26,11 +26,11 @@ use crate::config::Config;
 use crate::instance_credentials::InstanceCredentials;
 
 /// The whole run, as the official `timeout 5s` wrapper bounds it.
-const TOTAL_BUDGET: Duration = Duration::from_secs(5);
+pub(crate) const TOTAL_BUDGET: Duration = Duration::from_secs(5);
 /// One request, as the official `curl -m 1`.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// A key blob for one user is a few kilobytes; more is refused.
-const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
 /// What an instance needs: printed by `eic agent-config`, read by
 /// `eic authorized-keys --config`.
@@ -51,7 +51,8 @@ pub struct AgentConfig {
 
 #[derive(Args)]
 pub struct AuthorizedKeysArgs {
-    /// Agent configuration (from `eic agent-config`).
+    /// Agent configuration (from `eic agent-config`); without it, keys come
+    /// from AWS's instance metadata, as on a real EC2 instance.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The OS user sshd asks about (`%u`).
@@ -95,8 +96,20 @@ pub fn authorized_keys(args: AuthorizedKeysArgs) -> ExitCode {
     if args.blob_file.is_some() || args.chain.is_some() {
         return parser_mode(&args, &log);
     }
+    // No eic configuration and no parser flags (`-x` only sets where
+    // failures go): a real EC2 instance, keys from AWS's IMDS.
+    let parser_flags = args.openssl.is_some()
+        || args.tmpdir.is_some()
+        || args.instance_id.is_some()
+        || args.signer_cn.is_some()
+        || args.ca.is_some()
+        || args.ocsp_dir.is_some()
+        || args.flag_fingerprint.is_some();
+    if let (None, Some(user), false) = (&args.config, &args.user, parser_flags) {
+        return crate::agent_aws::run(user, args.fingerprint.as_deref(), &log);
+    }
     let (Some(config), Some(user)) = (&args.config, &args.user) else {
-        log.failure("usage: eic authorized-keys --config AGENT.toml USER [FINGERPRINT]");
+        log.failure("usage: eic authorized-keys [--config AGENT.toml] USER [FINGERPRINT]");
         return ExitCode::from(1);
     };
     match eic_mode(config, user, args.fingerprint.as_deref(), &log) {
@@ -238,7 +251,11 @@ fn parser_mode(args: &AuthorizedKeysArgs, log: &Log) -> ExitCode {
     })
 }
 
-fn print_verdict(verdict: BlobVerdict, _fingerprint: Option<&str>, log: &Log) -> ExitCode {
+pub(crate) fn print_verdict(
+    verdict: BlobVerdict,
+    _fingerprint: Option<&str>,
+    log: &Log,
+) -> ExitCode {
     match verdict {
         BlobVerdict::Rejected(reason) => {
             log.failure(&format!("refusing every key of this blob: {reason:?}"));
@@ -266,7 +283,7 @@ fn print_verdict(verdict: BlobVerdict, _fingerprint: Option<&str>, log: &Log) ->
     }
 }
 
-fn trust_anchors(ca: &Path) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn trust_anchors(ca: &Path) -> Result<Vec<Vec<u8>>, String> {
     let mut anchors = Vec::new();
     if ca.is_dir() {
         let entries =
@@ -319,7 +336,7 @@ fn pem_certificates(text: &str) -> Vec<Vec<u8>> {
     out
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -327,7 +344,7 @@ fn unix_now() -> u64 {
 }
 
 /// syslog at authpriv, as the official scripts log, or stdout in debug.
-struct Log {
+pub(crate) struct Log {
     debug: bool,
 }
 
@@ -346,13 +363,13 @@ impl Log {
         Log { debug }
     }
 
-    fn info(&self, message: &str) {
+    pub(crate) fn info(&self, message: &str) {
         if !self.debug {
             syslog(libc::LOG_INFO, message);
         }
     }
 
-    fn failure(&self, message: &str) {
+    pub(crate) fn failure(&self, message: &str) {
         if self.debug {
             println!("{message}");
         } else {

@@ -2,6 +2,8 @@
 //! for and ARCHITECTURE.md for how the pieces fit.
 
 mod agent;
+mod agent_aws;
+mod agent_install;
 mod api;
 mod audit;
 mod audit_cli;
@@ -63,6 +65,11 @@ enum Command {
     Audit(audit_cli::AuditArgs),
     /// sshd's AuthorizedKeysCommand: print the valid keys pushed for USER on this instance.
     AuthorizedKeys(agent::AuthorizedKeysArgs),
+    /// Install or remove eic as sshd's AuthorizedKeysCommand (an sshd_config.d drop-in).
+    Agent {
+        #[command(subcommand)]
+        command: agent_install::AgentCommand,
+    },
     /// Print the agent configuration for one instance.
     AgentConfig(agent::AgentConfigArgs),
     /// Rotate or revoke an instance's credential.
@@ -157,6 +164,7 @@ fn main() -> ExitCode {
         Command::Keys { command } => keys_cli::run(command),
         Command::AuthorizedKeys(_) => unreachable!("handled before logging is set up"),
         Command::AgentConfig(args) => agent::agent_config(args),
+        Command::Agent { command } => agent_install::run(command),
         Command::SerialConsoleAccess { command } => serial_cli::access(command),
         Command::SerialHostKey(args) => serial_cli::host_key(args),
         Command::InstanceCredential { command } => agent::instance_credential(command),
