@@ -10,8 +10,9 @@
 //! "no keys" (the HEAD answering anything but 200) is a quiet exit 0 with no
 //! log line.
 //!
-//! Test-only environment overrides, so that a test can stand in for EC2
-//! (nothing else should set them: each one moves what this mode trusts):
+//! Test-only environment overrides, so that a test can stand in for EC2;
+//! they are compiled out of release builds, since each one moves what this
+//! mode trusts:
 //! - `EIC_IMDS_ENDPOINT`: the IMDS base URL (default `http://169.254.169.254`);
 //! - `EIC_SYS_ROOT`: where `hypervisor/uuid` and
 //!   `devices/virtual/dmi/id/board_asset_tag` are read (default `/sys`);
@@ -179,7 +180,9 @@ struct Imds {
 
 impl Imds {
     fn new() -> Imds {
-        let base = std::env::var("EIC_IMDS_ENDPOINT").unwrap_or_else(|_| DEFAULT_IMDS.into());
+        let base = test_override("EIC_IMDS_ENDPOINT")
+            .and_then(|v| v.into_string().ok())
+            .unwrap_or_else(|| DEFAULT_IMDS.into());
         Imds {
             agent: ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -296,7 +299,17 @@ fn read_text(response: &mut http::Response<ureq::Body>, url: &str) -> Result<Str
 }
 
 fn env_path(name: &str, default: &str) -> PathBuf {
-    std::env::var_os(name).map_or_else(|| PathBuf::from(default), PathBuf::from)
+    test_override(name).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
+/// The test-only overrides exist in debug builds only: a release binary
+/// never lets its environment move what it trusts.
+fn test_override(name: &str) -> Option<std::ffi::OsString> {
+    if cfg!(debug_assertions) {
+        std::env::var_os(name)
+    } else {
+        None
+    }
 }
 
 /// `^i-[0-9a-f]{8,32}$`.
