@@ -152,6 +152,10 @@ impl Gateway {
         peer: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        // russh applies its `nodelay` setting only in its own accept loop;
+        // without it, Nagle and delayed ACKs add ~40 ms to handshake steps
+        // and to interactive keystrokes.
+        let _ = stream.set_nodelay(true);
         // russh owns the stream and offers no way to abort its task, so a
         // duplicate of the socket lets the gateway cut a client that ignores
         // the SSH disconnect.
