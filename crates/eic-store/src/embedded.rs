@@ -16,15 +16,25 @@ use crate::log::{Append, Log};
 use crate::{BucketRate, KeyTarget, PushedKey, Store, StoreError, TokenBuckets};
 
 /// What an acknowledged push survives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// Group-committed `fdatasync` before the acknowledgement: survives the
     /// process being killed and the machine losing power.
-    #[default]
     Fsync,
-    /// Written to the kernel before the acknowledgement: survives the
-    /// process being killed (kill -9), not a power loss or kernel crash.
+    /// Written to the kernel before the acknowledgement, `fdatasync`ed in
+    /// the background at most this long after: survives kill -9; a power
+    /// loss or kernel crash can take back at most the last interval of
+    /// acknowledged pushes.
+    Interval(std::time::Duration),
+    /// Written to the kernel before the acknowledgement, never synced by
+    /// eic: survives kill -9, not a power loss or kernel crash.
     ProcessCrash,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::Interval(std::time::Duration::from_millis(10))
+    }
 }
 
 /// The embedded store; cheap to share behind an `Arc`.
@@ -348,7 +358,7 @@ mod tests {
         // As under concurrency: a later expiry indexed before an earlier one.
         let mut index = Index::default();
         let clock = start();
-        let n = 200_000u64;
+        let n = 20_000u64;
         for i in 0..n {
             let mut k = key(i as u32, &clock, 60, "ec2-user");
             k.expires_at_ms += if i % 2 == 0 { 1 } else { 0 };
@@ -381,6 +391,24 @@ mod tests {
             .unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].request_id, "req-2");
+    }
+
+    #[tokio::test]
+    async fn interval_durability_recovers_what_was_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = start();
+        let durability = Durability::Interval(Duration::from_millis(5));
+        {
+            let store = EmbeddedStore::open(dir.path(), durability, clock.clone()).unwrap();
+            for n in 0..20 {
+                store.push(key(n, &clock, 60, "ec2-user")).await.unwrap();
+            }
+            // Acknowledged bytes are in the file before any sync.
+            let on_disk = crate::read_live_keys(dir.path(), clock.now()).unwrap();
+            assert_eq!(on_disk.len(), 20);
+        }
+        let store = EmbeddedStore::open(dir.path(), durability, clock.clone()).unwrap();
+        assert_eq!(store.len(), 20);
     }
 
     #[tokio::test]

@@ -76,6 +76,7 @@ impl Log {
             clock,
             current: None,
             closed,
+            unsynced_since: None,
         };
         let writer = std::thread::Builder::new()
             .name("eic-store-log".into())
@@ -122,6 +123,9 @@ struct Writer {
     clock: Arc<dyn Clock>,
     current: Option<Segment>,
     closed: Vec<(u64, PathBuf)>,
+    /// With `Durability::Interval`: the current segment holds acknowledged
+    /// bytes not yet synced, since this instant.
+    unsynced_since: Option<std::time::Instant>,
 }
 
 impl Writer {
@@ -129,7 +133,13 @@ impl Writer {
         let mut batch = Vec::with_capacity(64);
         let mut buf = Vec::with_capacity(64 * 1024);
         loop {
-            match receiver.recv_timeout(Duration::from_secs(1)) {
+            let wait = match (self.durability, self.unsynced_since) {
+                (Durability::Interval(interval), Some(since)) => {
+                    interval.saturating_sub(since.elapsed())
+                }
+                _ => Duration::from_secs(1),
+            };
+            match receiver.recv_timeout(wait) {
                 Ok(first) => {
                     batch.push(first);
                     while batch.len() < MAX_BATCH {
@@ -145,9 +155,32 @@ impl Writer {
             if !batch.is_empty() {
                 self.commit(&mut batch, &mut buf);
             }
+            if let (Durability::Interval(interval), Some(since)) =
+                (self.durability, self.unsynced_since)
+            {
+                if since.elapsed() >= interval {
+                    self.sync_current();
+                }
+            }
             self.delete_expired_segments();
         }
+        self.sync_current();
         self.delete_expired_segments();
+    }
+
+    /// The background sync of `Durability::Interval`. A failure cannot be
+    /// taken back from callers already answered; it is logged loudly and
+    /// the segment is closed so later pushes start on a fresh file.
+    fn sync_current(&mut self) {
+        if self.unsynced_since.take().is_none() {
+            return;
+        }
+        if let Some(segment) = &self.current {
+            if let Err(e) = segment.file.sync_data() {
+                tracing::error!(error = %e, path = %segment.path.display(), "background fdatasync failed; recent pushes may not survive a power loss");
+                self.close_current();
+            }
+        }
     }
 
     /// Writes and syncs the batch, one run per segment, and acknowledges
@@ -218,6 +251,10 @@ impl Writer {
         match written {
             Ok(()) => {
                 segment.len += buf.len() as u64;
+                if matches!(self.durability, Durability::Interval(_)) {
+                    self.unsynced_since
+                        .get_or_insert_with(std::time::Instant::now);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -234,13 +271,15 @@ impl Writer {
     }
 
     fn rotate(&mut self, first_expiry_ms: u64) -> io::Result<()> {
+        // The old segment's acknowledged tail is synced before it is left.
+        self.sync_current();
         self.close_current();
         let window_end_ms = first_expiry_ms + SEGMENT_WINDOW_MS;
         let path = self
             .dir
             .join(format!("{window_end_ms:020}{SEGMENT_SUFFIX}"));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if self.durability == Durability::Fsync {
+        if self.durability != Durability::ProcessCrash {
             // The new file's directory entry must survive power loss too.
             File::open(&self.dir)?.sync_all()?;
         }

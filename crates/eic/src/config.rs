@@ -154,13 +154,33 @@ pub enum ConsoleBackendConfig {
     },
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     #[serde(default)]
     pub kind: StoreKind,
     #[serde(default)]
     pub durability: DurabilityConfig,
+    /// With `durability = "interval"`: the most acknowledged pushes a power
+    /// loss can take back, in milliseconds.
+    #[serde(default = "StoreConfig::default_sync_interval_ms")]
+    pub sync_interval_ms: u64,
+}
+
+impl StoreConfig {
+    fn default_sync_interval_ms() -> u64 {
+        10
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::default(),
+            durability: DurabilityConfig::default(),
+            sync_interval_ms: StoreConfig::default_sync_interval_ms(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -174,8 +194,11 @@ pub enum StoreKind {
 #[serde(rename_all = "kebab-case")]
 pub enum DurabilityConfig {
     /// Group-committed fdatasync before every acknowledgement.
-    #[default]
     Fsync,
+    /// Written before acknowledgement, fdatasync'ed in the background
+    /// within `sync_interval_ms`.
+    #[default]
+    Interval,
     /// Written to the kernel before acknowledgement; no fsync.
     ProcessCrash,
 }

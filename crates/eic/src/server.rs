@@ -84,6 +84,9 @@ pub async fn run(
         StoreKind::Embedded => {
             let durability = match config.store.durability {
                 DurabilityConfig::Fsync => Durability::Fsync,
+                DurabilityConfig::Interval => Durability::Interval(Duration::from_millis(
+                    config.store.sync_interval_ms.max(1),
+                )),
                 DurabilityConfig::ProcessCrash => Durability::ProcessCrash,
             };
             Arc::new(EmbeddedStore::open(
