@@ -165,6 +165,9 @@ pub struct StoreConfig {
     /// loss can take back, in milliseconds.
     #[serde(default = "StoreConfig::default_sync_interval_ms")]
     pub sync_interval_ms: u64,
+    /// With `kind = "redis"`.
+    #[serde(default)]
+    pub urls: Vec<String>,
 }
 
 impl StoreConfig {
@@ -179,6 +182,7 @@ impl Default for StoreConfig {
             kind: StoreKind::default(),
             durability: DurabilityConfig::default(),
             sync_interval_ms: StoreConfig::default_sync_interval_ms(),
+            urls: Vec::new(),
         }
     }
 }
@@ -188,6 +192,9 @@ impl Default for StoreConfig {
 pub enum StoreKind {
     #[default]
     Embedded,
+    /// Shared by several nodes: `urls` (one `redis://` for standalone,
+    /// `redis-cluster://h:p,h:p` or several `redis://` for a cluster).
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -52,6 +52,9 @@ enum Command {
         /// Listen address for the serial console gateway (overrides [serial_console] listen).
         #[arg(long, value_name = "ADDR")]
         serial_listen: Option<SocketAddr>,
+        /// The store all nodes share: redis://HOST:PORT or redis-cluster://HOST:PORT[,HOST:PORT…] (overrides [store]).
+        #[arg(long, value_name = "URL")]
+        store_url: Option<String>,
         /// Directory for durable state (overrides data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -151,10 +154,12 @@ fn main() -> ExitCode {
             api_listen,
             instance_api_listen,
             serial_listen,
+            store_url,
             data_dir,
         } => run_server(
             config,
             server::Overrides {
+                store_url,
                 api_listen,
                 instance_api_listen,
                 serial_listen,

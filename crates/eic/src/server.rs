@@ -36,6 +36,8 @@ use eic_serial::{Gateway, GatewayConfig, LocalSessionLocks, SessionLocks};
 /// Command-line settings that take precedence over the config file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    /// `redis://…` or `redis-cluster://…`: the store every node shares.
+    pub store_url: Option<String>,
     pub api_listen: Option<SocketAddr>,
     pub instance_api_listen: Option<SocketAddr>,
     pub serial_listen: Option<SocketAddr>,
@@ -75,12 +77,25 @@ pub async fn run(
             }
         }
     }
+    if let Some(url) = overrides.store_url {
+        config.store.kind = StoreKind::Redis;
+        config.store.urls = vec![url];
+    }
     let registry = Arc::new(Registry::from_config(&config)?);
     let authorizer = Authorizer::from_config(&config, &registry)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
     std::fs::create_dir_all(&config.data_dir)?;
+    let mut redis = None;
     let store: Arc<dyn Store> = match config.store.kind {
+        StoreKind::Redis => {
+            if config.store.urls.is_empty() {
+                anyhow::bail!("[store] kind = \"redis\" needs urls");
+            }
+            let store = eic_store_redis::RedisStore::connect(&config.store.urls).await?;
+            redis = Some(store.connection().clone());
+            Arc::new(store)
+        }
         StoreKind::Embedded => {
             let durability = match config.store.durability {
                 DurabilityConfig::Fsync => Durability::Fsync,
@@ -128,9 +143,17 @@ pub async fn run(
             let host_key =
                 eic_serial::load_or_create_host_key(&config.data_dir.join("serial-host-key"))?;
             let fingerprint = eic_serial::host_key_fingerprint(&host_key);
-            let locks: Arc<dyn SessionLocks> = Arc::new(LocalSessionLocks::new(
-                Duration::from_secs(settings.teardown_secs),
-            ));
+            let teardown = Duration::from_secs(settings.teardown_secs);
+            // On Redis the lock is a lease shared by every node, so one
+            // session per instance port holds across the whole service.
+            let locks: Arc<dyn SessionLocks> = match &redis {
+                Some(connection) => Arc::new(eic_store_redis::RedisSessionLocks::new(
+                    connection.clone(),
+                    teardown,
+                    eic_store_redis::DEFAULT_LEASE,
+                )),
+                None => Arc::new(LocalSessionLocks::new(teardown)),
+            };
             let mut gateway = GatewayConfig::new(
                 host_key,
                 registry.clone(),

@@ -66,6 +66,16 @@ impl Server {
     /// examples/dev.toml with each `(from, to)` replaced (serial console
     /// backends the test starts), plus `extra`.
     pub fn start_with(data_dir: &Path, replace: &[(&str, &str)], extra: &str) -> Server {
+        Server::start_full(data_dir, replace, extra, &[])
+    }
+
+    /// As [`Server::start_with`], with more command-line arguments.
+    pub fn start_full(
+        data_dir: &Path,
+        replace: &[(&str, &str)],
+        extra: &str,
+        args: &[&str],
+    ) -> Server {
         let config_dir = tempfile::tempdir().unwrap();
         let mut dev = std::fs::read_to_string(repo_root().join("examples/dev.toml")).unwrap();
         for (from, to) in replace {
@@ -87,6 +97,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
