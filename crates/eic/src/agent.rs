@@ -180,29 +180,18 @@ fn eic_mode(
             .map_err(|_| format!("OCSP staple {name} is not base64"))?;
         staples.insert(name.clone(), der);
     }
-    let now = unix_now();
-    let signer = verify_signer_chain(
-        &body.chain,
+    verify_and_print(
+        &Fetched {
+            chain: &body.chain,
+            staples: &staples,
+            blob: &body.blob,
+        },
         &anchors,
         &config.signer_cn,
-        now,
-        &staples,
-        true,
-    )
-    .map_err(|e| format!("encountered an unrecognized signer certificate: {e}"))?;
-    Ok(print_verdict(
-        verify_blob(
-            &body.blob,
-            &VerifyParams {
-                instance_id: &config.instance_id,
-                now_unix: now,
-                expected_fingerprint: fingerprint,
-                signer_key: &signer,
-            },
-        ),
+        &config.instance_id,
         fingerprint,
         log,
-    ))
+    )
 }
 
 /// AWS's `eic_parse_authorized_keys -x -p -o -d -s -i -c -a -v [-f]`.
@@ -220,30 +209,21 @@ fn parser_mode(args: &AuthorizedKeysArgs, log: &Log) -> ExitCode {
         };
         let anchors = trust_anchors(ca)?;
         let staples = read_staples(ocsp_dir)?;
-        let now = unix_now();
-        let signer = verify_signer_chain(chain, &anchors, cn, now, &staples, true)
-            .map_err(|e| format!("could not verify the signer certificate: {e}"))?;
         let blob = std::fs::read_to_string(blob_file)
             .map_err(|e| format!("cannot read {}: {e}", blob_file.display()))?;
         let fingerprint = args.flag_fingerprint.as_deref().filter(|f| !f.is_empty());
-        if let Some(f) = fingerprint {
-            log.info(&format!(
-                "Querying EC2 Instance Connect keys for matching fingerprint: {f}"
-            ));
-        }
-        Ok(print_verdict(
-            verify_blob(
-                &blob,
-                &VerifyParams {
-                    instance_id,
-                    now_unix: now,
-                    expected_fingerprint: fingerprint,
-                    signer_key: &signer,
-                },
-            ),
+        verify_and_print(
+            &Fetched {
+                chain,
+                staples: &staples,
+                blob: &blob,
+            },
+            &anchors,
+            cn,
+            instance_id,
             fingerprint,
             log,
-        ))
+        )
     };
     run().unwrap_or_else(|message| {
         log.failure(&message);
@@ -251,11 +231,54 @@ fn parser_mode(args: &AuthorizedKeysArgs, log: &Log) -> ExitCode {
     })
 }
 
-pub(crate) fn print_verdict(
-    verdict: BlobVerdict,
-    _fingerprint: Option<&str>,
+/// What the instance got from its key source, in any mode.
+pub(crate) struct Fetched<'a> {
+    pub chain: &'a str,
+    pub staples: &'a OcspStaples,
+    pub blob: &'a str,
+}
+
+/// The official parser's checks (instance-side.md §3 B–G) and its output,
+/// shared by every mode: the signer chain against `anchors` with required
+/// staples, then every block, then the valid key lines on stdout.
+pub(crate) fn verify_and_print(
+    fetched: &Fetched<'_>,
+    anchors: &[Vec<u8>],
+    signer_cn: &str,
+    instance_id: &str,
+    fingerprint: Option<&str>,
     log: &Log,
-) -> ExitCode {
+) -> Result<ExitCode, String> {
+    let now = unix_now();
+    let signer = verify_signer_chain(
+        fetched.chain,
+        anchors,
+        signer_cn,
+        now,
+        fetched.staples,
+        true,
+    )
+    .map_err(|e| format!("could not verify the signer certificate: {e}"))?;
+    if let Some(f) = fingerprint {
+        log.info(&format!(
+            "Querying EC2 Instance Connect keys for matching fingerprint: {f}"
+        ));
+    }
+    Ok(print_verdict(
+        verify_blob(
+            fetched.blob,
+            &VerifyParams {
+                instance_id,
+                now_unix: now,
+                expected_fingerprint: fingerprint,
+                signer_key: &signer,
+            },
+        ),
+        log,
+    ))
+}
+
+fn print_verdict(verdict: BlobVerdict, log: &Log) -> ExitCode {
     match verdict {
         BlobVerdict::Rejected(reason) => {
             log.failure(&format!("refusing every key of this blob: {reason:?}"));

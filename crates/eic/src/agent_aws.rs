@@ -25,10 +25,11 @@ use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use eic_keyblob::{verify_blob, verify_signer_chain, OcspStaples, VerifyParams};
+use eic_keyblob::OcspStaples;
 
 use crate::agent::{
-    print_verdict, trust_anchors, unix_now, Log, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT, TOTAL_BUDGET,
+    trust_anchors, verify_and_print, Fetched, Log, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT,
+    TOTAL_BUDGET,
 };
 
 const DEFAULT_IMDS: &str = "http://169.254.169.254";
@@ -147,27 +148,19 @@ fn fetch_and_verify(user: &str, fingerprint: Option<&str>, log: &Log) -> Result<
     // Step 14: the parser's checks.
     let trust_dir = env_path("EIC_TRUST_DIR", DEFAULT_TRUST_DIR);
     let anchors = trust_anchors(&trust_dir).map_err(|e| Stop::Fail(1, e))?;
-    let now = unix_now();
-    let signer = verify_signer_chain(&chain, &anchors, &expected_cn, now, &staples, true)
-        .map_err(|e| Stop::Fail(1, format!("could not verify the signer certificate: {e}")))?;
-    if let Some(f) = fingerprint {
-        log.info(&format!(
-            "Querying EC2 Instance Connect keys for matching fingerprint: {f}"
-        ));
-    }
-    Ok(print_verdict(
-        verify_blob(
-            &blob,
-            &VerifyParams {
-                instance_id: &instance_id,
-                now_unix: now,
-                expected_fingerprint: fingerprint,
-                signer_key: &signer,
-            },
-        ),
+    verify_and_print(
+        &Fetched {
+            chain: &chain,
+            staples: &staples,
+            blob: &blob,
+        },
+        &anchors,
+        &expected_cn,
+        &instance_id,
         fingerprint,
         log,
-    ))
+    )
+    .map_err(|e| Stop::Fail(1, e))
 }
 
 /// IMDS over one keep-alive agent, each request capped at a second and all
