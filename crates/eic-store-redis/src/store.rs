@@ -124,6 +124,17 @@ fn bucket_key(name: &str) -> String {
 
 #[async_trait::async_trait]
 impl Store for RedisStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        let mut c = self.connection.conn();
+        self.connection
+            .run("ping", async move {
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            })
+            .await
+            .map(|_| ())
+            .map_err(StoreError::Unavailable)
+    }
+
     async fn push(&self, key: PushedKey) -> Result<(), StoreError> {
         let member = serde_json::to_string(&key)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode key: {e}")))?;

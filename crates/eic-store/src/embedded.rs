@@ -264,6 +264,16 @@ impl Store for EmbeddedStore {
     ) -> Result<bool, StoreError> {
         Ok(self.buckets.take(name, rate, now))
     }
+
+    /// Ready while the log writer runs; a failing disk shows as refused
+    /// pushes (ServiceException), not here.
+    async fn ready(&self) -> Result<(), StoreError> {
+        if self.log.is_running() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("key log writer has stopped".into()))
+        }
+    }
 }
 
 #[cfg(test)]

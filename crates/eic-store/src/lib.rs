@@ -94,6 +94,9 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
     ) -> Result<Vec<PushedKey>, StoreError>;
 
+    /// Whether the store can take pushes now (the readiness endpoint).
+    async fn ready(&self) -> Result<(), StoreError>;
+
     /// Takes one token from bucket `name` at `now`; false when it is empty.
     async fn take_token(
         &self,

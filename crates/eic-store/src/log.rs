@@ -90,6 +90,10 @@ impl Log {
         ))
     }
 
+    pub fn is_running(&self) -> bool {
+        self.writer.as_ref().is_some_and(|w| !w.is_finished())
+    }
+
     pub fn append(&self, append: Append) -> Result<(), Append> {
         match &self.sender {
             Some(s) => s.send(append).map_err(|e| e.0),

@@ -127,6 +127,10 @@ impl Api {
         }
     }
 
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     pub async fn handle(&self, request: ApiRequest<'_>) -> ApiResponse {
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut call = Call::default();

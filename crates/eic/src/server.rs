@@ -330,6 +330,17 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
+    // For load balancers: 200 when this node can take pushes, 503 when its
+    // store cannot (Redis unreachable), so traffic moves to other nodes.
+    if parts.method == http::Method::GET && parts.uri.path() == "/ready" {
+        let (status, text) = match api.store().ready().await {
+            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+        };
+        let mut reply = Response::new(Full::new(Bytes::from(text)));
+        *reply.status_mut() = status;
+        return Ok(reply);
+    }
     let too_large = || {
         ApiError::new(
             ErrorCode::SerializationException,

@@ -1,6 +1,7 @@
 //! Two `eic server` nodes sharing one real redis-server: a push on node A
 //! is served to an instance through node B, throttling buckets are shared,
-//! and a Redis outage is a ServiceException that ends when Redis returns.
+//! and a Redis outage is a ServiceException and a 503 from `/ready` that
+//! end when Redis returns.
 
 mod common;
 
@@ -65,6 +66,19 @@ fn two_nodes_share_keys_buckets_and_outages() {
     let a = Server::start_full(data.path(), &[], SHARED_BUCKETS, &["--store-url", &url]);
     let b = Server::start_full(data.path(), &[], SHARED_BUCKETS, &["--store-url", &url]);
 
+    let ready = |node: &Server| -> u16 {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        agent
+            .get(&format!("{}/ready", node.endpoint()))
+            .call()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!((ready(&a), ready(&b)), (200, 200));
+
     let keys = tempfile::tempdir().unwrap();
     let key = ssh_keygen(keys.path(), "multi");
     push_with_boto3(&a, "i-abcd1234", "ec2-user", &key.with_extension("pub"));
@@ -108,6 +122,7 @@ fn two_nodes_share_keys_buckets_and_outages() {
     // Redis gone: a 500 ServiceException (which SDKs retry), no crash; back
     // by itself when Redis is.
     drop(redis);
+    assert_eq!(ready(&a), 503);
     assert_eq!(
         try_push_with_boto3(
             &a,
