@@ -7,7 +7,6 @@
 //! server holding that key can check a token without a lookup, and nothing
 //! grows with the number of credentials issued.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +15,8 @@ use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+
+use crate::data_dir::load_or_create_key;
 
 const TOKEN_PREFIX: &str = "EIC1.";
 const KEY_FILE: &str = "credentials.key";
@@ -44,30 +45,9 @@ pub enum TokenError {
 impl TemporaryCredentials {
     /// Loads the token key from `data_dir`, creating it (mode 0600) on first use.
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<TemporaryCredentials> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = data_dir.join(KEY_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    std::io::Error::other(format!("{} must hold 32 bytes", path.display()))
-                })?;
-                Ok(TemporaryCredentials { key })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir)?;
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)?;
-                file.write_all(&key)?;
-                file.sync_all()?;
-                Ok(TemporaryCredentials { key })
-            }
-            Err(e) => Err(e),
-        }
+        Ok(TemporaryCredentials {
+            key: load_or_create_key(&data_dir.join(KEY_FILE))?,
+        })
     }
 
     pub fn issue(&self, principal_arn: &str, ttl: Duration, now: SystemTime) -> Issued {

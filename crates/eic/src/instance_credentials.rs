@@ -8,12 +8,7 @@
 //! running server. An instance's credential names its instance, so it can
 //! only ever read that instance's keys.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -21,37 +16,22 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::data_dir::{load_or_create_key, SettingsFile};
+
 const KEY_FILE: &str = "instance-credentials.key";
 const GENERATIONS_FILE: &str = "instance-credentials.json";
 const PREFIX: &str = "eici1";
 
 pub struct InstanceCredentials {
     key: [u8; 32],
-    generations_path: PathBuf,
-    /// The generations as last read, and the file's mtime then.
-    cache: Mutex<(Option<SystemTime>, BTreeMap<String, u64>)>,
+    generations: SettingsFile<u64>,
 }
 
 impl InstanceCredentials {
     pub fn load_or_create(data_dir: &Path) -> std::io::Result<InstanceCredentials> {
-        std::fs::create_dir_all(data_dir)?;
-        let key_path = data_dir.join(KEY_FILE);
-        let key = match std::fs::read(&key_path) {
-            Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
-                std::io::Error::other(format!("{} must hold 32 bytes", key_path.display()))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-                write_private(&key_path, &key)?;
-                key
-            }
-            Err(e) => return Err(e),
-        };
         Ok(InstanceCredentials {
-            key,
-            generations_path: data_dir.join(GENERATIONS_FILE),
-            cache: Mutex::new((None, BTreeMap::new())),
+            key: load_or_create_key(&data_dir.join(KEY_FILE))?,
+            generations: SettingsFile::new(data_dir.join(GENERATIONS_FILE)),
         })
     }
 
@@ -63,14 +43,9 @@ impl InstanceCredentials {
 
     /// Invalidates every credential of `instance_id` and returns the new one.
     pub fn rotate(&self, instance_id: &str) -> std::io::Result<String> {
-        let mut generations = read_generations(&self.generations_path)?;
-        let next = generations.get(instance_id).copied().unwrap_or(0) + 1;
-        generations.insert(instance_id.to_owned(), next);
-        let json = serde_json::to_vec_pretty(&generations).map_err(std::io::Error::other)?;
-        // Written aside and renamed, so a server never reads half a file.
-        let temp = self.generations_path.with_extension("json.tmp");
-        write_private(&temp, &json)?;
-        std::fs::rename(&temp, &self.generations_path)?;
+        let next = self
+            .generations
+            .update(instance_id, |current| current.unwrap_or(0) + 1)?;
         Ok(self.credential_at(instance_id, next))
     }
 
@@ -102,37 +77,8 @@ impl InstanceCredentials {
     }
 
     fn generation(&self, instance_id: &str) -> std::io::Result<u64> {
-        let modified = match std::fs::metadata(&self.generations_path) {
-            Ok(m) => Some(m.modified()?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != modified || modified.is_none() {
-            *cache = (modified, read_generations(&self.generations_path)?);
-        }
-        Ok(cache.1.get(instance_id).copied().unwrap_or(0))
+        Ok(self.generations.get(instance_id)?.unwrap_or(0))
     }
-}
-
-fn read_generations(path: &Path) -> std::io::Result<BTreeMap<String, u64>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e),
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

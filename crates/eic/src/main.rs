@@ -10,6 +10,7 @@ mod audit_cli;
 mod authz;
 mod config;
 mod credentials;
+mod data_dir;
 mod instance_api;
 mod instance_credentials;
 mod keys_cli;

@@ -1,9 +1,8 @@
 //! The serial console role: wires the `eic-serial` gateway to the key
 //! store, the audit log and the runtime serial console access settings.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use eic_serial::{SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord};
@@ -11,6 +10,7 @@ use eic_store::{Clock, KeyTarget, Store};
 use serde_json::json;
 
 use crate::audit::{format_iso8601, AuditLog, EVENT_SOURCE};
+use crate::data_dir::SettingsFile;
 
 /// Serial keys come from the shared store, as SendSerialConsoleSSHPublicKey put them.
 pub struct StoreSerialKeys {
@@ -99,55 +99,29 @@ impl SessionEvents for AuditedSessions {
 /// `serial_console_access` is the value until it is first changed. The
 /// server rereads the file when it changes.
 pub struct SerialConsoleAccess {
-    path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, BTreeMap<String, bool>)>,
+    settings: SettingsFile<bool>,
 }
 
 impl SerialConsoleAccess {
     pub fn new(data_dir: &Path) -> SerialConsoleAccess {
         SerialConsoleAccess {
-            path: data_dir.join("serial-console-access.json"),
-            cache: Mutex::new((None, BTreeMap::new())),
+            settings: SettingsFile::new(data_dir.join("serial-console-access.json")),
         }
     }
 
     /// The account's setting, or `default` when never changed. A file that
     /// cannot be read denies: access is off when in doubt.
     pub fn enabled(&self, account: &str, default: bool) -> bool {
-        let modified = match std::fs::metadata(&self.path) {
-            Ok(m) => m.modified().ok(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return default,
-            Err(_) => return false,
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0.is_none() || cache.0 != modified {
-            match self.read() {
-                Ok(map) => *cache = (modified, map),
-                Err(e) => {
-                    tracing::error!(error = %e, "serial console access settings unreadable; denying");
-                    return false;
-                }
+        match self.settings.get(account) {
+            Ok(setting) => setting.unwrap_or(default),
+            Err(e) => {
+                tracing::error!(error = %e, "serial console access settings unreadable; denying");
+                false
             }
         }
-        cache.1.get(account).copied().unwrap_or(default)
     }
 
     pub fn set(&self, account: &str, enabled: bool) -> std::io::Result<()> {
-        let mut map = self.read()?;
-        map.insert(account.to_owned(), enabled);
-        let temp = self.path.with_extension("json.tmp");
-        std::fs::write(
-            &temp,
-            serde_json::to_vec_pretty(&map).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(&temp, &self.path)
-    }
-
-    fn read(&self) -> std::io::Result<BTreeMap<String, bool>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(e),
-        }
+        self.settings.update(account, |_| enabled).map(|_| ())
     }
 }

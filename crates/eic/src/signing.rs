@@ -22,6 +22,8 @@ use eic_keyblob::{
 };
 use eic_store::PushedKey;
 
+use crate::data_dir::write_new_private;
+
 /// How long a signer leaf lives; it is replaced after half of it.
 pub const LEAF_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -79,8 +81,8 @@ impl Signing {
                 now_s + CA_LIFETIME.as_secs(),
             )
             .map_err(|e| anyhow::anyhow!("cannot create the signing CA: {e}"))?;
-            write_private(pki_dir, &key_path, ca.key_pem().as_bytes())?;
-            write_private(pki_dir, &cert_path, ca.cert_pem().as_bytes())?;
+            write_new_private(&key_path, ca.key_pem().as_bytes())?;
+            write_new_private(&cert_path, ca.cert_pem().as_bytes())?;
             tracing::info!(path = %cert_path.display(), "created the signing CA");
             ca
         };
@@ -198,17 +200,4 @@ fn issue_leaf(
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
-fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

@@ -1,0 +1,99 @@
+//! Files the server keeps in its data dir: secret keys (created once,
+//! owner-only), and small JSON settings that commands change while a server
+//! runs (`instance-credentials.json`, `serial-console-access.json`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The 32-byte key at `path`, created from the OS random source (mode 0600)
+/// on first use.
+pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    match std::fs::read(path) {
+        Ok(bytes) => bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| std::io::Error::other(format!("{} must hold 32 bytes", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+            write_new_private(path, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `path` (mode 0600) with `bytes`, synced; fails if it exists, so
+/// two processes starting together never overwrite each other's secret.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A JSON map in the data dir, changed by commands and reread by a running
+/// server when its modification time changes.
+pub struct SettingsFile<V> {
+    path: PathBuf,
+    cache: Mutex<(Option<SystemTime>, BTreeMap<String, V>)>,
+}
+
+impl<V: Clone + Serialize + DeserializeOwned> SettingsFile<V> {
+    pub fn new(path: PathBuf) -> Self {
+        SettingsFile {
+            path,
+            cache: Mutex::new((None, BTreeMap::new())),
+        }
+    }
+
+    /// The value for `key`, if the file sets one.
+    pub fn get(&self, key: &str) -> std::io::Result<Option<V>> {
+        let modified = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(m.modified()?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0 != modified {
+            *cache = (modified, self.read()?);
+        }
+        Ok(cache.1.get(key).cloned())
+    }
+
+    /// Sets `key` to what `change` makes of its current value; written aside
+    /// and renamed into place, so a server never reads half a file.
+    pub fn update(&self, key: &str, change: impl FnOnce(Option<V>) -> V) -> std::io::Result<V> {
+        let mut map = self.read()?;
+        let value = change(map.remove(key));
+        map.insert(key.to_owned(), value.clone());
+        let json = serde_json::to_vec_pretty(&map).map_err(std::io::Error::other)?;
+        let temp = self.path.with_extension("json.tmp");
+        let _ = std::fs::remove_file(&temp);
+        write_new_private(&temp, &json)?;
+        std::fs::rename(&temp, &self.path)?;
+        Ok(value)
+    }
+
+    fn read(&self) -> std::io::Result<BTreeMap<String, V>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", self.path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
