@@ -513,10 +513,7 @@ fn load_server(
     path: &Path,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<(Config, crate::registry::Registry)> {
-    let mut config = Config::load(path)?;
-    if let Some(dir) = data_dir {
-        config.data_dir = dir;
-    }
+    let config = Config::load_with_data_dir(path, data_dir.as_deref())?;
     let registry = crate::registry::Registry::from_config(&config)?;
     Ok((config, registry))
 }

@@ -49,11 +49,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     let path = match (&args.file, &args.config) {
         (Some(file), _) => file.clone(),
         (None, Some(config)) => {
-            let mut config = crate::config::Config::load(config)?;
-            if let Some(dir) = &args.data_dir {
-                config.data_dir = dir.clone();
-            }
-            config.audit_path()
+            crate::config::Config::load_with_data_dir(config, args.data_dir.as_deref())?
+                .audit_path()
         }
         (None, None) => anyhow::bail!("give --file or --config"),
     };

@@ -320,6 +320,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Loads the server's config as a command sees it: with the `--data-dir`
+    /// the server was started with, if any.
+    pub fn load_with_data_dir(path: &Path, data_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = Config::load(path)?;
+        if let Some(dir) = data_dir {
+            config.data_dir = dir.to_owned();
+        }
+        Ok(config)
+    }
+
     /// The audit log's path, after `--data-dir` overrides are applied.
     pub fn audit_path(&self) -> PathBuf {
         self.audit

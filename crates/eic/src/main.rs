@@ -208,10 +208,7 @@ fn issue_credentials(
     principal: &str,
     ttl: std::time::Duration,
 ) -> anyhow::Result<()> {
-    let mut config = config::Config::load(&config_path)?;
-    if let Some(dir) = data_dir {
-        config.data_dir = dir;
-    }
+    let config = config::Config::load_with_data_dir(&config_path, data_dir.as_deref())?;
     let registry = registry::Registry::from_config(&config)?;
     if registry.principal(principal).is_none() {
         anyhow::bail!("no principal {principal} in {}", config_path.display());

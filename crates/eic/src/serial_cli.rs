@@ -35,11 +35,7 @@ pub struct HostKeyArgs {
 }
 
 fn load(config: &std::path::Path, data_dir: &Option<PathBuf>) -> anyhow::Result<Config> {
-    let mut config = Config::load(config)?;
-    if let Some(dir) = data_dir {
-        config.data_dir = dir.clone();
-    }
-    Ok(config)
+    Ok(Config::load_with_data_dir(config, data_dir.as_deref())?)
 }
 
 pub fn access(command: AccessCommand) -> anyhow::Result<()> {
