@@ -14,6 +14,13 @@ instance = { rate = 0.5, burst = 8.0 }
 arn = "arn:aws:iam::111122223333:user/carol"
 access_keys = [{ id = "AKIDCAROLEXAMPLE", secret = "carolSecretKey/EXAMPLE000000000000000000" }]
 policies = ['{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2-instance-connect:*", "Resource": "*"}]}']
+
+# Holds temporary credentials only, with alice's policy and its own bucket.
+[[principals]]
+arn = "arn:aws:iam::111122223333:user/dave"
+policies = ['''{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+  "Action": "ec2-instance-connect:SendSSHPublicKey", "Resource": "arn:aws:ec2:*:111122223333:instance/*",
+  "Condition": {"StringEquals": {"ec2:osuser": "ec2-user", "aws:ResourceTag/Team": "dev"}}}]}''']
 "#;
 
 #[test]

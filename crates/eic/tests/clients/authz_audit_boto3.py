@@ -130,7 +130,7 @@ class Audit(unittest.TestCase):
 class TemporaryCredentials(unittest.TestCase):
     def issue(self, ttl):
         out = subprocess.run([EIC, "credentials", "issue", "--config", os.environ["EIC_CONFIG"], "--data-dir", DATA_DIR,
-                              "--principal", "arn:aws:iam::111122223333:user/alice", "--ttl", ttl],
+                              "--principal", "arn:aws:iam::111122223333:user/dave", "--ttl", ttl],
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out)
 
@@ -140,7 +140,8 @@ class TemporaryCredentials(unittest.TestCase):
         c = client((creds["AccessKeyId"], creds["SecretAccessKey"]), creds["SessionToken"])
         push = lambda: c.send_ssh_public_key(InstanceId="i-abcd1234", InstanceOSUser="ec2-user", SSHPublicKey=ED25519)
         self.assertEqual(code(push), "OK")
-        # alice's policy still applies to her temporary credentials.
+        # dave's policy (alice's, as its own principal so that its bucket is
+        # not shared with the other tests) still applies to temporary credentials.
         self.assertEqual(code(lambda: c.send_ssh_public_key(InstanceId="i-abcd1234", InstanceOSUser="root", SSHPublicKey=ED25519)),
                          "AccessDeniedException")
         self.assertTrue(until(lambda: code(push) == "ExpiredTokenException"))
