@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
 use crate::clock::{unix_millis, Clock};
-use crate::log::{Append, Log};
+use crate::log::Log;
 use crate::{BucketRate, KeyTarget, PushedKey, Store, StoreError, TokenBuckets};
 
 /// What an acknowledged push survives.
@@ -41,6 +41,7 @@ impl Default for Durability {
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
     log: Log,
+    durability: Durability,
     /// Not durable: a restart refilling every bucket is harmless.
     buckets: TokenBuckets,
 }
@@ -146,6 +147,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             shared,
             log,
+            durability,
             buckets: TokenBuckets::default(),
         })
     }
@@ -215,18 +217,16 @@ impl Store for EmbeddedStore {
     async fn push(&self, key: PushedKey) -> Result<(), StoreError> {
         let payload = serde_json::to_vec(&key)
             .map_err(|e| StoreError::Unavailable(format!("cannot encode key: {e}")))?;
-        let (done, acknowledged) = oneshot::channel();
-        self.log
-            .append(Append {
-                payload,
-                expires_at_ms: key.expires_at_ms,
-                done,
-            })
-            .map_err(|_| StoreError::Unavailable("key log writer has stopped".into()))?;
-        acknowledged
-            .await
-            .map_err(|_| StoreError::Unavailable("key log writer has stopped".into()))?
+        let seq = self
+            .log
+            .append(&payload, key.expires_at_ms)
             .map_err(|e| StoreError::Unavailable(format!("key log write failed: {e}")))?;
+        if self.durability == Durability::Fsync {
+            self.log
+                .synced(seq)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("key log sync failed: {e}")))?;
+        }
         // Indexed only once durable: a reader never sees a key a crash
         // could take back.
         if self.shared.lock().insert(key) {
@@ -265,13 +265,13 @@ impl Store for EmbeddedStore {
         Ok(self.buckets.take(name, rate, now))
     }
 
-    /// Ready while the log writer runs; a failing disk shows as refused
+    /// Ready while the log's syncer runs; a failing disk shows as refused
     /// pushes (ServiceException), not here.
     async fn ready(&self) -> Result<(), StoreError> {
         if self.log.is_running() {
             Ok(())
         } else {
-            Err(StoreError::Unavailable("key log writer has stopped".into()))
+            Err(StoreError::Unavailable("key log syncer has stopped".into()))
         }
     }
 }

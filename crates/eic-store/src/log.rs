@@ -6,10 +6,15 @@
 //! deleted as one file once its window has passed, so expiry costs nothing
 //! per record on disk, and there is no compaction to run or tune.
 //!
-//! One writer thread drains every append that is waiting, writes them with
-//! one `write`, makes them durable with one `fdatasync` (group commit), and
-//! only then acknowledges them. Under load many pushes share one sync; alone,
-//! a push pays for one.
+//! A push writes its record itself, with one `write` under the log's mutex,
+//! before it is acknowledged: once `write` returns the bytes are the
+//! kernel's, so kill -9 cannot take them back. Handing each record to a
+//! writer thread instead cost two cross-thread wake-ups per push, more than
+//! the write itself (BENCHMARKS.md). Making records survive power loss is
+//! the syncer thread's job: it `fdatasync`s whatever was written since its
+//! last sync, outside the mutex, so writers never wait for the disk. With
+//! `Durability::Fsync` a push then waits for the sync that covers its record;
+//! every push written while one sync runs shares the next (group commit).
 //!
 //! Record format: `len: u32 LE | crc32: u32 LE | payload (JSON)`. A torn or
 //! corrupt record ends its segment on recovery; it can only be one that was
@@ -18,12 +23,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::clock::{unix_millis, Clock};
 use crate::embedded::Durability;
@@ -34,19 +38,57 @@ use crate::PushedKey;
 const SEGMENT_WINDOW_MS: u64 = 60_000;
 /// No valid record is anywhere near this; a larger length is corruption.
 const MAX_RECORD_BYTES: usize = 256 * 1024;
-/// Bounds one group commit, so acknowledgements keep flowing under load.
-const MAX_BATCH: usize = 4096;
+/// How often an idle syncer looks for segments to delete.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 const SEGMENT_SUFFIX: &str = ".seg";
 
-pub(crate) struct Append {
-    pub payload: Vec<u8>,
-    pub expires_at_ms: u64,
-    pub done: oneshot::Sender<io::Result<()>>,
+/// Records are numbered in write order across segments; a sync covers every
+/// record up to the number it publishes.
+#[derive(Clone, Copy, Default, Debug)]
+struct Progress {
+    /// Every record up to this one is on stable storage.
+    synced: u64,
+    /// Every record after `synced` and up to this one was cut from its
+    /// segment after a failed sync: refused, never to be recovered.
+    failed: u64,
 }
 
 pub(crate) struct Log {
-    sender: Option<mpsc::Sender<Append>>,
-    writer: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    syncer: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    durability: Durability,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Wakes an idle syncer: there is something to sync, or it must stop.
+    wake_syncer: Condvar,
+    progress: watch::Sender<Progress>,
+}
+
+struct State {
+    current: Option<Segment>,
+    closed: Vec<(u64, PathBuf)>,
+    /// The number of the last record written.
+    written: u64,
+    /// Records were written after the last sync, since this instant.
+    unsynced_since: Option<Instant>,
+    /// The syncer waits for work; a writer must wake it.
+    syncer_idle: bool,
+    stopping: bool,
+}
+
+struct Segment {
+    /// Shared with the syncer, which syncs it without holding the mutex.
+    file: Arc<File>,
+    /// Bytes written and kept so far: where a failed write is cut back to.
+    len: u64,
+    /// Bytes known to be on stable storage: where a failed sync cuts back to.
+    synced_len: u64,
+    window_end_ms: u64,
+    path: PathBuf,
 }
 
 impl Log {
@@ -69,215 +111,236 @@ impl Log {
             recover_segment(&path, now_ms, &mut live, true)?;
             closed.push((window_end, path));
         }
-        let (sender, receiver) = mpsc::channel();
-        let writer = Writer {
+        let shared = Arc::new(Shared {
             dir: dir.to_owned(),
             durability,
             clock,
-            current: None,
-            closed,
-            unsynced_since: None,
+            state: Mutex::new(State {
+                current: None,
+                closed,
+                written: 0,
+                unsynced_since: None,
+                syncer_idle: false,
+                stopping: false,
+            }),
+            wake_syncer: Condvar::new(),
+            progress: watch::Sender::new(Progress::default()),
+        });
+        let syncer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("eic-store-sync".into())
+                .spawn(move || shared.run_syncer())?
         };
-        let writer = std::thread::Builder::new()
-            .name("eic-store-log".into())
-            .spawn(move || writer.run(receiver))?;
         Ok((
             Log {
-                sender: Some(sender),
-                writer: Some(writer),
+                shared,
+                syncer: Some(syncer),
             },
             live,
         ))
     }
 
     pub fn is_running(&self) -> bool {
-        self.writer.as_ref().is_some_and(|w| !w.is_finished())
+        self.syncer.as_ref().is_some_and(|s| !s.is_finished())
     }
 
-    pub fn append(&self, append: Append) -> Result<(), Append> {
-        match &self.sender {
-            Some(s) => s.send(append).map_err(|e| e.0),
-            None => Err(append),
+    /// Writes one record and returns its number. When this returns `Ok` the
+    /// record survives the process being killed; a record that could not be
+    /// written completely has been cut back out of its segment.
+    pub fn append(&self, payload: &[u8], expires_at_ms: u64) -> io::Result<u64> {
+        let mut record = Vec::with_capacity(8 + payload.len());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        record.extend_from_slice(payload);
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        if state.stopping {
+            return Err(io::Error::other("the key log is closing"));
+        }
+        if state
+            .current
+            .as_ref()
+            .is_none_or(|s| expires_at_ms > s.window_end_ms)
+        {
+            shared.rotate(&mut state, expires_at_ms)?;
+        }
+        let segment = state.current.as_mut().expect("rotate opened a segment");
+        if let Err(e) = (&*segment.file).write_all(&record) {
+            let _ = segment.file.set_len(segment.len);
+            tracing::error!(error = %e, path = %segment.path.display(), "key log write failed; push refused");
+            shared.leave_current(&mut state);
+            return Err(e);
+        }
+        segment.len += record.len() as u64;
+        state.written += 1;
+        let seq = state.written;
+        if shared.durability != Durability::ProcessCrash {
+            state.unsynced_since.get_or_insert_with(Instant::now);
+            if state.syncer_idle {
+                state.syncer_idle = false;
+                shared.wake_syncer.notify_one();
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Waits until record `seq` is on stable storage (`Durability::Fsync`).
+    pub async fn synced(&self, seq: u64) -> io::Result<()> {
+        let mut progress = self.shared.progress.subscribe();
+        let reached = progress
+            .wait_for(|p| p.synced >= seq || p.failed >= seq)
+            .await
+            .map(|p| *p)
+            .map_err(|_| io::Error::other("the key log syncer has stopped"))?;
+        if reached.synced >= seq {
+            Ok(())
+        } else {
+            Err(io::Error::other("fdatasync of the key log failed"))
         }
     }
 }
 
 impl Drop for Log {
-    /// Closing the channel lets the writer finish what it was given, then
-    /// stop; joining means nothing acknowledged is still in flight.
+    /// The syncer syncs what was written, then stops; joining means nothing
+    /// acknowledged is left unsynced.
     fn drop(&mut self) {
-        self.sender.take();
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        self.shared.lock().stopping = true;
+        self.shared.wake_syncer.notify_one();
+        if let Some(syncer) = self.syncer.take() {
+            let _ = syncer.join();
         }
     }
 }
 
-struct Segment {
-    file: File,
-    /// Bytes acknowledged so far: where a failed write is cut back to.
-    len: u64,
-    window_end_ms: u64,
-    path: PathBuf,
+fn close_current(state: &mut State) {
+    if let Some(old) = state.current.take() {
+        state.closed.push((old.window_end_ms, old.path));
+    }
 }
 
-struct Writer {
-    dir: PathBuf,
-    durability: Durability,
-    clock: Arc<dyn Clock>,
-    current: Option<Segment>,
-    closed: Vec<(u64, PathBuf)>,
-    /// With `Durability::Interval`: the current segment holds acknowledged
-    /// bytes not yet synced, since this instant.
-    unsynced_since: Option<std::time::Instant>,
-}
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every edit of the state is complete before anything can panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
-impl Writer {
-    fn run(mut self, receiver: mpsc::Receiver<Append>) {
-        let mut batch = Vec::with_capacity(64);
-        let mut buf = Vec::with_capacity(64 * 1024);
+    fn run_syncer(&self) {
+        let mut state = self.lock();
+        let mut last_cleanup = Instant::now();
         loop {
-            let wait = match (self.durability, self.unsynced_since) {
+            if state.stopping {
+                state = self.sync_current(state);
+                self.delete_expired_segments(&mut state);
+                return;
+            }
+            if last_cleanup.elapsed() >= IDLE_TICK {
+                self.delete_expired_segments(&mut state);
+                last_cleanup = Instant::now();
+            }
+            let due = match (self.durability, state.unsynced_since) {
+                (_, None) | (Durability::ProcessCrash, _) => None,
+                (Durability::Fsync, Some(_)) => Some(Duration::ZERO),
                 (Durability::Interval(interval), Some(since)) => {
-                    interval.saturating_sub(since.elapsed())
+                    Some(interval.saturating_sub(since.elapsed()))
                 }
-                _ => Duration::from_secs(1),
             };
-            match receiver.recv_timeout(wait) {
-                Ok(first) => {
-                    batch.push(first);
-                    while batch.len() < MAX_BATCH {
-                        match receiver.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
-                        }
-                    }
+            state = match due {
+                Some(Duration::ZERO) => self.sync_current(state),
+                Some(wait) => self.wait(state, wait),
+                None => {
+                    state.syncer_idle = true;
+                    self.wait(state, IDLE_TICK)
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            if !batch.is_empty() {
-                self.commit(&mut batch, &mut buf);
-            }
-            if let (Durability::Interval(interval), Some(since)) =
-                (self.durability, self.unsynced_since)
-            {
-                if since.elapsed() >= interval {
-                    self.sync_current();
-                }
-            }
-            self.delete_expired_segments();
-        }
-        self.sync_current();
-        self.delete_expired_segments();
-    }
-
-    /// The background sync of `Durability::Interval`. A failure cannot be
-    /// taken back from callers already answered; it is logged loudly and
-    /// the segment is closed so later pushes start on a fresh file.
-    fn sync_current(&mut self) {
-        if self.unsynced_since.take().is_none() {
-            return;
-        }
-        if let Some(segment) = &self.current {
-            if let Err(e) = segment.file.sync_data() {
-                tracing::error!(error = %e, path = %segment.path.display(), "background fdatasync failed; recent pushes may not survive a power loss");
-                self.close_current();
-            }
+            };
         }
     }
 
-    /// Writes and syncs the batch, one run per segment, and acknowledges
-    /// each run with its own outcome.
-    fn commit(&mut self, batch: &mut Vec<Append>, buf: &mut Vec<u8>) {
-        let mut pending = batch.drain(..).peekable();
-        while let Some(first) = pending.next() {
-            let mut result = self.segment_for(first.expires_at_ms);
-            let mut run = vec![first];
-            if let Some(window_end) = self.current.as_ref().map(|s| s.window_end_ms) {
-                if result.is_ok() {
-                    while let Some(next) = pending.next_if(|a| a.expires_at_ms <= window_end) {
-                        run.push(next);
-                    }
-                }
-            }
-            if result.is_ok() {
-                buf.clear();
-                for append in &run {
-                    buf.extend_from_slice(&(append.payload.len() as u32).to_le_bytes());
-                    buf.extend_from_slice(&crc32fast::hash(&append.payload).to_le_bytes());
-                    buf.extend_from_slice(&append.payload);
-                }
-                result = self.flush(buf);
-            }
-            if let Err(e) = &result {
-                tracing::error!(error = %e, refused = run.len(), "key log write failed; these pushes are refused");
-                self.close_current();
-            }
-            for append in run {
-                let _ = append.done.send(
-                    result
-                        .as_ref()
-                        .map(|_| ())
-                        .map_err(|e| io::Error::new(e.kind(), e.to_string())),
-                );
-            }
-        }
+    fn wait<'a>(&self, state: MutexGuard<'a, State>, timeout: Duration) -> MutexGuard<'a, State> {
+        let (mut state, _) = self
+            .wake_syncer
+            .wait_timeout(state, timeout)
+            .unwrap_or_else(|p| p.into_inner());
+        state.syncer_idle = false;
+        state
     }
 
-    /// Makes the current segment one whose window holds `expires_at_ms`.
-    fn segment_for(&mut self, expires_at_ms: u64) -> io::Result<()> {
-        if self
+    /// Syncs what was written since the last sync, without holding the
+    /// mutex while the disk works, and publishes how far it got.
+    fn sync_current<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        if state.unsynced_since.take().is_none() {
+            return state;
+        }
+        let upto = state.written;
+        // Leaving a segment syncs it, so unsynced bytes are always in the
+        // current one.
+        let Some(segment) = &state.current else {
+            return state;
+        };
+        let (file, len) = (segment.file.clone(), segment.len);
+        drop(state);
+        let result = file.sync_data();
+        let mut state = self.lock();
+        let still_current = state
             .current
             .as_ref()
-            .is_none_or(|s| expires_at_ms > s.window_end_ms)
-        {
-            self.rotate(expires_at_ms)?;
-        }
-        Ok(())
-    }
-
-    /// Appends `buf` and syncs it. On failure the segment is cut back to its
-    /// previous length, so no part of a refused push can be recovered later.
-    fn flush(&mut self, buf: &[u8]) -> io::Result<()> {
-        let fsync = self.durability == Durability::Fsync;
-        let segment = self
-            .current
-            .as_mut()
-            .ok_or_else(|| io::Error::other("no open segment"))?;
-        let written = segment.file.write_all(buf).and_then(|()| {
-            if fsync {
-                segment.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        match written {
+            .is_some_and(|s| Arc::ptr_eq(&s.file, &file));
+        match result {
             Ok(()) => {
-                segment.len += buf.len() as u64;
-                if matches!(self.durability, Durability::Interval(_)) {
-                    self.unsynced_since
-                        .get_or_insert_with(std::time::Instant::now);
+                if let Some(segment) = state.current.as_mut().filter(|_| still_current) {
+                    segment.synced_len = segment.synced_len.max(len);
                 }
-                Ok(())
+                self.progress.send_modify(|p| p.synced = p.synced.max(upto));
             }
-            Err(e) => {
-                let _ = segment.file.set_len(segment.len);
-                Err(e)
-            }
+            // Leaving the segment synced it again and published.
+            Err(_) if !still_current => {}
+            Err(e) => self.sync_failed(&mut state, &e),
         }
+        state
     }
 
-    fn close_current(&mut self) {
-        if let Some(old) = self.current.take() {
-            self.closed.push((old.window_end_ms, old.path));
+    /// A failed `fdatasync` cannot be retried: the kernel may have dropped
+    /// the dirty pages. With `Fsync`, nothing unsynced was acknowledged yet,
+    /// so it is cut from the segment and refused. Otherwise those pushes
+    /// were answered already; the failure is logged loudly. Either way the
+    /// next push starts a fresh segment.
+    fn sync_failed(&self, state: &mut State, error: &io::Error) {
+        if self.durability == Durability::Fsync {
+            if let Some(segment) = &state.current {
+                let _ = segment.file.set_len(segment.synced_len);
+            }
+            let written = state.written;
+            self.progress.send_modify(|p| p.failed = written);
+            tracing::error!(%error, "fdatasync of the key log failed; the pushes waiting on it are refused");
+        } else {
+            tracing::error!(%error, "background fdatasync of the key log failed; recent pushes may not survive a power loss");
         }
+        state.unsynced_since = None;
+        close_current(state);
     }
 
-    fn rotate(&mut self, first_expiry_ms: u64) -> io::Result<()> {
-        // The old segment's acknowledged tail is synced before it is left.
-        self.sync_current();
-        self.close_current();
+    /// Closes the current segment, syncing its unsynced tail first, so the
+    /// syncer only ever has the current segment to look after. Runs under
+    /// the mutex: once per segment window, or after a failed write.
+    fn leave_current(&self, state: &mut State) {
+        if self.durability != Durability::ProcessCrash && state.unsynced_since.is_some() {
+            if let Some(segment) = &state.current {
+                match segment.file.sync_data() {
+                    Ok(()) => {
+                        let upto = state.written;
+                        state.unsynced_since = None;
+                        self.progress.send_modify(|p| p.synced = p.synced.max(upto));
+                    }
+                    Err(e) => self.sync_failed(state, &e),
+                }
+            }
+        }
+        close_current(state);
+    }
+
+    /// Makes the current segment one whose window holds `first_expiry_ms`.
+    fn rotate(&self, state: &mut State, first_expiry_ms: u64) -> io::Result<()> {
+        self.leave_current(state);
         let window_end_ms = first_expiry_ms + SEGMENT_WINDOW_MS;
         let path = self
             .dir
@@ -288,27 +351,29 @@ impl Writer {
             File::open(&self.dir)?.sync_all()?;
         }
         // Two rotations in the same millisecond reopen the same file; its
-        // acknowledged bytes must stay.
+        // bytes must stay.
         let len = file.metadata()?.len();
-        self.current = Some(Segment {
-            file,
+        state.current = Some(Segment {
+            file: Arc::new(file),
             len,
+            synced_len: len,
             window_end_ms,
             path,
         });
         Ok(())
     }
 
-    fn delete_expired_segments(&mut self) {
+    fn delete_expired_segments(&self, state: &mut State) {
         let now_ms = unix_millis(self.clock.now());
-        if self
+        if state
             .current
             .as_ref()
             .is_some_and(|s| s.window_end_ms <= now_ms)
+            && state.unsynced_since.is_none()
         {
-            self.close_current();
+            close_current(state);
         }
-        self.closed.retain(|(window_end, path)| {
+        state.closed.retain(|(window_end, path)| {
             if *window_end > now_ms {
                 return true;
             }

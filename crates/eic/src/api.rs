@@ -17,9 +17,8 @@ use eic_sigv4::{Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verifier};
 use eic_store::{unix_millis, BucketRate, Clock, KeyTarget, PushedKey, Store};
 use eic_wire::{parse_request, ApiError, ErrorCode, Operation, PushRequest, PushTarget};
 use http::HeaderMap;
-use serde_json::json;
 
-use crate::audit::{api_call_event, ApiCall, AuditLog, Identity};
+use crate::audit::{ApiCall, AuditLog, Identity, RequestParameters};
 use crate::authz::Authorizer;
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
@@ -432,22 +431,21 @@ impl Api {
         call: &Call,
         error: Option<&ApiError>,
     ) -> std::io::Result<()> {
-        let request_parameters = call.push.as_ref().map(|push| {
-            let mut p = json!({
-                "instanceId": push.instance_id,
-                "sshPublicKeyFingerprint": push.key.fingerprint,
-            });
-            match &push.target {
-                PushTarget::OsUser(user) => p["osUser"] = user.as_str().into(),
-                PushTarget::SerialPort(port) => p["serialPort"] = (*port).into(),
-            }
-            if let Some(zone) = &push.availability_zone {
-                p["availabilityZone"] = zone.as_str().into();
-            }
-            p
+        let request_parameters = call.push.as_ref().map(|push| RequestParameters {
+            instance_id: &push.instance_id,
+            os_user: match &push.target {
+                PushTarget::OsUser(user) => Some(user.as_str()),
+                PushTarget::SerialPort(_) => None,
+            },
+            serial_port: match push.target {
+                PushTarget::OsUser(_) => None,
+                PushTarget::SerialPort(port) => Some(port),
+            },
+            availability_zone: push.availability_zone.as_deref(),
+            ssh_public_key_fingerprint: &push.key.fingerprint,
         });
         let principal = call.principal.as_deref();
-        let event = api_call_event(&ApiCall {
+        self.audit.record_api_call(&ApiCall {
             time: self.clock.now(),
             region: &self.registry.region,
             event_name: call.operation.map(Operation::name),
@@ -458,7 +456,7 @@ impl Api {
                 access_key_id: call.access_key_id.as_deref(),
                 temporary: call.temporary,
             },
-            source_ip: request.source_ip.to_string(),
+            source_ip: request.source_ip,
             user_agent: request
                 .headers
                 .get(http::header::USER_AGENT)
@@ -466,7 +464,6 @@ impl Api {
             request_parameters,
             request_id,
             error: error.map(|e| (e.code.as_str(), e.message.as_str())),
-        });
-        self.audit.record(&event)
+        })
     }
 }

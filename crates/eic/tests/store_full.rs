@@ -97,5 +97,20 @@ async fn full_disk_refuses_pushes_then_recovers() {
         acknowledged.len(),
         "a refused push was stored"
     );
+    // An audit line cut short by the full disk must not swallow the next
+    // one: every acknowledged push has its own readable success event.
+    let audit = std::fs::read_to_string(data.join("audit.log")).unwrap();
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    for id in &acknowledged {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["requestID"] == id.as_str() && e["responseElements"]["success"] == true),
+            "no readable audit event for acknowledged {id}"
+        );
+    }
     drop(server);
 }
