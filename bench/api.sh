@@ -4,6 +4,8 @@
 # replaying one SigV4-signed SendSSHPublicKey at 32 connections.
 #
 # usage: bench/api.sh [ROUNDS] [SECONDS]     (needs wrk and python3 with botocore)
+#        DURABILITY=fsync bench/api.sh ...    (the store's durability; default
+#                                              that of examples/dev.toml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -30,7 +32,8 @@ address() { # name: waits for its "listening" line and prints the address
 # The fixtures, with throttling out of the way (one principal and one
 # instance take every request) and a principal with a ten-statement policy.
 ten_policy=$(python3 bench/ten_statement_policy.py)
-cat examples/dev.toml - >"$work/bench.toml" <<TOML
+durability=${DURABILITY:-interval}
+cat <(sed "s/^durability = .*/durability = \"$durability\"/" examples/dev.toml) - >"$work/bench.toml" <<TOML
 [throttling]
 principal = { rate = 1e9, burst = 1e9 }
 instance = { rate = 1e9, burst = 1e9 }
