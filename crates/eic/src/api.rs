@@ -61,6 +61,8 @@ pub struct ApiRequest<'a> {
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
     pub source_ip: IpAddr,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
 }
 
 /// What to send back: the status, the request id (also in the body), the
@@ -192,6 +194,7 @@ impl Api {
             push,
             instance.map(Arc::as_ref),
             request.source_ip,
+            request.secure_transport,
             now,
         )?;
         let instance = self.check_instance(push, &principal, instance)?;

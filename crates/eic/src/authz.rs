@@ -71,6 +71,7 @@ impl Authorizer {
         push: &PushRequest,
         visible_instance: Option<&Instance>,
         source_ip: IpAddr,
+        secure_transport: bool,
         now: SystemTime,
     ) -> Result<(), ApiError> {
         let account = visible_instance.map_or(principal.account.as_str(), |i| &i.account);
@@ -97,7 +98,10 @@ impl Authorizer {
         ctx.set("aws:SourceIp", source_ip.to_string());
         ctx.set("aws:PrincipalArn", principal.arn.clone());
         ctx.set("aws:PrincipalAccount", principal.account.clone());
-        ctx.set("aws:SecureTransport", "false");
+        ctx.set(
+            "aws:SecureTransport",
+            if secure_transport { "true" } else { "false" },
+        );
         if principal.arn.contains(":user/") {
             // IAM defines aws:username for IAM users only.
             ctx.set("aws:username", principal.name.clone());

@@ -44,6 +44,19 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// Serve HTTPS instead of HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate chain and its private key, PEM files. SIGHUP reloads both,
+/// so a renewed certificate needs no restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The leaf first, then any intermediates.
+    pub certificate: PathBuf,
+    /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub private_key: PathBuf,
 }
 
 /// Token buckets: one per principal, one per instance. A flood from one

@@ -19,6 +19,7 @@ mod serial;
 mod serial_cli;
 mod server;
 mod signing;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

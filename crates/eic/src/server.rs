@@ -31,6 +31,7 @@ use crate::instance_credentials::InstanceCredentials;
 use crate::registry::Registry;
 use crate::serial::{AuditedSessions, SerialConsoleAccess, StoreSerialKeys};
 use crate::signing::Signing;
+use crate::tls::Tls;
 use eic_serial::{Gateway, GatewayConfig, LocalSessionLocks, SessionLocks};
 
 /// Command-line settings that take precedence over the config file.
@@ -113,7 +114,6 @@ pub async fn run(
     };
     let temporary = TemporaryCredentials::load_or_create(&config.data_dir)?;
     let audit = Arc::new(AuditLog::open(&config.audit_path())?);
-    tokio::spawn(reopen_on_sighup(audit.clone()));
     let instance_api = match &config.instance_api {
         None => None,
         Some(settings) => {
@@ -183,6 +183,8 @@ pub async fn run(
             .as_ref()
             .map(|(_, _, locks, _)| locks.clone()),
     };
+    let tls = config.api.tls.as_ref().map(Tls::load).transpose()?;
+    tokio::spawn(reload_on_sighup(audit.clone(), tls.clone()));
     let api = Arc::new(Api::new(
         registry.clone(),
         authorizer,
@@ -198,9 +200,11 @@ pub async fn run(
     let api_addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_for_listener = api.clone();
+    let secure = tls.is_some();
     let api_task = tokio::spawn(serve_http(
         listener,
-        move |peer, request| handle(api_for_listener.clone(), peer, request),
+        tls.clone(),
+        move |peer, request| handle(api_for_listener.clone(), peer, request, secure),
         stop_rx.clone(),
     ));
     announce("api", api_addr);
@@ -209,6 +213,7 @@ pub async fn run(
         let addr = listener.local_addr()?;
         tasks.push(tokio::spawn(serve_http(
             listener,
+            None,
             move |peer, request| state.clone().handle(peer, request),
             stop_rx.clone(),
         )));
@@ -246,14 +251,28 @@ async fn rotate_signer(signing: Arc<Signing>, clock: Arc<dyn Clock>) {
     }
 }
 
-/// Log rotation: after the file was moved away, SIGHUP reopens the path.
-async fn reopen_on_sighup(audit: Arc<AuditLog>) {
+/// SIGHUP: log rotation (the audit file was moved away: reopen the path)
+/// and certificate renewal (read the TLS files again).
+async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Option<Tls>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; the audit log will not be reopened");
+        tracing::warn!(
+            "cannot listen for SIGHUP; the audit log and certificate will not be reloaded"
+        );
         return;
     };
     while hangups.recv().await.is_some() {
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "TLS certificate could not be reloaded; still serving the old one"
+                    )
+                }
+            }
+        }
         match audit.reopen() {
             Ok(()) => tracing::info!(path = %audit.path().display(), "audit log reopened"),
             Err(e) => {
@@ -278,10 +297,15 @@ fn announce(role: &str, addr: SocketAddr) {
     tracing::info!(role, %addr, "listening");
 }
 
-/// Serves HTTP/1.1 on `listener` with `handler` until `stop`, then drains.
-/// Every role's listener shares these bounds and timeouts.
-pub async fn serve_http<H, F>(listener: TcpListener, handler: H, mut stop: watch::Receiver<bool>)
-where
+/// Serves HTTP/1.1 (over TLS when given) on `listener` with `handler` until
+/// `stop`, then drains. Every role's listener shares these bounds and
+/// timeouts.
+pub async fn serve_http<H, F>(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    handler: H,
+    mut stop: watch::Receiver<bool>,
+) where
     H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
 {
@@ -303,14 +327,33 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let service = service_fn(move |request| handler(peer, request));
-        let connection = hyper::server::conn::http1::Builder::new()
+        let http = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(READ_TIMEOUT)
             .max_buf_size(MAX_HEADER_BYTES.max(8192))
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+            .clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -328,6 +371,7 @@ async fn handle(
     api: Arc<Api>,
     peer: SocketAddr,
     request: Request<Incoming>,
+    secure_transport: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
     // For load balancers: 200 when this node can take pushes, 503 when its
@@ -379,6 +423,7 @@ async fn handle(
             path: parts.uri.path(),
             query: parts.uri.query().unwrap_or(""),
             headers: &parts.headers,
+            secure_transport,
             body: &body,
             source_ip: peer.ip(),
         })

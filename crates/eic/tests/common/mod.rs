@@ -136,6 +136,10 @@ impl Server {
         format!("http://{}", self.api)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no drain, no flush, nothing.
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
