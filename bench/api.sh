@@ -6,6 +6,8 @@
 # usage: bench/api.sh [ROUNDS] [SECONDS]     (needs wrk and python3 with botocore)
 #        DURABILITY=fsync bench/api.sh ...    (the store's durability; default
 #                                              that of examples/dev.toml)
+#        TLS=1 bench/api.sh ...               (adds eic over HTTPS, a second
+#                                              server with a self-signed cert)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -48,16 +50,26 @@ start eic target/release/eic server --config "$work/bench.toml" --api-listen 127
 start bare target/release/examples/bare_hyper 127.0.0.1:0
 eic_addr=$(address eic)
 bare_addr=$(address bare)
+if [ -n "${TLS:-}" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
+  sed "s#^listen = \"127.0.0.1:8080\"#&\ntls = { certificate = \"$work/tls.pem\", private_key = \"$work/tls.key\" }#" \
+    "$work/bench.toml" >"$work/bench-tls.toml"
+  start eic-tls target/release/eic server --config "$work/bench-tls.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --data-dir "$work/data-tls"
+  tls_addr=$(address eic-tls)
+fi
 key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5 bench'
 body=$(printf '{"InstanceId": "i-abcd1234", "InstanceOSUser": "ec2-user", "SSHPublicKey": "%s"}' "$key")
 python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
   AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin.lua"
+[ -n "${TLS:-}" ] && python3 bench/presign.py "https://$tls_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
+  AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin-tls.lua"
 python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
   AKIDBENCHEXAMPLE 'benchSecretKey/EXAMPLE000000000000000000' >"$work/ten.lua"
 
-run() { # name, address, script
+run() { # name, address, script[, scheme]
   local out
-  out=$(wrk -t2 -c32 -d"${secs}s" --latency -s "$work/$3.lua" "http://$2/")
+  out=$(wrk -t2 -c32 -d"${secs}s" --latency -s "$work/$3.lua" "${4:-http}://$2/")
   local rps p99 bad
   rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
@@ -70,5 +82,6 @@ for r in $(seq "$rounds"); do
   run bare "$bare_addr" admin
   run eic "$eic_addr" admin
   run eic-10-statements "$eic_addr" ten
+  if [ -n "${TLS:-}" ]; then run eic-tls "$tls_addr" admin-tls https; fi
 done
 echo "eic data dir after the run: $(du -sh "$work/data" | cut -f1), keys stored: $(target/release/eic keys list --data-dir "$work/data" | wc -l)" >&2
