@@ -226,6 +226,15 @@ impl Shared {
     }
 
     fn run_syncer(&self) {
+        // However the syncer ends, a push still waiting for a sync is
+        // refused rather than left waiting for one that will never come.
+        struct RefuseWaiters<'a>(&'a watch::Sender<Progress>);
+        impl Drop for RefuseWaiters<'_> {
+            fn drop(&mut self) {
+                self.0.send_modify(|p| p.failed = u64::MAX);
+            }
+        }
+        let _refuse_waiters = RefuseWaiters(&self.progress);
         let mut state = self.lock();
         let mut last_cleanup = Instant::now();
         loop {
