@@ -46,6 +46,14 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Serve HTTPS instead of HTTP.
     pub tls: Option<TlsConfig>,
+    /// Connections served at once; beyond this the listener stops accepting
+    /// (they wait in the kernel's backlog) until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    10_000
 }
 
 /// A certificate chain and its private key, PEM files. SIGHUP reloads both,
@@ -121,6 +129,9 @@ pub struct InstanceApiConfig {
     /// The signer is `managed-ssh-signer.<region>.<domain>`.
     #[serde(default = "InstanceApiConfig::default_domain")]
     pub domain: String,
+    /// As `[api] max_connections`.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl InstanceApiConfig {

@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use eic_store::{Clock, Durability, EmbeddedStore, Store, SystemClock};
 use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
@@ -134,7 +134,7 @@ pub async fn run(
                 clock: clock.clone(),
                 domain: settings.domain.clone(),
             });
-            Some((listener, state))
+            Some((listener, state, settings.max_connections))
         }
     };
     let serial_gateway = match &config.serial_console {
@@ -202,18 +202,24 @@ pub async fn run(
     let api_for_listener = api.clone();
     let secure = tls.is_some();
     let api_task = tokio::spawn(serve_http(
-        listener,
-        tls.clone(),
+        HttpListener {
+            tcp: listener,
+            tls: tls.clone(),
+            max_connections: config.api.max_connections,
+        },
         move |peer, request| handle(api_for_listener.clone(), peer, request, secure),
         stop_rx.clone(),
     ));
     announce("api", api_addr);
     let mut tasks = vec![api_task];
-    if let Some((listener, state)) = instance_api {
+    if let Some((listener, state, max_connections)) = instance_api {
         let addr = listener.local_addr()?;
         tasks.push(tokio::spawn(serve_http(
-            listener,
-            None,
+            HttpListener {
+                tcp: listener,
+                tls: None,
+                max_connections,
+            },
             move |peer, request| state.clone().handle(peer, request),
             stop_rx.clone(),
         )));
@@ -297,20 +303,35 @@ fn announce(role: &str, addr: SocketAddr) {
     tracing::info!(role, %addr, "listening");
 }
 
+/// A bound socket and how to serve it.
+pub struct HttpListener {
+    pub tcp: TcpListener,
+    pub tls: Option<Tls>,
+    pub max_connections: usize,
+}
+
 /// Serves HTTP/1.1 (over TLS when given) on `listener` with `handler` until
 /// `stop`, then drains. Every role's listener shares these bounds and
 /// timeouts.
-pub async fn serve_http<H, F>(
-    listener: TcpListener,
-    tls: Option<Tls>,
-    handler: H,
-    mut stop: watch::Receiver<bool>,
-) where
+pub async fn serve_http<H, F>(listener: HttpListener, handler: H, mut stop: watch::Receiver<bool>)
+where
     H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
 {
+    let HttpListener {
+        tcp: listener,
+        tls,
+        max_connections,
+    } = listener;
+    let slots = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     loop {
+        // A slot first: at the limit, connections wait in the kernel's
+        // backlog rather than each costing a task and buffers here.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = stop.changed() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -335,6 +356,7 @@ pub async fn serve_http<H, F>(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let served = match tls {
                 None => {
                     watcher
