@@ -1,5 +1,5 @@
-//! The Redis backend: pushed keys, throttling buckets and serial session
-//! locks shared by several eic server nodes, on standalone Redis or Redis
+//! The Redis backend: pushed keys, throttling buckets, serial session
+//! locks and runtime settings shared by several eic server nodes, on standalone Redis or Redis
 //! Cluster.
 //!
 //! Every key of one instance carries the instance id as its hash tag
@@ -13,6 +13,7 @@
 //! [`RedisStore`].
 
 mod locks;
+mod settings;
 mod store;
 
 use std::future::Future;
@@ -24,7 +25,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
-pub use locks::{RedisSessionLocks, DEFAULT_LEASE};
+pub use locks::RedisSessionLocks;
+pub use settings::{RedisSettings, SETTINGS_REFRESH, SETTINGS_STALENESS};
 pub use store::RedisStore;
 
 /// How long one Redis operation may take before it counts as unavailable.

@@ -18,6 +18,7 @@ mod registry;
 mod serial;
 mod serial_cli;
 mod server;
+mod settings;
 mod signing;
 mod tls;
 
