@@ -91,7 +91,14 @@ pub async fn run(
             if config.store.urls.is_empty() {
                 anyhow::bail!("[store] kind = \"redis\" needs urls");
             }
-            let store = eic_store_redis::RedisStore::connect(&config.store.urls).await?;
+            // Not reached yet: the node starts while Redis is down and is
+            // unready (503, ServiceException) until it is up.
+            let store = eic_store_redis::RedisStore::with_connection(
+                eic_store_redis::RedisConnection::open(
+                    &config.store.urls,
+                    eic_store_redis::DEFAULT_OP_TIMEOUT,
+                )?,
+            );
             redis = Some(store.connection().clone());
             Arc::new(store)
         }

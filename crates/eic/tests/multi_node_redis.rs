@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::redis::{free_port, Cluster, RedisServer};
+use common::redis::{cluster_url, free_port, Cluster, RedisServer};
 use common::serial::{console_backend, ssh_serial};
 use common::sshd::{ssh, start_sshd, RootDir};
 use common::{eic, push_with_boto3, ssh_keygen, try_push_with_boto3, wait_until, Server};
@@ -328,4 +328,28 @@ fn acknowledged_pushes_survive_redis_kill9_with_appendfsync_always() {
     wait_until(30, "the node to be ready again", || ready(&a) == 200);
     let (agent, _) = agent_config(&a, &url, "i-abcd1234", keys.path());
     assert_eq!(authorized_keys(&agent, "ec2-user"), (0, expected));
+}
+
+#[test]
+fn nodes_started_while_redis_is_down_serve_once_it_is_up() {
+    let port = free_port();
+    let cluster_ports = [free_port(), free_port(), free_port()];
+    let data = tempfile::tempdir().unwrap();
+    let standalone = node(data.path(), &format!("redis://127.0.0.1:{port}"), &[], "");
+    let clustered = node(data.path(), &cluster_url(&cluster_ports), &[], "");
+    let keys = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(keys.path(), "early").with_extension("pub");
+    for node in [&standalone, &clustered] {
+        assert_eq!(ready(node), 503);
+        assert_eq!(
+            try_push_with_boto3(node, "i-abcd1234", "ec2-user", &public),
+            Err("ServiceException".into())
+        );
+    }
+    let _redis = RedisServer::start_with(port, Vec::new());
+    let _cluster = Cluster::start_on(cluster_ports);
+    for node in [&standalone, &clustered] {
+        wait_until(30, "the node to become ready", || ready(node) == 200);
+        push_with_boto3(node, "i-abcd1234", "ec2-user", &public);
+    }
 }

@@ -106,9 +106,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                let port = free_port();
+        Self::start_on([free_port(), free_port(), free_port()])
+    }
+
+    pub fn start_on(ports: [u16; 3]) -> Self {
+        let nodes: Vec<RedisServer> = ports
+            .into_iter()
+            .map(|port| {
                 RedisServer::start_with(
                     port,
                     vec![
@@ -149,13 +153,14 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        let nodes: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        format!("redis-cluster://{}", nodes.join(","))
+        cluster_url(&self.nodes.iter().map(|n| n.port).collect::<Vec<_>>())
     }
+}
+
+/// `redis-cluster://` with these nodes as seeds.
+pub fn cluster_url(ports: &[u16]) -> String {
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    format!("redis-cluster://{}", nodes.join(","))
 }
 
 pub fn key(
