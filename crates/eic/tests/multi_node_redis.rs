@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::redis::{cluster_url, free_port, Cluster, RedisServer};
+use common::redis::{cluster_url, free_port, Cluster, RedisServer, SentinelGroup};
 use common::serial::{console_backend, ssh_serial};
 use common::sshd::{ssh, start_sshd, RootDir};
 use common::{eic, push_with_boto3, ssh_keygen, try_push_with_boto3, wait_until, Server};
@@ -352,4 +352,30 @@ fn nodes_started_while_redis_is_down_serve_once_it_is_up() {
         wait_until(30, "the node to become ready", || ready(node) == 200);
         push_with_boto3(node, "i-abcd1234", "ec2-user", &public);
     }
+}
+
+#[test]
+fn nodes_on_sentinel_follow_a_failover() {
+    let mut group = SentinelGroup::start();
+    let url = group.url();
+    let data = tempfile::tempdir().unwrap();
+    let a = node(data.path(), &url, &[], "");
+    let b = node(data.path(), &url, &[], "");
+    let keys = tempfile::tempdir().unwrap();
+    let before = ssh_keygen(keys.path(), "before").with_extension("pub");
+    let after = ssh_keygen(keys.path(), "after").with_extension("pub");
+    push_with_boto3(&a, "i-abcd1234", "ec2-user", &before);
+    // Known to be on the replica when the primary dies (eic itself does not
+    // wait for replication: ARCHITECTURE.md).
+    assert_eq!(group.primary.cli(&["WAIT", "1", "5000"]), "1");
+    let replica = group.replica.port.to_string();
+    group.primary.stop();
+    wait_until(60, "node B to take pushes after the failover", || {
+        try_push_with_boto3(&b, "i-abcd1234", "ec2-user", &after).is_ok()
+    });
+    assert_eq!(group.master_port(), replica);
+    let (agent, _) = agent_config(&a, &url, "i-abcd1234", keys.path());
+    let expected =
+        std::fs::read_to_string(&before).unwrap() + &std::fs::read_to_string(&after).unwrap();
+    assert_eq!(authorized_keys(&agent, "ec2-user"), (0, expected));
 }
