@@ -215,7 +215,8 @@ pub enum StoreKind {
     #[default]
     Embedded,
     /// Shared by several nodes: `urls` (one `redis://` for standalone,
-    /// `redis-cluster://h:p,h:p` or several `redis://` for a cluster).
+    /// `redis-cluster://h:p,h:p` or several `redis://` for a cluster,
+    /// `redis-sentinel://h:p,h:p/MASTER` for a Sentinel-monitored master).
     Redis,
 }
 
@@ -352,8 +353,8 @@ impl Config {
         Ok(config)
     }
 
-    /// `--store-url`: Redis (`redis://…`, `redis-cluster://…`) instead of
-    /// the configured store.
+    /// `--store-url`: Redis (`redis://…`, `redis-cluster://…`,
+    /// `redis-sentinel://…`) instead of the configured store.
     pub fn with_store_url(mut self, url: Option<String>) -> Config {
         if let Some(url) = url {
             self.store.kind = StoreKind::Redis;
