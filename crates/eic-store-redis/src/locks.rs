@@ -18,9 +18,6 @@ use tokio::sync::oneshot;
 
 use crate::{instance_tag, RedisConnection};
 
-/// How long a lock lives without renewal (renewed every third of it).
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
-
 /// KEYS[1] lock; ARGV[1] token, ARGV[2] lease ms. 1 when still ours.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(

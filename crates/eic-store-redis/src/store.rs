@@ -89,8 +89,9 @@ pub struct RedisStore {
 impl RedisStore {
     /// `redis://host:port` (standalone; reconnects by itself),
     /// `redis-cluster://h1:p1,h2:p2` or several `redis://` URLs (cluster
-    /// seed nodes). Fails when Redis does not answer a PING within
-    /// [`DEFAULT_OP_TIMEOUT`].
+    /// seed nodes), or `redis-sentinel://h1:p1,h2:p2/MASTER` (the master
+    /// those Sentinels name, followed across failovers). Fails when Redis
+    /// does not answer a PING within [`DEFAULT_OP_TIMEOUT`].
     pub async fn connect(urls: &[String]) -> Result<RedisStore, StoreError> {
         Ok(Self::with_connection(
             RedisConnection::connect(urls, DEFAULT_OP_TIMEOUT).await?,
@@ -125,14 +126,7 @@ fn bucket_key(name: &str) -> String {
 #[async_trait::async_trait]
 impl Store for RedisStore {
     async fn ready(&self) -> Result<(), StoreError> {
-        let mut c = self.connection.conn();
-        self.connection
-            .run("ping", async move {
-                redis::cmd("PING").query_async::<String>(&mut c).await
-            })
-            .await
-            .map(|_| ())
-            .map_err(StoreError::Unavailable)
+        self.connection.ping().await
     }
 
     async fn push(&self, key: PushedKey) -> Result<(), StoreError> {

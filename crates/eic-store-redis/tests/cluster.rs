@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{eventually, key, user, Cluster};
 use eic_serial::SessionLocks;
-use eic_store::{BucketRate, KeyTarget, Store};
-use eic_store_redis::{RedisSessionLocks, RedisStore};
+use eic_store::{BucketRate, KeyTarget, Settings, Store};
+use eic_store_redis::{RedisSessionLocks, RedisSettings, RedisStore};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -130,4 +130,16 @@ async fn keys_buckets_and_locks_through_a_cluster() {
         .await;
         assert!(node_b.try_acquire(instance, 0).await.unwrap().is_some());
     }
+
+    // Runtime settings: one map's hash and version share a slot, so its
+    // scripts run on a cluster; a change through one node reaches another.
+    let command = RedisSettings::new(other.connection().clone(), "access");
+    let node = RedisSettings::watched(store.connection().clone(), "access");
+    command.set("111122223333", true.into()).await.unwrap();
+    assert_eq!(command.increment("i-abc").await.unwrap(), 1);
+    eventually(5 * SEC, "the change reaches the other node", || async {
+        node.get("111122223333").ok() == Some(Some(true.into()))
+            && node.get("i-abc").ok() == Some(Some(1.into()))
+    })
+    .await;
 }

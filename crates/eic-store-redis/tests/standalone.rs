@@ -6,8 +6,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{eventually, key, user, RedisServer};
 use eic_serial::SessionLocks;
-use eic_store::{BucketRate, KeyTarget, Store, StoreError};
-use eic_store_redis::{RedisConnection, RedisSessionLocks, RedisStore};
+use eic_store::{BucketRate, KeyTarget, Settings, Store, StoreError};
+use eic_store_redis::{
+    RedisConnection, RedisSessionLocks, RedisSettings, RedisStore, SETTINGS_STALENESS,
+};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -374,4 +376,76 @@ async fn connect_errors() {
             .map(|_| ()),
         "empty cluster",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_changed_on_one_node_hold_on_another_within_the_bound() {
+    let mut server = RedisServer::start();
+    let connect = || async {
+        RedisConnection::connect(&[server.url()], 2 * SEC)
+            .await
+            .unwrap()
+    };
+    // A node's view, refreshed in the background, and a command's handle.
+    let node = RedisSettings::watched(connect().await, "access");
+    let command = RedisSettings::new(connect().await, "access");
+    eventually(5 * SEC, "the node's first view", || async {
+        node.get("acct").is_ok()
+    })
+    .await;
+    assert_eq!(node.get("acct").unwrap(), None);
+
+    command.set("acct", false.into()).await.unwrap();
+    assert_eq!(command.get("acct").ok(), None, "unconfirmed: refuses");
+    command.refresh().await.unwrap();
+    assert_eq!(command.get("acct").unwrap(), Some(false.into()));
+    let t = Instant::now();
+    eventually(5 * SEC, "the change reaches the node", || async {
+        node.get("acct").unwrap() == Some(false.into())
+    })
+    .await;
+    assert!(t.elapsed() <= SETTINGS_STALENESS, "took {:?}", t.elapsed());
+
+    // Increments from several nodes at once are never lost.
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let other = RedisSettings::new(connect().await, "access");
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                other.increment("i-abc").await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(command.increment("i-abc").await.unwrap(), 31);
+    eventually(5 * SEC, "the node sees every increment", || async {
+        node.get("i-abc").unwrap() == Some(31.into())
+    })
+    .await;
+    // Not a counter: an error, never a guess.
+    assert!(command.increment("acct").await.is_err());
+
+    // Redis gone: the node refuses once its view is older than the bound,
+    // and answers again when Redis is back.
+    server.stop();
+    let t = Instant::now();
+    eventually(5 * SEC, "the node refuses", || async {
+        node.get("acct").is_err()
+    })
+    .await;
+    assert!(
+        t.elapsed() <= SETTINGS_STALENESS + Duration::from_millis(100),
+        "stale view served for {:?}",
+        t.elapsed()
+    );
+    unavailable(command.set("acct", true.into()).await, "set");
+    server.spawn();
+    eventually(15 * SEC, "the node answers again", || async {
+        node.get("acct").is_ok()
+    })
+    .await;
+    // The (non-persistent) server lost the map: the view follows it.
+    assert_eq!(node.get("acct").unwrap(), None);
 }

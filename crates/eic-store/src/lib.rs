@@ -9,11 +9,15 @@
 //! Expiry is decided on every read against the injected [`Clock`], so a key
 //! is never served after its time however late the background purge runs;
 //! the purge only reclaims memory and disk.
+//!
+//! [`Settings`] are the runtime settings commands change and every node
+//! reads: a file in the data dir for one node, a Redis hash for several.
 
 mod buckets;
 mod clock;
 mod embedded;
 mod log;
+mod settings;
 
 use std::time::SystemTime;
 
@@ -22,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use buckets::TokenBuckets;
 pub use clock::{unix_millis, Clock, ManualClock, SystemClock};
 pub use embedded::{Durability, EmbeddedStore};
+pub use settings::Settings;
 
 /// Whom a key lets in on its instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::instance_credentials::InstanceCredentials;
+use crate::settings::{self, INSTANCE_CREDENTIALS};
 
 /// The whole run, as the official `timeout 5s` wrapper bounds it.
 pub(crate) const TOTAL_BUDGET: Duration = Duration::from_secs(5);
@@ -430,10 +431,13 @@ pub struct AgentConfigArgs {
     /// The URL the instance reaches the instance-facing API at.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
+    /// The servers' --store-url, if they were started with one.
+    #[arg(long, value_name = "URL")]
+    store_url: Option<String>,
 }
 
 pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
-    let (config, registry) = load_server(&args.config, args.data_dir)?;
+    let (config, registry) = load_server(&args.config, args.data_dir, args.store_url)?;
     let Some(instance_api) = &config.instance_api else {
         anyhow::bail!("{} has no [instance_api] section", args.config.display());
     };
@@ -457,8 +461,13 @@ pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{}", instance_api.listen));
     let agent = AgentConfig {
         endpoint,
-        credential: InstanceCredentials::load_or_create(&config.data_dir)?
-            .credential(&args.instance_id)?,
+        credential: settings::block_on(async {
+            let generations = settings::for_command(&config, INSTANCE_CREDENTIALS).await?;
+            Ok(
+                InstanceCredentials::load_or_create(&config.data_dir, generations)?
+                    .credential(&args.instance_id)?,
+            )
+        })?,
         instance_id: args.instance_id,
         signer_cn: format!(
             "managed-ssh-signer.{}.{}",
@@ -484,6 +493,9 @@ pub struct InstanceCredentialArgs {
     config: PathBuf,
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The servers' --store-url, if they were started with one.
+    #[arg(long, value_name = "URL")]
+    store_url: Option<String>,
     #[arg(long)]
     instance_id: String,
 }
@@ -493,7 +505,7 @@ pub fn instance_credential(command: InstanceCredentialCommand) -> anyhow::Result
         InstanceCredentialCommand::Rotate(a) => (a, true),
         InstanceCredentialCommand::Revoke(a) => (a, false),
     };
-    let (config, registry) = load_server(&args.config, args.data_dir)?;
+    let (config, registry) = load_server(&args.config, args.data_dir, args.store_url)?;
     if registry.instance(&args.instance_id).is_none() {
         anyhow::bail!(
             "no instance {} in {}",
@@ -501,8 +513,14 @@ pub fn instance_credential(command: InstanceCredentialCommand) -> anyhow::Result
             args.config.display()
         );
     }
-    let credential =
-        InstanceCredentials::load_or_create(&config.data_dir)?.rotate(&args.instance_id)?;
+    let credential = settings::block_on(async {
+        let generations = settings::for_command(&config, INSTANCE_CREDENTIALS).await?;
+        Ok(
+            InstanceCredentials::load_or_create(&config.data_dir, generations)?
+                .rotate(&args.instance_id)
+                .await?,
+        )
+    })?;
     if print {
         println!("{credential}");
     }
@@ -512,8 +530,9 @@ pub fn instance_credential(command: InstanceCredentialCommand) -> anyhow::Result
 fn load_server(
     path: &Path,
     data_dir: Option<PathBuf>,
+    store_url: Option<String>,
 ) -> anyhow::Result<(Config, crate::registry::Registry)> {
-    let config = Config::load_with_data_dir(path, data_dir.as_deref())?;
+    let config = Config::load_with_data_dir(path, data_dir.as_deref())?.with_store_url(store_url);
     let registry = crate::registry::Registry::from_config(&config)?;
     Ok((config, registry))
 }

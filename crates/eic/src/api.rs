@@ -361,11 +361,17 @@ impl Api {
             }
         }
         if push.operation == Operation::SendSerialConsoleSSHPublicKey {
-            let enabled = self.registry.account(&principal.account).is_some_and(|a| {
-                self.serial
+            let enabled = match self.registry.account(&principal.account) {
+                Some(a) => self
+                    .serial
                     .access
                     .enabled(&principal.account, a.serial_console_access)
-            });
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "serial console access unknown; push refused");
+                        ApiError::plain(ErrorCode::ServiceException)
+                    })?,
+                None => false,
+            };
             if !enabled {
                 return Err(ApiError::plain(
                     ErrorCode::SerialConsoleAccessDisabledException,

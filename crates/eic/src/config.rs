@@ -150,6 +150,11 @@ pub struct SerialConsoleConfig {
     /// After a session ends, the port stays taken this long (AWS: 30 s).
     #[serde(default = "SerialConsoleConfig::default_teardown")]
     pub teardown_secs: u64,
+    /// On Redis, a session's lock is a lease its node renews every third of
+    /// this: if the node dies, the port is free again after at most this
+    /// long (1 to 300; default 15).
+    #[serde(default = "SerialConsoleConfig::default_session_lease")]
+    pub session_lease_secs: u64,
 }
 
 impl SerialConsoleConfig {
@@ -159,6 +164,10 @@ impl SerialConsoleConfig {
 
     fn default_teardown() -> u64 {
         30
+    }
+
+    fn default_session_lease() -> u64 {
+        15
     }
 }
 
@@ -217,7 +226,8 @@ pub enum StoreKind {
     #[default]
     Embedded,
     /// Shared by several nodes: `urls` (one `redis://` for standalone,
-    /// `redis-cluster://h:p,h:p` or several `redis://` for a cluster).
+    /// `redis-cluster://h:p,h:p` or several `redis://` for a cluster,
+    /// `redis-sentinel://h:p,h:p/MASTER` for a Sentinel-monitored master).
     Redis,
 }
 
@@ -354,6 +364,16 @@ impl Config {
         Ok(config)
     }
 
+    /// `--store-url`: Redis (`redis://…`, `redis-cluster://…`,
+    /// `redis-sentinel://…`) instead of the configured store.
+    pub fn with_store_url(mut self, url: Option<String>) -> Config {
+        if let Some(url) = url {
+            self.store.kind = StoreKind::Redis;
+            self.store.urls = vec![url];
+        }
+        self
+    }
+
     /// The audit log's path, after `--data-dir` overrides are applied.
     pub fn audit_path(&self) -> PathBuf {
         self.audit
@@ -388,6 +408,15 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "[throttling] {name}: rate must be positive and burst at least 1"
                 )));
+            }
+        }
+        if let Some(serial) = &config.serial_console {
+            // Renewal every third of it must not be busy-looping, nor a
+            // dead node's hold last for ages.
+            if !(1..=300).contains(&serial.session_lease_secs) {
+                return Err(ConfigError::Invalid(
+                    "[serial_console] session_lease_secs must be between 1 and 300".into(),
+                ));
             }
         }
         Ok(config)

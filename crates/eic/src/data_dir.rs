@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use eic_store::{Settings, StoreError};
+use serde_json::Value;
 
 /// The 32-byte key at `path`, created from the OS random source (mode 0600)
 /// on first use.
@@ -45,14 +45,15 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// A JSON map in the data dir, changed by commands and reread by a running
-/// server when its modification time changes.
-pub struct SettingsFile<V> {
+/// A JSON map in the data dir (`<name>.json`), the runtime settings of a
+/// single node: changed by commands, reread by a running server when the
+/// file's modification time changes.
+pub struct SettingsFile {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, BTreeMap<String, V>)>,
+    cache: Mutex<(Option<SystemTime>, BTreeMap<String, Value>)>,
 }
 
-impl<V: Clone + Serialize + DeserializeOwned> SettingsFile<V> {
+impl SettingsFile {
     pub fn new(path: PathBuf) -> Self {
         SettingsFile {
             path,
@@ -60,8 +61,7 @@ impl<V: Clone + Serialize + DeserializeOwned> SettingsFile<V> {
         }
     }
 
-    /// The value for `key`, if the file sets one.
-    pub fn get(&self, key: &str) -> std::io::Result<Option<V>> {
+    fn cached(&self, key: &str) -> std::io::Result<Option<Value>> {
         let modified = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m.modified()?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -76,9 +76,13 @@ impl<V: Clone + Serialize + DeserializeOwned> SettingsFile<V> {
 
     /// Sets `key` to what `change` makes of its current value; written aside
     /// and renamed into place, so a server never reads half a file.
-    pub fn update(&self, key: &str, change: impl FnOnce(Option<V>) -> V) -> std::io::Result<V> {
+    fn update(
+        &self,
+        key: &str,
+        change: impl FnOnce(Option<Value>) -> Result<Value, String>,
+    ) -> std::io::Result<Value> {
         let mut map = self.read()?;
-        let value = change(map.remove(key));
+        let value = change(map.remove(key)).map_err(std::io::Error::other)?;
         map.insert(key.to_owned(), value.clone());
         let json = serde_json::to_vec_pretty(&map).map_err(std::io::Error::other)?;
         let temp = self.path.with_extension("json.tmp");
@@ -88,12 +92,44 @@ impl<V: Clone + Serialize + DeserializeOwned> SettingsFile<V> {
         Ok(value)
     }
 
-    fn read(&self) -> std::io::Result<BTreeMap<String, V>> {
+    fn read(&self) -> std::io::Result<BTreeMap<String, Value>> {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| std::io::Error::other(format!("{}: {e}", self.path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(e),
         }
+    }
+
+    fn error(&self, e: std::io::Error) -> StoreError {
+        StoreError::Unavailable(format!("{}: {e}", self.path.display()))
+    }
+}
+
+#[async_trait::async_trait]
+impl Settings for SettingsFile {
+    fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        self.cached(key).map_err(|e| self.error(e))
+    }
+
+    async fn set(&self, key: &str, value: Value) -> Result<(), StoreError> {
+        self.update(key, |_| Ok(value))
+            .map(|_| ())
+            .map_err(|e| self.error(e))
+    }
+
+    async fn increment(&self, key: &str) -> Result<u64, StoreError> {
+        let next = self
+            .update(key, |current| match current {
+                None => Ok(Value::from(1u64)),
+                Some(n) => n
+                    .as_u64()
+                    .and_then(|n| n.checked_add(1))
+                    .map(Value::from)
+                    .ok_or_else(|| format!("{key} does not hold a counter")),
+            })
+            .map_err(|e| self.error(e))?;
+        next.as_u64()
+            .ok_or_else(|| StoreError::Unavailable(format!("{key} does not hold a counter")))
     }
 }

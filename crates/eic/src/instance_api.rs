@@ -132,6 +132,10 @@ impl InstanceApi {
         let instance_id = self
             .credentials
             .verify(credential.trim())
+            .map_err(|e| {
+                tracing::error!(error = %e, "instance credential generations unknown; fetch refused");
+                StatusCode::SERVICE_UNAVAILABLE
+            })?
             .ok_or(StatusCode::UNAUTHORIZED)?;
         self.registry
             .instance(&instance_id)

@@ -2,55 +2,58 @@
 //!
 //! A credential is `eici1.<instance-id>.<generation>.<mac>`, the MAC an
 //! HMAC-SHA256 under a key in the data dir. Rotating or revoking bumps the
-//! instance's generation in `instance-credentials.json`, which invalidates
-//! every earlier credential of that instance at once; the server rereads
-//! the file when it changes, so `eic instance-credential` takes effect on a
-//! running server. An instance's credential names its instance, so it can
-//! only ever read that instance's keys.
+//! instance's generation in the runtime settings (`instance-credentials`,
+//! see [`crate::settings`]), which invalidates every earlier credential of
+//! that instance at once, on every running node. An instance's credential
+//! names its instance, so it can only ever read that instance's keys.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use eic_store::{Settings, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::data_dir::{load_or_create_key, SettingsFile};
+use crate::data_dir::load_or_create_key;
 
 const KEY_FILE: &str = "instance-credentials.key";
-const GENERATIONS_FILE: &str = "instance-credentials.json";
 const PREFIX: &str = "eici1";
 
 pub struct InstanceCredentials {
     key: [u8; 32],
-    generations: SettingsFile<u64>,
+    generations: Arc<dyn Settings>,
 }
 
 impl InstanceCredentials {
-    pub fn load_or_create(data_dir: &Path) -> std::io::Result<InstanceCredentials> {
+    /// The key from the data dir, the generations from `generations`.
+    pub fn load_or_create(
+        data_dir: &Path,
+        generations: Arc<dyn Settings>,
+    ) -> std::io::Result<InstanceCredentials> {
         Ok(InstanceCredentials {
             key: load_or_create_key(&data_dir.join(KEY_FILE))?,
-            generations: SettingsFile::new(data_dir.join(GENERATIONS_FILE)),
+            generations,
         })
     }
 
     /// The current credential of `instance_id`.
-    pub fn credential(&self, instance_id: &str) -> std::io::Result<String> {
+    pub fn credential(&self, instance_id: &str) -> Result<String, StoreError> {
         let generation = self.generation(instance_id)?;
         Ok(self.credential_at(instance_id, generation))
     }
 
     /// Invalidates every credential of `instance_id` and returns the new one.
-    pub fn rotate(&self, instance_id: &str) -> std::io::Result<String> {
-        let next = self
-            .generations
-            .update(instance_id, |current| current.unwrap_or(0) + 1)?;
+    pub async fn rotate(&self, instance_id: &str) -> Result<String, StoreError> {
+        let next = self.generations.increment(instance_id).await?;
         Ok(self.credential_at(instance_id, next))
     }
 
-    /// The instance a presented credential belongs to, if it is current.
-    pub fn verify(&self, credential: &str) -> Option<String> {
+    /// The instance a presented credential belongs to, if it is current;
+    /// an error when the current generation cannot be known.
+    pub fn verify(&self, credential: &str) -> Result<Option<String>, StoreError> {
         let mut parts = credential.split('.');
         let (Some(PREFIX), Some(instance), Some(generation), Some(_), None) = (
             parts.next(),
@@ -59,14 +62,16 @@ impl InstanceCredentials {
             parts.next(),
             parts.next(),
         ) else {
-            return None;
+            return Ok(None);
         };
-        let generation: u64 = generation.parse().ok()?;
+        let Ok(generation) = generation.parse::<u64>() else {
+            return Ok(None);
+        };
         let expected = self.credential_at(instance, generation);
         if !bool::from(expected.as_bytes().ct_eq(credential.as_bytes())) {
-            return None;
+            return Ok(None);
         }
-        (self.generation(instance).ok()? == generation).then(|| instance.to_owned())
+        Ok((self.generation(instance)? == generation).then(|| instance.to_owned()))
     }
 
     fn credential_at(&self, instance_id: &str, generation: u64) -> String {
@@ -76,33 +81,60 @@ impl InstanceCredentials {
         format!("{PREFIX}.{instance_id}.{generation}.{tag}")
     }
 
-    fn generation(&self, instance_id: &str) -> std::io::Result<u64> {
-        Ok(self.generations.get(instance_id)?.unwrap_or(0))
+    fn generation(&self, instance_id: &str) -> Result<u64, StoreError> {
+        match self.generations.get(instance_id)? {
+            None => Ok(0),
+            Some(value) => value.as_u64().ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "credential generation of {instance_id} is not a counter"
+                ))
+            }),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data_dir::SettingsFile;
 
-    #[test]
-    fn issue_verify_rotate() {
+    fn open(dir: &Path) -> InstanceCredentials {
+        let generations = Arc::new(SettingsFile::new(dir.join("instance-credentials.json")));
+        InstanceCredentials::load_or_create(dir, generations).unwrap()
+    }
+
+    #[tokio::test]
+    async fn issue_verify_rotate() {
         let dir = tempfile::tempdir().unwrap();
-        let creds = InstanceCredentials::load_or_create(dir.path()).unwrap();
+        let creds = open(dir.path());
         let first = creds.credential("i-abcd1234").unwrap();
-        assert_eq!(creds.verify(&first).as_deref(), Some("i-abcd1234"));
+        let verify = |c: &str| creds.verify(c).unwrap();
+        assert_eq!(verify(&first).as_deref(), Some("i-abcd1234"));
         // Another process (the CLI) rotates; this one sees it.
-        let cli = InstanceCredentials::load_or_create(dir.path()).unwrap();
-        let second = cli.rotate("i-abcd1234").unwrap();
-        assert_eq!(creds.verify(&first), None);
-        assert_eq!(creds.verify(&second).as_deref(), Some("i-abcd1234"));
+        let second = open(dir.path()).rotate("i-abcd1234").await.unwrap();
+        assert_eq!(verify(&first), None);
+        assert_eq!(verify(&second).as_deref(), Some("i-abcd1234"));
         // Forged or foreign credentials.
         let forged = second.replace("i-abcd1234", "i-0123456789abcdef0");
-        assert_eq!(creds.verify(&forged), None);
-        assert_eq!(creds.verify("eici1.i-abcd1234.1.AAAA"), None);
-        assert_eq!(creds.verify(""), None);
-        let other =
-            InstanceCredentials::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
-        assert_eq!(other.verify(&second), None);
+        assert_eq!(verify(&forged), None);
+        assert_eq!(verify("eici1.i-abcd1234.1.AAAA"), None);
+        assert_eq!(verify(""), None);
+        let other = open(tempfile::tempdir().unwrap().path());
+        assert_eq!(other.verify(&second).unwrap(), None);
+    }
+
+    #[test]
+    fn unreadable_generations_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = open(dir.path());
+        let first = creds.credential("i-abcd1234").unwrap();
+        std::fs::write(dir.path().join("instance-credentials.json"), "{").unwrap();
+        assert!(creds.verify(&first).is_err());
+        std::fs::write(
+            dir.path().join("instance-credentials.json"),
+            r#"{"i-abcd1234": "zero"}"#,
+        )
+        .unwrap();
+        assert!(creds.verify(&first).is_err());
     }
 }

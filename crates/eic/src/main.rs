@@ -18,6 +18,7 @@ mod registry;
 mod serial;
 mod serial_cli;
 mod server;
+mod settings;
 mod signing;
 mod tls;
 
@@ -54,7 +55,7 @@ enum Command {
         /// Listen address for the serial console gateway (overrides [serial_console] listen).
         #[arg(long, value_name = "ADDR")]
         serial_listen: Option<SocketAddr>,
-        /// The store all nodes share: redis://HOST:PORT or redis-cluster://HOST:PORT[,HOST:PORT…] (overrides [store]).
+        /// The store all nodes share: redis://HOST:PORT, redis-cluster://HOST:PORT[,HOST:PORT…] or redis-sentinel://HOST:PORT[,HOST:PORT…]/MASTER (overrides [store]).
         #[arg(long, value_name = "URL")]
         store_url: Option<String>,
         /// Directory for durable state (overrides data_dir).

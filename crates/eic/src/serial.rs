@@ -1,16 +1,14 @@
 //! The serial console role: wires the `eic-serial` gateway to the key
 //! store, the audit log and the runtime serial console access settings.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use eic_serial::{SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord};
-use eic_store::{Clock, KeyTarget, Store};
+use eic_store::{Clock, KeyTarget, Settings, Store, StoreError};
 use serde_json::json;
 
 use crate::audit::{format_iso8601, AuditLog, EVENT_SOURCE};
-use crate::data_dir::SettingsFile;
 
 /// Serial keys come from the shared store, as SendSerialConsoleSSHPublicKey put them.
 pub struct StoreSerialKeys {
@@ -95,33 +93,33 @@ impl SessionEvents for AuditedSessions {
 }
 
 /// Serial console access per account, changed at runtime by `eic
-/// serial-console-access` and kept in the data dir; the configuration's
-/// `serial_console_access` is the value until it is first changed. The
-/// server rereads the file when it changes.
+/// serial-console-access` (see [`crate::settings`] for where it is kept);
+/// the configuration's `serial_console_access` is the value until it is
+/// first changed.
 pub struct SerialConsoleAccess {
-    settings: SettingsFile<bool>,
+    settings: Arc<dyn Settings>,
 }
 
 impl SerialConsoleAccess {
-    pub fn new(data_dir: &Path) -> SerialConsoleAccess {
-        SerialConsoleAccess {
-            settings: SettingsFile::new(data_dir.join("serial-console-access.json")),
+    pub fn new(settings: Arc<dyn Settings>) -> SerialConsoleAccess {
+        SerialConsoleAccess { settings }
+    }
+
+    /// The account's setting, or `default` when never changed. Settings that
+    /// cannot be read, or hold something else than a boolean, are an error:
+    /// the caller refuses rather than guesses.
+    pub fn enabled(&self, account: &str, default: bool) -> Result<bool, StoreError> {
+        match self.settings.get(account)? {
+            None => Ok(default),
+            Some(value) => value.as_bool().ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "serial console access of {account} is not a boolean"
+                ))
+            }),
         }
     }
 
-    /// The account's setting, or `default` when never changed. A file that
-    /// cannot be read denies: access is off when in doubt.
-    pub fn enabled(&self, account: &str, default: bool) -> bool {
-        match self.settings.get(account) {
-            Ok(setting) => setting.unwrap_or(default),
-            Err(e) => {
-                tracing::error!(error = %e, "serial console access settings unreadable; denying");
-                false
-            }
-        }
-    }
-
-    pub fn set(&self, account: &str, enabled: bool) -> std::io::Result<()> {
-        self.settings.update(account, |_| enabled).map(|_| ())
+    pub async fn set(&self, account: &str, enabled: bool) -> Result<(), StoreError> {
+        self.settings.set(account, enabled.into()).await
     }
 }

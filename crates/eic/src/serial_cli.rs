@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::serial::SerialConsoleAccess;
+use crate::settings::{self, SERIAL_CONSOLE_ACCESS};
 
 #[derive(Args)]
 pub struct AccountArgs {
@@ -14,6 +15,9 @@ pub struct AccountArgs {
     config: PathBuf,
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The servers' --store-url, if they were started with one.
+    #[arg(long, value_name = "URL")]
+    store_url: Option<String>,
     /// The 12-digit account id.
     #[arg(long)]
     account: String,
@@ -44,16 +48,18 @@ pub fn access(command: AccessCommand) -> anyhow::Result<()> {
         AccessCommand::Disable(a) => (a, Some(false)),
         AccessCommand::Status(a) => (a, None),
     };
-    let config = load(&args.config, &args.data_dir)?;
+    let config = load(&args.config, &args.data_dir)?.with_store_url(args.store_url);
     let Some(account) = config.accounts.iter().find(|a| a.id == args.account) else {
         anyhow::bail!("no account {} in {}", args.account, args.config.display());
     };
-    let access = SerialConsoleAccess::new(&config.data_dir);
-    if let Some(enabled) = change {
-        std::fs::create_dir_all(&config.data_dir)?;
-        access.set(&args.account, enabled)?;
-    }
-    let enabled = access.enabled(&args.account, account.serial_console_access);
+    let enabled = settings::block_on(async {
+        let access =
+            SerialConsoleAccess::new(settings::for_command(&config, SERIAL_CONSOLE_ACCESS).await?);
+        if let Some(enabled) = change {
+            access.set(&args.account, enabled).await?;
+        }
+        Ok(access.enabled(&args.account, account.serial_console_access)?)
+    })?;
     // The shape of EC2's GetSerialConsoleAccessStatus.
     println!(
         "{}",

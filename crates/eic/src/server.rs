@@ -30,6 +30,7 @@ use crate::instance_api::InstanceApi;
 use crate::instance_credentials::InstanceCredentials;
 use crate::registry::Registry;
 use crate::serial::{AuditedSessions, SerialConsoleAccess, StoreSerialKeys};
+use crate::settings::{self, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
 use crate::signing::Signing;
 use crate::tls::Tls;
 use eic_serial::{Gateway, GatewayConfig, LocalSessionLocks, SessionLocks};
@@ -78,10 +79,7 @@ pub async fn run(
             }
         }
     }
-    if let Some(url) = overrides.store_url {
-        config.store.kind = StoreKind::Redis;
-        config.store.urls = vec![url];
-    }
+    let config = config.with_store_url(overrides.store_url);
     let registry = Arc::new(Registry::from_config(&config)?);
     let authorizer = Authorizer::from_config(&config, &registry)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -93,7 +91,14 @@ pub async fn run(
             if config.store.urls.is_empty() {
                 anyhow::bail!("[store] kind = \"redis\" needs urls");
             }
-            let store = eic_store_redis::RedisStore::connect(&config.store.urls).await?;
+            // Not reached yet: the node starts while Redis is down and is
+            // unready (503, ServiceException) until it is up.
+            let store = eic_store_redis::RedisStore::with_connection(
+                eic_store_redis::RedisConnection::open(
+                    &config.store.urls,
+                    eic_store_redis::DEFAULT_OP_TIMEOUT,
+                )?,
+            );
             redis = Some(store.connection().clone());
             Arc::new(store)
         }
@@ -128,7 +133,10 @@ pub async fn run(
             let state = Arc::new(InstanceApi {
                 registry: registry.clone(),
                 store: store.clone(),
-                credentials: InstanceCredentials::load_or_create(&config.data_dir)?,
+                credentials: InstanceCredentials::load_or_create(
+                    &config.data_dir,
+                    settings::for_server(&config.data_dir, redis.as_ref(), INSTANCE_CREDENTIALS),
+                )?,
                 signing,
                 audit: audit.clone(),
                 clock: clock.clone(),
@@ -150,7 +158,7 @@ pub async fn run(
                 Some(connection) => Arc::new(eic_store_redis::RedisSessionLocks::new(
                     connection.clone(),
                     teardown,
-                    eic_store_redis::DEFAULT_LEASE,
+                    Duration::from_secs(settings.session_lease_secs),
                 )),
                 None => Arc::new(LocalSessionLocks::new(teardown)),
             };
@@ -178,7 +186,11 @@ pub async fn run(
         }
     };
     let serial_state = SerialState {
-        access: SerialConsoleAccess::new(&config.data_dir),
+        access: SerialConsoleAccess::new(settings::for_server(
+            &config.data_dir,
+            redis.as_ref(),
+            SERIAL_CONSOLE_ACCESS,
+        )),
         locks: serial_gateway
             .as_ref()
             .map(|(_, _, locks, _)| locks.clone()),

@@ -1,145 +1,387 @@
-//! Two `eic server` nodes sharing one real redis-server: a push on node A
-//! is served to an instance through node B, throttling buckets are shared,
-//! and a Redis outage is a ServiceException and a 503 from `/ready` that
-//! end when Redis returns.
+//! Two `eic server` nodes sharing real redis-server processes (standalone,
+//! a three-master cluster): a push on one node is served through the other,
+//! to `eic authorized-keys` and to a real sshd; throttling buckets, serial
+//! session locks and runtime settings are shared; Redis outages, restarts
+//! and a node's death behave as ARCHITECTURE.md states.
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+use common::redis::{cluster_url, free_port, Cluster, RedisServer, SentinelGroup};
+use common::serial::{console_backend, ssh_serial};
+use common::sshd::{ssh, start_sshd, RootDir};
 use common::{eic, push_with_boto3, ssh_keygen, try_push_with_boto3, wait_until, Server};
-
-struct Redis(Child);
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let ping = || {
-            Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "ping"])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG")
-        };
-        wait_until(20, "redis-server to answer", ping);
-        Redis(child)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const SHARED_BUCKETS: &str = r#"
 [throttling]
 principal = { rate = 0.2, burst = 4.0 }
 "#;
 
+/// A node on the store at `url`. Nodes share the data dir's key material
+/// (CA, credential keys); keys, buckets, locks and settings live in Redis.
+fn node(data: &Path, url: &str, replace: &[(&str, &str)], extra: &str) -> Server {
+    Server::start_full(data, replace, extra, &["--store-url", url])
+}
+
+/// `GET /ready`'s status, 0 when nothing answers.
+fn ready(node: &Server) -> u16 {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    agent
+        .get(&format!("{}/ready", node.endpoint()))
+        .call()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// `eic <args> --config <node's> --data-dir <node's> --store-url <url>`,
+/// as an operator runs a command against a multi-node service.
+fn command(node: &Server, url: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend([
+        "--config",
+        node.config.to_str().unwrap(),
+        "--data-dir",
+        node.data_dir.to_str().unwrap(),
+        "--store-url",
+        url,
+    ]);
+    eic(&all)
+}
+
+/// An agent config for `instance` that fetches through `node`, written to
+/// `dir/agent.toml` (readable by sshd's AuthorizedKeysCommandUser).
+fn agent_config(
+    node: &Server,
+    url: &str,
+    instance: &str,
+    dir: &Path,
+) -> (std::path::PathBuf, String) {
+    let endpoint = format!("http://{}", node.instance_api);
+    let (code, agent, err) = command(
+        node,
+        url,
+        &[
+            "agent-config",
+            "--instance-id",
+            instance,
+            "--endpoint",
+            &endpoint,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, &agent).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (path, agent)
+}
+
+fn authorized_keys(agent: &Path, user: &str) -> (i32, String) {
+    let (code, out, _) = eic(&["authorized-keys", "--config", agent.to_str().unwrap(), user]);
+    (code, out)
+}
+
 #[test]
 fn two_nodes_share_keys_buckets_and_outages() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let redis = Redis::start(port);
-    let url = format!("redis://127.0.0.1:{port}");
-    // The nodes share the data dir's key material (CA, credential keys);
-    // their keys, buckets and serial locks live in Redis.
+    let mut redis = RedisServer::start();
+    let url = redis.url();
     let data = tempfile::tempdir().unwrap();
-    let a = Server::start_full(data.path(), &[], SHARED_BUCKETS, &["--store-url", &url]);
-    let b = Server::start_full(data.path(), &[], SHARED_BUCKETS, &["--store-url", &url]);
-
-    let ready = |node: &Server| -> u16 {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
-        agent
-            .get(&format!("{}/ready", node.endpoint()))
-            .call()
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    };
+    let a = node(data.path(), &url, &[], SHARED_BUCKETS);
+    let b = node(data.path(), &url, &[], SHARED_BUCKETS);
     assert_eq!((ready(&a), ready(&b)), (200, 200));
 
     let keys = tempfile::tempdir().unwrap();
     let key = ssh_keygen(keys.path(), "multi");
-    push_with_boto3(&a, "i-abcd1234", "ec2-user", &key.with_extension("pub"));
+    let public = key.with_extension("pub");
+    push_with_boto3(&a, "i-abcd1234", "ec2-user", &public);
 
     // The instance asks node B for what was pushed through node A.
-    let (code, agent, err) = eic(&[
-        "agent-config",
-        "--config",
-        b.config.to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--instance-id",
-        "i-abcd1234",
-        "--endpoint",
-        &format!("http://{}", b.instance_api),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let agent_path = keys.path().join("agent.toml");
-    std::fs::write(&agent_path, agent).unwrap();
-    let (code, out, err) = eic(&[
-        "authorized-keys",
-        "--config",
-        agent_path.to_str().unwrap(),
-        "ec2-user",
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let (agent, _) = agent_config(&b, &url, "i-abcd1234", keys.path());
     assert_eq!(
-        out,
-        std::fs::read_to_string(key.with_extension("pub")).unwrap()
+        authorized_keys(&agent, "ec2-user"),
+        (0, std::fs::read_to_string(&public).unwrap())
     );
 
     // One bucket per principal across nodes: 4 tokens, one already spent.
     for _ in 0..3 {
-        push_with_boto3(&a, "i-abcd1234", "ec2-user", &key.with_extension("pub"));
+        push_with_boto3(&a, "i-abcd1234", "ec2-user", &public);
     }
     assert_eq!(
-        try_push_with_boto3(&b, "i-abcd1234", "ec2-user", &key.with_extension("pub")),
+        try_push_with_boto3(&b, "i-abcd1234", "ec2-user", &public),
         Err("ThrottlingException".into())
     );
 
     // Redis gone: a 500 ServiceException (which SDKs retry), no crash; back
     // by itself when Redis is.
-    drop(redis);
+    redis.stop();
     assert_eq!(ready(&a), 503);
     assert_eq!(
-        try_push_with_boto3(
-            &a,
-            "i-0123456789abcdef0",
-            "ec2-user",
-            &key.with_extension("pub")
-        ),
+        try_push_with_boto3(&a, "i-0123456789abcdef0", "ec2-user", &public),
         Err("ServiceException".into())
     );
-    let _redis = Redis::start(port);
+    redis.spawn();
     wait_until(30, "node B to serve again", || {
-        try_push_with_boto3(
-            &b,
-            "i-0123456789abcdef0",
-            "ec2-user",
-            &key.with_extension("pub"),
-        )
-        .is_ok()
+        try_push_with_boto3(&b, "i-0123456789abcdef0", "ec2-user", &public).is_ok()
     });
+}
+
+#[test]
+fn ssh_login_through_the_other_node_and_revocation_from_any_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let data = tempfile::tempdir().unwrap();
+    let a = node(data.path(), &url, &[], "");
+    let b = node(data.path(), &url, &[], "");
+    let dir = RootDir::new("multi-node-sshd");
+    // sshd's AuthorizedKeysCommand fetches through node B.
+    let (agent, agent_toml) = agent_config(&b, &url, "i-abcd1234", &dir.0);
+    let (_sshd, port) = start_sshd(&dir.0, &agent);
+
+    let keys = tempfile::tempdir().unwrap();
+    let key = ssh_keygen(keys.path(), "login");
+    push_with_boto3(&a, "i-abcd1234", "root", &key.with_extension("pub"));
+    let (code, out) = ssh(port, &key, "root");
+    assert_eq!((code, out.trim()), (0, "logged-in-as-root"));
+
+    // Revoked through node A's configuration: node B refuses the
+    // instance's credential (within a second of Redis acknowledging it).
+    let (code, _, err) = command(
+        &a,
+        &url,
+        &[
+            "instance-credential",
+            "revoke",
+            "--instance-id",
+            "i-abcd1234",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    wait_until(10, "node B to refuse the revoked credential", || {
+        authorized_keys(&agent, "root") == (1, String::new())
+    });
+    assert_eq!(ssh(port, &key, "root").0, 255);
+
+    // Rotated: the new credential works through B, and agent-config (which
+    // reads the generation from Redis too) prints that same credential.
+    let (code, rotated, err) = command(
+        &a,
+        &url,
+        &[
+            "instance-credential",
+            "rotate",
+            "--instance-id",
+            "i-abcd1234",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, reissued) = agent_config(&b, &url, "i-abcd1234", keys.path());
+    assert!(reissued.contains(rotated.trim()), "{reissued}");
+    let old = toml::from_str::<toml::Value>(&agent_toml).unwrap()["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(&agent, agent_toml.replace(&old, rotated.trim())).unwrap();
+    wait_until(10, "node B to accept the rotated credential", || {
+        authorized_keys(&agent, "root").0 == 0
+    });
+    let (code, out) = ssh(port, &key, "root");
+    assert_eq!((code, out.trim()), (0, "logged-in-as-root"));
+}
+
+#[test]
+fn serial_session_on_one_node_holds_the_port_on_all_until_that_node_dies() {
+    const LEASE: Duration = Duration::from_secs(2);
+    let (_socat, console) = console_backend();
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let data = tempfile::tempdir().unwrap();
+    let replace = [
+        ("127.0.0.1:7000", console.as_str()),
+        (
+            "teardown_secs = 30",
+            "teardown_secs = 30\nsession_lease_secs = 2",
+        ),
+    ];
+    let a = node(data.path(), &url, &replace, "");
+    let b = node(data.path(), &url, &replace, "");
+    let keys = tempfile::tempdir().unwrap();
+    let key = ssh_keygen(keys.path(), "serial");
+    let public = key.with_extension("pub");
+    let ops = "i-0123456789abcdef0";
+
+    // Serial console access, turned off and on again through node A's
+    // configuration, holds on node B.
+    let access = |verb: &str| {
+        command(
+            &a,
+            &url,
+            &["serial-console-access", verb, "--account", "111122223333"],
+        )
+    };
+    let (code, out, err) = access("disable");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("\"SerialConsoleAccessEnabled\":false"),
+        "{out}"
+    );
+    wait_until(10, "node B to refuse serial pushes", || {
+        try_push_with_boto3(&b, ops, "--serial", &public)
+            == Err("SerialConsoleAccessDisabledException".into())
+    });
+    assert!(access("status").1.contains("false"));
+    assert!(access("enable").1.contains("true"));
+    wait_until(10, "node B to take serial pushes", || {
+        try_push_with_boto3(&b, ops, "--serial", &public).is_ok()
+    });
+
+    // A session through node A's gateway…
+    let mut session = ssh_serial(&a, &key, ops);
+    session.stdin.write_all(b"echo serial-$((6*7))\n").unwrap();
+    assert!(session.expect("serial-42"), "no answer from the console");
+    // …holds the port for the whole service.
+    assert_eq!(
+        try_push_with_boto3(&b, ops, "--serial", &public),
+        Err("SerialConsoleSessionLimitExceededException".into())
+    );
+    let second = ssh_serial(&b, &key, ops);
+    assert!(second.expect("already has an active serial console session"));
+
+    // Node A dies mid-session: nobody renews its lease, so the port frees
+    // within the lease (no teardown: nobody ended the session).
+    a.kill9();
+    let died = Instant::now();
+    // Well under the default 15 s lease: the configured lease frees it.
+    wait_until(
+        LEASE.as_secs() + 5,
+        "the dead node's lease to lapse",
+        || try_push_with_boto3(&b, ops, "--serial", &public).is_ok(),
+    );
+    eprintln!("port free {:?} after the node died", died.elapsed());
+    drop(session);
+    let mut again = ssh_serial(&b, &key, ops);
+    again.stdin.write_all(b"echo again-$((6*7))\n").unwrap();
+    assert!(again.expect("again-42"), "no session through node B");
+}
+
+#[test]
+fn two_nodes_on_a_three_master_cluster() {
+    let cluster = Cluster::start();
+    let url = cluster.url();
+    let data = tempfile::tempdir().unwrap();
+    let a = node(data.path(), &url, &[], "");
+    let b = node(data.path(), &url, &[], "");
+    let keys = tempfile::tempdir().unwrap();
+    let key = ssh_keygen(keys.path(), "cluster");
+    let public = key.with_extension("pub");
+    push_with_boto3(&a, "i-abcd1234", "ec2-user", &public);
+    let (agent, _) = agent_config(&b, &url, "i-abcd1234", keys.path());
+    assert_eq!(
+        authorized_keys(&agent, "ec2-user"),
+        (0, std::fs::read_to_string(&public).unwrap())
+    );
+    // Runtime settings through the cluster too.
+    let (code, _, err) = command(
+        &a,
+        &url,
+        &[
+            "serial-console-access",
+            "disable",
+            "--account",
+            "111122223333",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    wait_until(10, "node B to refuse serial pushes", || {
+        try_push_with_boto3(&b, "i-0123456789abcdef0", "--serial", &public)
+            == Err("SerialConsoleAccessDisabledException".into())
+    });
+}
+
+#[test]
+fn acknowledged_pushes_survive_redis_kill9_with_appendfsync_always() {
+    let mut redis = RedisServer::start_with(
+        free_port(),
+        ["--appendonly", "yes", "--appendfsync", "always"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let url = redis.url();
+    let data = tempfile::tempdir().unwrap();
+    let a = node(data.path(), &url, &[], "");
+    let keys = tempfile::tempdir().unwrap();
+    let mut expected = String::new();
+    for n in 0..3 {
+        let key = ssh_keygen(keys.path(), &format!("aof-{n}"));
+        push_with_boto3(&a, "i-abcd1234", "ec2-user", &key.with_extension("pub"));
+        expected += &std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    }
+    // SIGKILL right after the last 200: nothing gets to flush on its way
+    // out; Redis restarts on the same dir and replays its AOF.
+    redis.stop();
+    redis.spawn();
+    wait_until(30, "the node to be ready again", || ready(&a) == 200);
+    let (agent, _) = agent_config(&a, &url, "i-abcd1234", keys.path());
+    assert_eq!(authorized_keys(&agent, "ec2-user"), (0, expected));
+}
+
+#[test]
+fn nodes_started_while_redis_is_down_serve_once_it_is_up() {
+    let port = free_port();
+    let cluster_ports = [free_port(), free_port(), free_port()];
+    let data = tempfile::tempdir().unwrap();
+    let standalone = node(data.path(), &format!("redis://127.0.0.1:{port}"), &[], "");
+    let clustered = node(data.path(), &cluster_url(&cluster_ports), &[], "");
+    let keys = tempfile::tempdir().unwrap();
+    let public = ssh_keygen(keys.path(), "early").with_extension("pub");
+    for node in [&standalone, &clustered] {
+        assert_eq!(ready(node), 503);
+        assert_eq!(
+            try_push_with_boto3(node, "i-abcd1234", "ec2-user", &public),
+            Err("ServiceException".into())
+        );
+    }
+    let _redis = RedisServer::start_with(port, Vec::new());
+    let _cluster = Cluster::start_on(cluster_ports);
+    for node in [&standalone, &clustered] {
+        wait_until(30, "the node to become ready", || ready(node) == 200);
+        push_with_boto3(node, "i-abcd1234", "ec2-user", &public);
+    }
+}
+
+#[test]
+fn nodes_on_sentinel_follow_a_failover() {
+    let mut group = SentinelGroup::start();
+    let url = group.url();
+    let data = tempfile::tempdir().unwrap();
+    let a = node(data.path(), &url, &[], "");
+    let b = node(data.path(), &url, &[], "");
+    let keys = tempfile::tempdir().unwrap();
+    let before = ssh_keygen(keys.path(), "before").with_extension("pub");
+    let after = ssh_keygen(keys.path(), "after").with_extension("pub");
+    push_with_boto3(&a, "i-abcd1234", "ec2-user", &before);
+    // Known to be on the replica when the primary dies (eic itself does not
+    // wait for replication: ARCHITECTURE.md).
+    assert_eq!(group.primary.cli(&["WAIT", "1", "5000"]), "1");
+    let replica = group.replica.port.to_string();
+    group.primary.stop();
+    wait_until(60, "node B to take pushes after the failover", || {
+        try_push_with_boto3(&b, "i-abcd1234", "ec2-user", &after).is_ok()
+    });
+    assert_eq!(group.master_port(), replica);
+    let (agent, _) = agent_config(&a, &url, "i-abcd1234", keys.path());
+    let expected =
+        std::fs::read_to_string(&before).unwrap() + &std::fs::read_to_string(&after).unwrap();
+    // Node A reconnects on its own schedule (its next call after the
+    // failover finds the new master).
+    let t = Instant::now();
+    wait_until(30, "node A to serve both keys", || {
+        authorized_keys(&agent, "ec2-user") == (0, expected.clone())
+    });
+    eprintln!("node A served again {:?} after node B", t.elapsed());
 }

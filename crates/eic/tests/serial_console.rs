@@ -5,110 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
+use common::serial::{console_backend, ssh_serial};
 use common::{eic, push_with_boto3, ssh_keygen, try_push_with_boto3, wait_until, Server};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// socat playing a machine's console: a shell on a pty per connection.
-fn console_backend() -> (Killed, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("socat")
-        .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
-        .arg("EXEC:/bin/sh,pty,stderr,setsid,sane")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("socat is installed");
-    let addr = format!("127.0.0.1:{port}");
-    wait_until(10, "socat to listen", || {
-        std::net::TcpStream::connect(&addr).is_ok()
-    });
-    (Killed(child), addr)
-}
-
-struct Session {
-    ssh: Killed,
-    stdin: ChildStdin,
-    output: mpsc::Receiver<String>,
-}
-
-fn ssh_serial(server: &Server, key: &Path, instance: &str) -> Session {
-    let mut child = Command::new("ssh")
-        .args(["-p", &server.serial.port().to_string(), "-i"])
-        .arg(key)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            &format!("{instance}.port0@127.0.0.1"),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let (tx, output) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    Session {
-        ssh: Killed(child),
-        stdin,
-        output,
-    }
-}
-
-impl Session {
-    fn expect(&self, needle: &str) -> bool {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.output.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-
-    fn exit_code(mut self) -> Option<i32> {
-        self.ssh.0.wait().ok()?.code()
-    }
-}
 
 #[test]
 fn serial_console_sessions_through_the_gateway() {

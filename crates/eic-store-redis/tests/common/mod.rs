@@ -106,9 +106,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                let port = free_port();
+        Self::start_on([free_port(), free_port(), free_port()])
+    }
+
+    pub fn start_on(ports: [u16; 3]) -> Self {
+        let nodes: Vec<RedisServer> = ports
+            .into_iter()
+            .map(|port| {
                 RedisServer::start_with(
                     port,
                     vec![
@@ -149,12 +153,126 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        let nodes: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+        cluster_url(&self.nodes.iter().map(|n| n.port).collect::<Vec<_>>())
+    }
+}
+
+/// `redis-cluster://` with these nodes as seeds.
+pub fn cluster_url(ports: &[u16]) -> String {
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    format!("redis-cluster://{}", nodes.join(","))
+}
+
+/// A primary, one replica, and three Sentinels watching them under the
+/// name [`SentinelGroup::MASTER`], failing over one second after the
+/// primary stops answering.
+pub struct SentinelGroup {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<(u16, Child)>,
+    _dir: tempfile::TempDir,
+}
+
+impl SentinelGroup {
+    pub const MASTER: &'static str = "eic";
+
+    pub fn start() -> Self {
+        let primary = RedisServer::start();
+        let replica = RedisServer::start_with(
+            free_port(),
+            vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary.port.to_string(),
+            ],
+        );
+        wait_for(20, "the replica to sync", || {
+            replica
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sentinels = (0..3)
+            .map(|n| {
+                let port = free_port();
+                // Sentinel rewrites its config file, so each has its own.
+                let config = dir.path().join(format!("sentinel-{n}.conf"));
+                std::fs::write(
+                    &config,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                         sentinel monitor {master} 127.0.0.1 {primary} 2\n\
+                         sentinel down-after-milliseconds {master} 1000\n\
+                         sentinel failover-timeout {master} 10000\n",
+                        dir = dir.path().display(),
+                        master = Self::MASTER,
+                        primary = primary.port,
+                    ),
+                )
+                .expect("write sentinel config");
+                let child = Command::new("redis-server")
+                    .arg(&config)
+                    .arg("--sentinel")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start redis-server --sentinel");
+                (port, child)
+            })
             .collect();
-        format!("redis-cluster://{}", nodes.join(","))
+        let group = SentinelGroup {
+            primary,
+            replica,
+            sentinels,
+            _dir: dir,
+        };
+        // Every Sentinel sees the others and the replica: a failover can
+        // be authorized.
+        wait_for(30, "the Sentinels to reach a quorum", || {
+            group.sentinels.iter().all(|(port, _)| {
+                cli(*port, &["SENTINEL", "CKQUORUM", Self::MASTER]).starts_with("OK 3 usable")
+                    && cli(*port, &["SENTINEL", "REPLICAS", Self::MASTER])
+                        .contains(&group.replica.port.to_string())
+            })
+        });
+        group
+    }
+
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        format!("redis-sentinel://{}/{}", nodes.join(","), Self::MASTER)
+    }
+
+    /// The master's port, as the first Sentinel names it.
+    pub fn master_port(&self) -> String {
+        let answer = cli(
+            self.sentinels[0].0,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", Self::MASTER],
+        );
+        answer.lines().nth(1).unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for SentinelGroup {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `condition` (blocking) until true or `seconds` pass.
+fn wait_for(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

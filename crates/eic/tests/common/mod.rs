@@ -1,6 +1,13 @@
 //! Starts the real `eic` binary on loopback for a test and stops it after.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+/// Real redis-server processes (standalone, cluster), the same helpers as
+/// eic-store-redis's tests.
+#[path = "../../../eic-store-redis/tests/common/mod.rs"]
+pub mod redis;
+pub mod serial;
+pub mod sshd;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
