@@ -4,7 +4,7 @@
 //! expired keys by walking an expiry-ordered map, so a purge costs time in
 //! proportion to what expired, not to what is stored.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, UNIX_EPOCH};
@@ -55,10 +55,13 @@ struct Shared {
 
 #[derive(Default)]
 struct Index {
-    /// instance → target → live keys in push order. Nested so that a lookup
-    /// by `&str` needs no allocation. Every key lives equally long, so push
-    /// order is expiry order and the purge pops from the front.
-    by_instance: HashMap<String, HashMap<KeyTarget, VecDeque<(u64, PushedKey)>>>,
+    /// instance → target → live keys by push sequence. Nested so that a
+    /// lookup by `&str` needs no allocation. A B-tree rather than a ring
+    /// buffer: a buffer grows by copying every key it holds under the lock
+    /// (hundreds of megabytes at a million keys on one target), the tree a
+    /// node at a time; and the purge removes a key by its sequence even when
+    /// concurrent pushes reached the index out of expiry order.
+    by_instance: HashMap<String, HashMap<KeyTarget, BTreeMap<u64, PushedKey>>>,
     /// (expiry ms, sequence) → where the key is, for the purge.
     expirations: BTreeMap<(u64, u64), (String, KeyTarget)>,
     next_seq: u64,
@@ -82,7 +85,7 @@ impl Index {
             .or_default()
             .entry(key.target.clone())
             .or_default()
-            .push_back((seq, key));
+            .insert(seq, key);
         earliest
     }
 
@@ -98,13 +101,7 @@ impl Index {
             let (instance, target) = entry.remove();
             if let Some(targets) = self.by_instance.get_mut(&instance) {
                 if let Some(keys) = targets.get_mut(&target) {
-                    // Push order is nearly expiry order: concurrent pushes
-                    // can reach the index in another order than they read
-                    // the clock, so the key is at or near the front, and
-                    // removing it there moves only the few before it.
-                    if let Some(position) = keys.iter().position(|(s, _)| *s == seq) {
-                        keys.remove(position);
-                    }
+                    keys.remove(&seq);
                     if keys.is_empty() {
                         targets.remove(&target);
                     }
@@ -248,9 +245,9 @@ impl Store for EmbeddedStore {
             .get(instance_id)
             .and_then(|targets| targets.get(target))
             .map(|keys| {
-                keys.iter()
-                    .filter(|(_, k)| k.expires_at_ms > now_ms)
-                    .map(|(_, k)| k.clone())
+                keys.values()
+                    .filter(|k| k.expires_at_ms > now_ms)
+                    .cloned()
                     .collect()
             })
             .unwrap_or_default())

@@ -240,11 +240,11 @@ impl Shared {
         loop {
             if state.stopping {
                 state = self.sync_current(state);
-                self.delete_expired_segments(&mut state);
+                drop(self.delete_expired_segments(state));
                 return;
             }
             if last_cleanup.elapsed() >= IDLE_TICK {
-                self.delete_expired_segments(&mut state);
+                state = self.delete_expired_segments(state);
                 last_cleanup = Instant::now();
             }
             let due = match (self.durability, state.unsynced_since) {
@@ -372,7 +372,13 @@ impl Shared {
         Ok(())
     }
 
-    fn delete_expired_segments(&self, state: &mut State) {
+    /// Deletes the segments whose window has passed. The files are
+    /// unlinked without the mutex held: freeing the blocks of a segment of a
+    /// gigabyte is filesystem work no push should wait behind.
+    fn delete_expired_segments<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+    ) -> MutexGuard<'a, State> {
         let now_ms = unix_millis(self.clock.now());
         if state
             .current
@@ -380,21 +386,30 @@ impl Shared {
             .is_some_and(|s| s.window_end_ms <= now_ms)
             && state.unsynced_since.is_none()
         {
-            close_current(state);
+            close_current(&mut state);
         }
-        state.closed.retain(|(window_end, path)| {
-            if *window_end > now_ms {
-                return true;
-            }
-            match fs::remove_file(path) {
-                Ok(()) => false,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        let (expired, kept) = std::mem::take(&mut state.closed)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(window_end, _)| *window_end <= now_ms);
+        state.closed = kept;
+        if expired.is_empty() {
+            return state;
+        }
+        drop(state);
+        let mut undeleted = Vec::new();
+        for (window_end, path) in expired {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "could not delete an expired key segment");
-                    true
+                    undeleted.push((window_end, path));
                 }
             }
-        });
+        }
+        let mut state = self.lock();
+        state.closed.extend(undeleted);
+        state
     }
 }
 
