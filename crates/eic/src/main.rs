@@ -137,6 +137,13 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
     Ok(ttl)
 }
 
+/// mimalloc rather than glibc's allocator: a server holding a million live
+/// keys frees them in bulk as they expire, and afterwards glibc's allocator
+/// stalled requests for half a second at a time (p99 494 ms) where mimalloc
+/// stays at 2 ms (BENCHMARKS.md, API throughput).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The AuthorizedKeysCommand is started per offered key: it sets up no
