@@ -13,23 +13,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 secs=${2:-10}
 cargo build --release --locked --bin eic --example bare_hyper >&2
-work=$(mktemp -d)
-
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-start() { # name, command...: starts it in the background, records its pid
-  local name=$1; shift
-  "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  pids+=($!)
-}
-address() { # name: waits for its "listening" line and prints the address
-  for _ in $(seq 100); do
-    addr=$(awk '/^listening /{print $3; exit}' "$work/$1.out")
-    [ -n "$addr" ] && { echo "$addr"; return; }
-    sleep 0.1
-  done
-  echo "$1 did not start" >&2; cat "$work/$1.err" >&2; exit 1
-}
+source bench/lib.sh
 
 # The fixtures, with throttling out of the way (one principal and one
 # instance take every request) and a principal with a ten-statement policy.
@@ -48,7 +32,7 @@ policies = ['$ten_policy']
 TOML
 start eic target/release/eic server --config "$work/bench.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --data-dir "$work/data"
 start bare target/release/examples/bare_hyper 127.0.0.1:0
-eic_addr=$(address eic)
+eic_addr=$(address eic api)
 bare_addr=$(address bare)
 if [ -n "${TLS:-}" ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench \
@@ -56,7 +40,7 @@ if [ -n "${TLS:-}" ]; then
   sed "s#^listen = \"127.0.0.1:8080\"#&\ntls = { certificate = \"$work/tls.pem\", private_key = \"$work/tls.key\" }#" \
     "$work/bench.toml" >"$work/bench-tls.toml"
   start eic-tls target/release/eic server --config "$work/bench-tls.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --data-dir "$work/data-tls"
-  tls_addr=$(address eic-tls)
+  tls_addr=$(address eic-tls api)
 fi
 key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5 bench'
 body=$(printf '{"InstanceId": "i-abcd1234", "InstanceOSUser": "ec2-user", "SSHPublicKey": "%s"}' "$key")

@@ -16,23 +16,7 @@ rounds=${1:-3}
 secs=${2:-10}
 cargo build --release --locked --bin eic >&2
 eic=${CARGO_TARGET_DIR:-target}/release/eic
-work=$(mktemp -d)
-
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-start() { # name, command...: starts it in the background, records its pid
-  local name=$1; shift
-  "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  pids+=($!)
-}
-address() { # name: waits for its "listening api" line and prints the address
-  for _ in $(seq 100); do
-    addr=$(awk '/^listening api /{print $3; exit}' "$work/$1.out")
-    [ -n "$addr" ] && { echo "$addr"; return; }
-    sleep 0.1
-  done
-  echo "$1 did not start" >&2; cat "$work/$1.err" >&2; exit 1
-}
+source bench/lib.sh
 
 redis_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start redis redis-server --port "$redis_port" --bind 127.0.0.1 --save "" \
@@ -52,10 +36,10 @@ start embedded "$eic" server --config "$work/bench.toml" "${listen[@]}" --data-d
 # The Redis nodes share one data dir (its key material); the second starts
 # once the first has created it.
 start node-a "$eic" server --config "$work/bench.toml" "${listen[@]}" --data-dir "$work/shared" --store-url "$store_url"
-embedded=$(address embedded)
-node_a=$(address node-a)
+embedded=$(address embedded api)
+node_a=$(address node-a api)
 start node-b "$eic" server --config "$work/bench.toml" "${listen[@]}" --data-dir "$work/shared" --store-url "$store_url"
-node_b=$(address node-b)
+node_b=$(address node-b api)
 
 key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5 bench'
 body=$(printf '{"InstanceId": "i-abcd1234", "InstanceOSUser": "ec2-user", "SSHPublicKey": "%s"}' "$key")

@@ -22,7 +22,7 @@ use clap::{Args, Subcommand};
 use eic_keyblob::{verify_blob, verify_signer_chain, BlobVerdict, OcspStaples, VerifyParams};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfigArgs};
 use crate::instance_credentials::InstanceCredentials;
 use crate::settings::{self, INSTANCE_CREDENTIALS};
 
@@ -420,32 +420,28 @@ fn syslog(priority: libc::c_int, message: &str) {
 /// `eic agent-config`.
 #[derive(Args)]
 pub struct AgentConfigArgs {
-    /// The server's TOML configuration.
-    #[arg(long)]
-    config: PathBuf,
-    /// The server's data directory, if overridden at its start.
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerConfigArgs,
     #[arg(long)]
     instance_id: String,
     /// The URL the instance reaches the instance-facing API at.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
-    /// The servers' --store-url, if they were started with one.
-    #[arg(long, value_name = "URL")]
-    store_url: Option<String>,
 }
 
 pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
-    let (config, registry) = load_server(&args.config, args.data_dir, args.store_url)?;
+    let (config, registry) = load_server(&args.server)?;
     let Some(instance_api) = &config.instance_api else {
-        anyhow::bail!("{} has no [instance_api] section", args.config.display());
+        anyhow::bail!(
+            "{} has no [instance_api] section",
+            args.server.config.display()
+        );
     };
     if registry.instance(&args.instance_id).is_none() {
         anyhow::bail!(
             "no instance {} in {}",
             args.instance_id,
-            args.config.display()
+            args.server.config.display()
         );
     }
     let ca_path = config.data_dir.join("pki/ca.pem");
@@ -489,13 +485,8 @@ pub enum InstanceCredentialCommand {
 
 #[derive(Args)]
 pub struct InstanceCredentialArgs {
-    #[arg(long)]
-    config: PathBuf,
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The servers' --store-url, if they were started with one.
-    #[arg(long, value_name = "URL")]
-    store_url: Option<String>,
+    #[command(flatten)]
+    server: ServerConfigArgs,
     #[arg(long)]
     instance_id: String,
 }
@@ -505,12 +496,12 @@ pub fn instance_credential(command: InstanceCredentialCommand) -> anyhow::Result
         InstanceCredentialCommand::Rotate(a) => (a, true),
         InstanceCredentialCommand::Revoke(a) => (a, false),
     };
-    let (config, registry) = load_server(&args.config, args.data_dir, args.store_url)?;
+    let (config, registry) = load_server(&args.server)?;
     if registry.instance(&args.instance_id).is_none() {
         anyhow::bail!(
             "no instance {} in {}",
             args.instance_id,
-            args.config.display()
+            args.server.config.display()
         );
     }
     let credential = settings::block_on(async {
@@ -527,12 +518,8 @@ pub fn instance_credential(command: InstanceCredentialCommand) -> anyhow::Result
     Ok(())
 }
 
-fn load_server(
-    path: &Path,
-    data_dir: Option<PathBuf>,
-    store_url: Option<String>,
-) -> anyhow::Result<(Config, crate::registry::Registry)> {
-    let config = Config::load_with_data_dir(path, data_dir.as_deref())?.with_store_url(store_url);
+fn load_server(args: &ServerConfigArgs) -> anyhow::Result<(Config, crate::registry::Registry)> {
+    let config = args.load()?;
     let registry = crate::registry::Registry::from_config(&config)?;
     Ok((config, registry))
 }

@@ -422,3 +422,27 @@ impl Config {
         Ok(config)
     }
 }
+
+/// The flags every command that reads or changes a running service's state
+/// shares: the servers' config, and the overrides they were started with.
+#[derive(clap::Args)]
+pub struct ServerConfigArgs {
+    /// The server's TOML configuration.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The server's data directory, if overridden at its start.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The servers' --store-url, if they were started with one.
+    #[arg(long, value_name = "URL")]
+    pub store_url: Option<String>,
+}
+
+impl ServerConfigArgs {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Ok(
+            Config::load_with_data_dir(&self.config, self.data_dir.as_deref())?
+                .with_store_url(self.store_url.clone()),
+        )
+    }
+}

@@ -5,19 +5,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfigArgs};
 use crate::serial::SerialConsoleAccess;
 use crate::settings::{self, SERIAL_CONSOLE_ACCESS};
 
 #[derive(Args)]
 pub struct AccountArgs {
-    #[arg(long)]
-    config: PathBuf,
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// The servers' --store-url, if they were started with one.
-    #[arg(long, value_name = "URL")]
-    store_url: Option<String>,
+    #[command(flatten)]
+    server: ServerConfigArgs,
     /// The 12-digit account id.
     #[arg(long)]
     account: String,
@@ -38,19 +33,19 @@ pub struct HostKeyArgs {
     data_dir: Option<PathBuf>,
 }
 
-fn load(config: &std::path::Path, data_dir: &Option<PathBuf>) -> anyhow::Result<Config> {
-    Ok(Config::load_with_data_dir(config, data_dir.as_deref())?)
-}
-
 pub fn access(command: AccessCommand) -> anyhow::Result<()> {
     let (args, change) = match command {
         AccessCommand::Enable(a) => (a, Some(true)),
         AccessCommand::Disable(a) => (a, Some(false)),
         AccessCommand::Status(a) => (a, None),
     };
-    let config = load(&args.config, &args.data_dir)?.with_store_url(args.store_url);
+    let config = args.server.load()?;
     let Some(account) = config.accounts.iter().find(|a| a.id == args.account) else {
-        anyhow::bail!("no account {} in {}", args.account, args.config.display());
+        anyhow::bail!(
+            "no account {} in {}",
+            args.account,
+            args.server.config.display()
+        );
     };
     let enabled = settings::block_on(async {
         let access =
@@ -69,7 +64,7 @@ pub fn access(command: AccessCommand) -> anyhow::Result<()> {
 }
 
 pub fn host_key(args: HostKeyArgs) -> anyhow::Result<()> {
-    let config = load(&args.config, &args.data_dir)?;
+    let config = Config::load_with_data_dir(&args.config, args.data_dir.as_deref())?;
     let key = eic_serial::load_or_create_host_key(&config.data_dir.join("serial-host-key"))?;
     println!("{}", eic_serial::host_key_fingerprint(&key));
     Ok(())

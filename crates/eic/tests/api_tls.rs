@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aws_sdk_ec2instanceconnect as eic;
-use common::{repo_root, ssh_keygen, wait_until, Server, ED25519_KEY, NO_THROTTLING, REGION};
+use common::{run_python_with, ssh_keygen, wait_until, Server, ED25519_KEY, NO_THROTTLING, REGION};
 
 const SECURE_ONLY: (&str, &str) = (
     "AKIDSECUREONLYEXAMPLE",
@@ -126,6 +126,18 @@ fn served_cn(server: &Server) -> Option<String> {
         .map(|(_, cn)| cn.trim_start_matches([' ', '=']).to_owned())
 }
 
+/// Makes `name`'s certificate and key the pair the server is configured
+/// with (served.pem, served.key).
+fn serve(pki: &Path, name: &str) {
+    for ext in ["pem", "key"] {
+        std::fs::copy(
+            pki.join(format!("{name}.{ext}")),
+            pki.join(format!("served.{ext}")),
+        )
+        .unwrap();
+    }
+}
+
 fn start_tls(pki: &Path, extra: &str) -> (Server, PathBuf, PathBuf) {
     let (cert, key) = (pki.join("served.pem"), pki.join("served.key"));
     let tls = format!(
@@ -146,40 +158,22 @@ fn start_tls(pki: &Path, extra: &str) -> (Server, PathBuf, PathBuf) {
 fn real_clients_push_over_https() {
     let pki = tempfile::tempdir().unwrap();
     make_pki(pki.path(), &["eic-api-a"]);
-    std::fs::copy(
-        pki.path().join("eic-api-a.pem"),
-        pki.path().join("served.pem"),
-    )
-    .unwrap();
-    std::fs::copy(
-        pki.path().join("eic-api-a.key"),
-        pki.path().join("served.key"),
-    )
-    .unwrap();
+    serve(pki.path(), "eic-api-a");
     let (server, _, _) = start_tls(pki.path(), &secure_only_principal());
     let key_file = ssh_keygen(pki.path(), "user");
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/api_tls_boto3.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .env("EIC_ENDPOINT", format!("https://{}", server.api))
-        .env("EIC_CA", pki.path().join("ca.pem"))
-        .env("EIC_KEY_FILE", key_file.with_extension("pub"))
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_CA_BUNDLE")
-        .env_remove("REQUESTS_CA_BUNDLE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .current_dir(repo_root())
-        .output()
-        .expect("python3 runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let endpoint = format!("https://{}", server.api);
+    let ca = pki.path().join("ca.pem");
+    let public_key = key_file.with_extension("pub");
+    run_python_with(
+        "api_tls_boto3.py",
+        &server,
+        &[
+            ("EIC_ENDPOINT", endpoint.as_ref()),
+            ("EIC_CA", ca.as_ref()),
+            ("EIC_KEY_FILE", public_key.as_ref()),
+        ],
     );
-    assert!(out.status.success(), "api_tls_boto3.py failed:\n{report}");
-    eprintln!("{report}");
 }
 
 #[tokio::test]
@@ -213,16 +207,7 @@ async fn secure_transport_is_false_over_plain_http() {
 fn sighup_serves_a_renewed_certificate_and_survives_a_bad_one() {
     let pki = tempfile::tempdir().unwrap();
     make_pki(pki.path(), &["eic-api-a", "eic-api-b"]);
-    std::fs::copy(
-        pki.path().join("eic-api-a.pem"),
-        pki.path().join("served.pem"),
-    )
-    .unwrap();
-    std::fs::copy(
-        pki.path().join("eic-api-a.key"),
-        pki.path().join("served.key"),
-    )
-    .unwrap();
+    serve(pki.path(), "eic-api-a");
     let (server, cert, key) = start_tls(pki.path(), "");
     assert_eq!(served_cn(&server).as_deref(), Some("eic-api-a"));
     let hup = || {
@@ -233,8 +218,7 @@ fn sighup_serves_a_renewed_certificate_and_survives_a_bad_one() {
             .success());
     };
 
-    std::fs::copy(pki.path().join("eic-api-b.pem"), &cert).unwrap();
-    std::fs::copy(pki.path().join("eic-api-b.key"), &key).unwrap();
+    serve(pki.path(), "eic-api-b");
     hup();
     wait_until(10, "the renewed certificate is served", || {
         served_cn(&server).as_deref() == Some("eic-api-b")

@@ -262,6 +262,13 @@ pub fn live_keys(data_dir: &Path, at_unix_secs: Option<u64>) -> Vec<serde_json::
 /// Runs a Python client script from tests/clients against `server`,
 /// failing the test with the script's output if it fails.
 pub fn run_python(script: &str, server: &Server) {
+    run_python_with(script, server, &[]);
+}
+
+/// As [`run_python`], with more environment (later entries win, so
+/// `EIC_ENDPOINT` can be replaced). The host's CA bundle settings are
+/// removed: a script that trusts a CA says so itself.
+pub fn run_python_with(script: &str, server: &Server, env: &[(&str, &std::ffi::OsStr)]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
@@ -272,8 +279,11 @@ pub fn run_python(script: &str, server: &Server) {
         .env("EIC_CONFIG", &server.config)
         .env("EIC_BIN", env!("CARGO_BIN_EXE_eic"))
         .env_remove("AWS_PROFILE")
+        .env_remove("AWS_CA_BUNDLE")
+        .env_remove("REQUESTS_CA_BUNDLE")
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(env.iter().copied())
         .output()
         .expect("python3 runs");
     let report = format!(
