@@ -262,14 +262,21 @@ impl Store for EmbeddedStore {
         Ok(self.buckets.take(name, rate, now))
     }
 
-    /// Ready while the log's syncer runs; a failing disk shows as refused
-    /// pushes (ServiceException), not here.
+    /// Ready while the log's syncer runs and its disk has room for pushes.
     async fn ready(&self) -> Result<(), StoreError> {
-        if self.log.is_running() {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable("key log syncer has stopped".into()))
+        if !self.log.is_running() {
+            return Err(StoreError::Unavailable("key log syncer has stopped".into()));
         }
+        let free = self
+            .log
+            .free_bytes()
+            .map_err(|e| StoreError::Unavailable(format!("key log disk unreadable: {e}")))?;
+        if free < crate::disk::READY_MIN_FREE_BYTES {
+            return Err(StoreError::Unavailable(format!(
+                "key log disk full ({free} bytes free)"
+            )));
+        }
+        Ok(())
     }
 }
 

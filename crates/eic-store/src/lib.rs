@@ -15,6 +15,7 @@
 
 mod buckets;
 mod clock;
+pub mod disk;
 mod embedded;
 mod log;
 mod settings;

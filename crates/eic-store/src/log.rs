@@ -99,7 +99,8 @@ impl Log {
         durability: Durability,
         clock: Arc<dyn Clock>,
     ) -> io::Result<(Log, Vec<PushedKey>)> {
-        fs::create_dir_all(dir)?;
+        // Keys and who pushed them: owner-only, like the rest of the data dir.
+        crate::disk::create_private_dir(dir)?;
         let now_ms = unix_millis(clock.now());
         let mut closed = Vec::new();
         let mut live = Vec::new();
@@ -139,6 +140,11 @@ impl Log {
             },
             live,
         ))
+    }
+
+    /// Free bytes on the log's filesystem.
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        crate::disk::free_bytes(File::open(&self.shared.dir)?)
     }
 
     pub fn is_running(&self) -> bool {
@@ -354,7 +360,7 @@ impl Shared {
         let path = self
             .dir
             .join(format!("{window_end_ms:020}{SEGMENT_SUFFIX}"));
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = crate::disk::open_private_append(&path)?;
         if self.durability != Durability::ProcessCrash {
             // The new file's directory entry must survive power loss too.
             File::open(&self.dir)?.sync_all()?;

@@ -23,6 +23,7 @@ use eic_keyblob::{verify_blob, verify_signer_chain, BlobVerdict, OcspStaples, Ve
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, ServerConfigArgs};
+use crate::data_dir::DataDir;
 use crate::instance_credentials::InstanceCredentials;
 use crate::settings::{self, INSTANCE_CREDENTIALS};
 
@@ -422,9 +423,10 @@ fn syslog(priority: libc::c_int, message: &str) {
 pub struct AgentConfigArgs {
     #[command(flatten)]
     server: ServerConfigArgs,
-    #[arg(long)]
+    /// The instance the configuration is for (an `[[instances]]` id).
+    #[arg(long, value_name = "ID")]
     instance_id: String,
-    /// The URL the instance reaches the instance-facing API at.
+    /// The URL the instance reaches the instance-facing API at (default: [instance_api] public_url, else http://<[instance_api] listen>).
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
 }
@@ -460,7 +462,7 @@ pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
         credential: settings::block_on(async {
             let generations = settings::for_command(&config, INSTANCE_CREDENTIALS).await?;
             Ok(
-                InstanceCredentials::load_or_create(&config.data_dir, generations)?
+                InstanceCredentials::load(&DataDir::for_command(&config.data_dir)?, generations)?
                     .credential(&args.instance_id)?,
             )
         })?,
@@ -487,7 +489,8 @@ pub enum InstanceCredentialCommand {
 pub struct InstanceCredentialArgs {
     #[command(flatten)]
     server: ServerConfigArgs,
-    #[arg(long)]
+    /// The instance whose credential changes (an `[[instances]]` id).
+    #[arg(long, value_name = "ID")]
     instance_id: String,
 }
 
@@ -507,7 +510,7 @@ pub fn instance_credential(command: InstanceCredentialCommand) -> anyhow::Result
     let credential = settings::block_on(async {
         let generations = settings::for_command(&config, INSTANCE_CREDENTIALS).await?;
         Ok(
-            InstanceCredentials::load_or_create(&config.data_dir, generations)?
+            InstanceCredentials::load(&DataDir::for_command(&config.data_dir)?, generations)?
                 .rotate(&args.instance_id)
                 .await?,
         )

@@ -18,7 +18,10 @@ use eic_store::{unix_millis, BucketRate, Clock, KeyTarget, PushedKey, Store};
 use eic_wire::{parse_request, ApiError, ErrorCode, Operation, PushRequest, PushTarget};
 use http::HeaderMap;
 
-use crate::audit::{ApiCall, AuditLog, Identity, RequestParameters};
+use crate::audit::{
+    Admission, Admitted, ApiCall, ApiCallKind, AuditError, AuditLog, Identity, Recorded,
+    RequestParameters,
+};
 use crate::authz::Authorizer;
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
@@ -41,6 +44,18 @@ pub struct Api {
     audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
     serial: SerialState,
+}
+
+/// What the pipeline is built from.
+pub struct ApiParts {
+    pub registry: Arc<Registry>,
+    pub authorizer: Authorizer,
+    pub temporary: TemporaryCredentials,
+    pub throttling: ThrottlingConfig,
+    pub store: Arc<dyn Store>,
+    pub audit: Arc<AuditLog>,
+    pub clock: Arc<dyn Clock>,
+    pub serial: SerialState,
 }
 
 /// What the API needs to know of serial console sessions.
@@ -88,48 +103,42 @@ impl ApiResponse {
 /// What is known about a call as it goes through the pipeline; the audit
 /// event is written from it whatever the outcome.
 #[derive(Default)]
-struct Call {
+struct Call<'a> {
     operation: Option<Operation>,
     access_key_id: Option<String>,
     principal: Option<Arc<Principal>>,
     temporary: bool,
     push: Option<PushRequest>,
-    /// Set once the success event is in the audit log.
-    audited: bool,
+    /// Set once the success event is in the audit log: the room held for
+    /// its outcome line, released after the answer is known.
+    admitted: Option<Admitted<'a>>,
 }
 
 impl Api {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        registry: Arc<Registry>,
-        authorizer: Authorizer,
-        temporary: TemporaryCredentials,
-        throttling: ThrottlingConfig,
-        store: Arc<dyn Store>,
-        audit: Arc<AuditLog>,
-        clock: Arc<dyn Clock>,
-        serial: SerialState,
-    ) -> Api {
+    pub fn new(parts: ApiParts) -> Api {
         let verifier = Verifier::new(
             "ec2-instance-connect",
-            registry.regions.clone(),
+            parts.registry.regions.clone(),
             MAX_CLOCK_SKEW,
         );
         Api {
-            registry,
-            authorizer,
+            registry: parts.registry,
+            authorizer: parts.authorizer,
             verifier,
-            temporary,
-            throttling,
-            store,
-            audit,
-            clock,
-            serial,
+            temporary: parts.temporary,
+            throttling: parts.throttling,
+            store: parts.store,
+            audit: parts.audit,
+            clock: parts.clock,
+            serial: parts.serial,
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Whether this node can take a push now: its store answers and has
+    /// room, and its audit log can admit the push's events.
+    pub async fn ready(&self) -> Result<(), String> {
+        self.store.ready().await.map_err(|e| e.to_string())?;
+        self.audit.ready().map_err(|e| e.to_string())
     }
 
     pub async fn handle(&self, request: ApiRequest<'_>) -> ApiResponse {
@@ -138,8 +147,25 @@ impl Api {
         let outcome = self.process(&request, &request_id, &mut call).await;
         // A refusal is audited here; so is a store failure after the success
         // event was written, as a second event with the same requestID.
-        if !call.audited || outcome.is_err() {
-            if let Err(e) = self.audit(&request, &request_id, &call, outcome.as_ref().err()) {
+        // Refusals are rate-limited and kept off the disk reserve (audit.rs);
+        // the outcome of a push whose success event is written always is.
+        if let Err(error) = &outcome {
+            let admission = if call.admitted.is_some() {
+                Admission::Outcome
+            } else {
+                Admission::Refusal {
+                    principal: call.principal.as_deref().map(|p| p.arn.as_str()),
+                    source_ip: request.source_ip,
+                    code: error.code.as_str(),
+                }
+            };
+            if let Err(e) = self.audit(
+                &request,
+                &request_id,
+                &call,
+                Some(error),
+                ApiCallKind::Other(admission),
+            ) {
                 tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed");
             }
         }
@@ -157,11 +183,11 @@ impl Api {
         }
     }
 
-    async fn process(
-        &self,
+    async fn process<'a>(
+        &'a self,
         request: &ApiRequest<'_>,
         request_id: &str,
-        call: &mut Call,
+        call: &mut Call<'a>,
     ) -> Result<(), ApiError> {
         if request.method != "POST" || request.path != "/" {
             return Err(ApiError::new(
@@ -220,11 +246,15 @@ impl Api {
         };
         // Audited before it is stored: a key is never live without its
         // event, and when the audit log cannot be written nothing is pushed.
-        self.audit(request, request_id, call, None).map_err(|e| {
-            tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed; push refused");
-            ApiError::plain(ErrorCode::ServiceException)
-        })?;
-        call.audited = true;
+        let recorded = self
+            .audit(request, request_id, call, None, ApiCallKind::Work)
+            .map_err(|e| {
+                tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed; push refused");
+                ApiError::plain(ErrorCode::ServiceException)
+            })?;
+        if let Recorded::Admitted(admitted) = recorded {
+            call.admitted = Some(admitted);
+        }
         self.store.push(key).await.map_err(|e| {
             tracing::error!(request_id, error = %e, "push not stored");
             ApiError::plain(ErrorCode::ServiceException)
@@ -235,7 +265,7 @@ impl Api {
     fn authenticate(
         &self,
         request: &ApiRequest<'_>,
-        call: &mut Call,
+        call: &mut Call<'_>,
     ) -> Result<Arc<Principal>, ApiError> {
         let parts = RequestParts {
             method: request.method,
@@ -437,9 +467,10 @@ impl Api {
         &self,
         request: &ApiRequest<'_>,
         request_id: &str,
-        call: &Call,
+        call: &Call<'_>,
         error: Option<&ApiError>,
-    ) -> std::io::Result<()> {
+        kind: ApiCallKind<'_>,
+    ) -> Result<Recorded<'_>, AuditError> {
         let request_parameters = call.push.as_ref().map(|push| RequestParameters {
             instance_id: &push.instance_id,
             os_user: match &push.target {
@@ -454,25 +485,28 @@ impl Api {
             ssh_public_key_fingerprint: &push.key.fingerprint,
         });
         let principal = call.principal.as_deref();
-        self.audit.record_api_call(&ApiCall {
-            time: self.clock.now(),
-            region: &self.registry.region,
-            event_name: call.operation.map(Operation::name),
-            identity: Identity {
-                arn: principal.map(|p| p.arn.as_str()),
-                account: principal.map(|p| p.account.as_str()),
-                user_name: principal.map(|p| p.name.as_str()),
-                access_key_id: call.access_key_id.as_deref(),
-                temporary: call.temporary,
+        self.audit.record_api_call(
+            &ApiCall {
+                time: self.clock.now(),
+                region: &self.registry.region,
+                event_name: call.operation.map(Operation::name),
+                identity: Identity {
+                    arn: principal.map(|p| p.arn.as_str()),
+                    account: principal.map(|p| p.account.as_str()),
+                    user_name: principal.map(|p| p.name.as_str()),
+                    access_key_id: call.access_key_id.as_deref(),
+                    temporary: call.temporary,
+                },
+                source_ip: request.source_ip,
+                user_agent: request
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+                request_parameters,
+                request_id,
+                error: error.map(|e| (e.code.as_str(), e.message.as_str())),
             },
-            source_ip: request.source_ip,
-            user_agent: request
-                .headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok()),
-            request_parameters,
-            request_id,
-            error: error.map(|e| (e.code.as_str(), e.message.as_str())),
-        })
+            kind,
+        )
     }
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::audit::AuditLimits;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -112,11 +114,54 @@ pub struct RateConfig {
     pub burst: f64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Where the audit log is written; default `<data_dir>/audit.log`.
     pub path: Option<PathBuf>,
+    /// Below this much free space on the audit log's filesystem, refused
+    /// calls are only counted (in one summary event every 10 s), keeping
+    /// the rest for pushes, key fetches and their events. Default 64 MiB.
+    #[serde(default = "AuditConfig::default_reserve_bytes")]
+    pub disk_reserve_bytes: u64,
+    /// Refused calls written line by line per caller (each principal, and
+    /// all unauthenticated callers together); beyond, they are counted.
+    #[serde(default = "AuditConfig::default_refusals")]
+    pub refusals: RateConfig,
+}
+
+impl AuditConfig {
+    fn default_reserve_bytes() -> u64 {
+        AuditLimits::default().reserve_bytes
+    }
+
+    fn default_refusals() -> RateConfig {
+        let rate = AuditLimits::default().refusals;
+        RateConfig {
+            rate: rate.rate,
+            burst: rate.burst,
+        }
+    }
+
+    pub fn limits(&self) -> AuditLimits {
+        AuditLimits {
+            reserve_bytes: self.disk_reserve_bytes,
+            refusals: eic_store::BucketRate {
+                rate: self.refusals.rate,
+                burst: self.refusals.burst,
+            },
+        }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            path: None,
+            disk_reserve_bytes: AuditConfig::default_reserve_bytes(),
+            refusals: AuditConfig::default_refusals(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

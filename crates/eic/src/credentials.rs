@@ -7,7 +7,6 @@
 //! server holding that key can check a token without a lookup, and nothing
 //! grows with the number of credentials issued.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -16,10 +15,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::data_dir::load_or_create_key;
+use crate::data_dir::DataDir;
 
 const TOKEN_PREFIX: &str = "EIC1.";
-const KEY_FILE: &str = "credentials.key";
+pub const KEY_FILE: &str = "credentials.key";
 /// Longest validity `issue` accepts, as STS caps sessions at 12 hours.
 pub const MAX_TTL: Duration = Duration::from_secs(12 * 3600);
 
@@ -43,10 +42,10 @@ pub enum TokenError {
 }
 
 impl TemporaryCredentials {
-    /// Loads the token key from `data_dir`, creating it (mode 0600) on first use.
-    pub fn load_or_create(data_dir: &Path) -> std::io::Result<TemporaryCredentials> {
+    /// The token key from the data dir (a server creates it on first use).
+    pub fn load(data_dir: &DataDir) -> std::io::Result<TemporaryCredentials> {
         Ok(TemporaryCredentials {
-            key: load_or_create_key(&data_dir.join(KEY_FILE))?,
+            key: data_dir.key(KEY_FILE)?,
         })
     }
 
@@ -150,7 +149,7 @@ mod tests {
     #[test]
     fn issue_resolve_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let creds = TemporaryCredentials::load_or_create(dir.path()).unwrap();
+        let creds = TemporaryCredentials::load(&DataDir::for_server(dir.path()).unwrap()).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let issued = creds.issue(
             "arn:aws:iam::111122223333:user/alice",
@@ -176,12 +175,13 @@ mod tests {
             Err(TokenError::Invalid)
         );
         // The same key after a restart; another data dir's key refuses it.
-        let again = TemporaryCredentials::load_or_create(dir.path()).unwrap();
+        let again = TemporaryCredentials::load(&DataDir::for_server(dir.path()).unwrap()).unwrap();
         assert!(again
             .resolve(&issued.access_key_id, &issued.session_token, now)
             .is_ok());
+        let elsewhere = tempfile::tempdir().unwrap();
         let other =
-            TemporaryCredentials::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+            TemporaryCredentials::load(&DataDir::for_server(elsewhere.path()).unwrap()).unwrap();
         assert_eq!(
             other.resolve(&issued.access_key_id, &issued.session_token, now),
             Err(TokenError::Invalid)
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn tampered_tokens_are_invalid() {
         let dir = tempfile::tempdir().unwrap();
-        let creds = TemporaryCredentials::load_or_create(dir.path()).unwrap();
+        let creds = TemporaryCredentials::load(&DataDir::for_server(dir.path()).unwrap()).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let issued = creds.issue(
             "arn:aws:iam::111122223333:user/alice",

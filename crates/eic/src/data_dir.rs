@@ -1,5 +1,5 @@
-//! Files the server keeps in its data dir: secret keys (created once,
-//! owner-only), and small JSON settings that commands change while a server
+//! The server's data dir: where it is for every command ([`DataDir`]),
+//! its secret keys (created once by a server, owner-only), and small JSON settings that commands change while a server
 //! runs (`instance-credentials.json`, `serial-console-access.json`).
 
 use std::collections::BTreeMap;
@@ -12,21 +12,78 @@ use std::time::SystemTime;
 use eic_store::{Settings, StoreError};
 use serde_json::Value;
 
-/// The 32-byte key at `path`, created from the OS random source (mode 0600)
-/// on first use.
-pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
-    match std::fs::read(path) {
-        Ok(bytes) => bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| std::io::Error::other(format!("{} must hold 32 bytes", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-            write_new_private(path, &key)?;
-            Ok(key)
+/// Written by a server into every data dir it initialises: a command finds
+/// it there or refuses the directory, so a command pointed at the wrong
+/// place never makes a new CA, host key or credentials key of its own.
+pub const MARKER: &str = "eic-data-dir";
+
+/// A server's data dir, opened by the server (which creates what is
+/// missing) or by a command (which only finds what a server made).
+pub struct DataDir {
+    path: PathBuf,
+    creates: bool,
+}
+
+impl DataDir {
+    /// For `eic server`: the directory (0700) with its marker.
+    pub fn for_server(path: &Path) -> std::io::Result<DataDir> {
+        eic_store::disk::create_private_dir(path)?;
+        let marker = path.join(MARKER);
+        if !marker.exists() {
+            write_new_private(&marker, b"eic data dir, format 1\n")?;
         }
-        Err(e) => Err(e),
+        Ok(DataDir {
+            path: path.to_owned(),
+            creates: true,
+        })
+    }
+
+    /// For a command acting on a running server's state: refuses a
+    /// directory no server has initialised, naming it and the way to the
+    /// right one.
+    pub fn for_command(path: &Path) -> anyhow::Result<DataDir> {
+        // Data dirs of servers from before the marker have this key, which
+        // every server start creates.
+        let initialised =
+            path.join(MARKER).exists() || path.join(crate::credentials::KEY_FILE).exists();
+        if !initialised {
+            anyhow::bail!(
+                "{} is not the data dir of an eic server (no {MARKER} file in it); pass the server's own with --data-dir DIR (the --data-dir it was started with, or the config's data_dir), or start the server once on this one",
+                path.display()
+            );
+        }
+        Ok(DataDir {
+            path: path.to_owned(),
+            creates: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The 32-byte secret key `name`: created from the OS random source
+    /// (mode 0600) by a server on first use, only read by a command.
+    pub fn key(&self, name: &str) -> std::io::Result<[u8; 32]> {
+        let path = self.path.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => bytes.as_slice().try_into().map_err(|_| {
+                std::io::Error::other(format!("{} must hold 32 bytes", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.creates => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+                write_new_private(&path, &key)?;
+                Ok(key)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(std::io::Error::other(format!(
+                    "{} does not exist: the server creates it when it starts with this data dir",
+                    path.display()
+                )))
+            }
+            Err(e) => Err(std::io::Error::other(format!("{}: {e}", path.display()))),
+        }
     }
 }
 
@@ -34,7 +91,7 @@ pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
 /// two processes starting together never overwrite each other's secret.
 pub fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        eic_store::disk::create_private_dir(dir)?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -178,7 +178,7 @@ impl InstanceApi {
             "recipientAccountId": instance.account,
         });
         // Fail closed: keys are handed out only once the fetch is on record.
-        self.audit.record(&event).map_err(|e| {
+        self.audit.record_work(&event).map(drop).map_err(|e| {
             tracing::error!(error = %e, "audit log write failed; key fetch refused");
             StatusCode::SERVICE_UNAVAILABLE
         })?;

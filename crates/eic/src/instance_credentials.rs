@@ -7,7 +7,6 @@
 //! that instance at once, on every running node. An instance's credential
 //! names its instance, so it can only ever read that instance's keys.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,7 +16,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::data_dir::load_or_create_key;
+use crate::data_dir::DataDir;
 
 const KEY_FILE: &str = "instance-credentials.key";
 const PREFIX: &str = "eici1";
@@ -29,12 +28,12 @@ pub struct InstanceCredentials {
 
 impl InstanceCredentials {
     /// The key from the data dir, the generations from `generations`.
-    pub fn load_or_create(
-        data_dir: &Path,
+    pub fn load(
+        data_dir: &DataDir,
         generations: Arc<dyn Settings>,
     ) -> std::io::Result<InstanceCredentials> {
         Ok(InstanceCredentials {
-            key: load_or_create_key(&data_dir.join(KEY_FILE))?,
+            key: data_dir.key(KEY_FILE)?,
             generations,
         })
     }
@@ -97,10 +96,11 @@ impl InstanceCredentials {
 mod tests {
     use super::*;
     use crate::data_dir::SettingsFile;
+    use std::path::Path;
 
     fn open(dir: &Path) -> InstanceCredentials {
         let generations = Arc::new(SettingsFile::new(dir.join("instance-credentials.json")));
-        InstanceCredentials::load_or_create(dir, generations).unwrap()
+        InstanceCredentials::load(&DataDir::for_server(dir).unwrap(), generations).unwrap()
     }
 
     #[tokio::test]

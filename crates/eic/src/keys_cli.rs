@@ -30,7 +30,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<()> {
             at,
         } => {
             let now = at.map_or_else(SystemTime::now, |s| UNIX_EPOCH + Duration::from_secs(s));
-            let keys = eic_store::read_live_keys(&data_dir.join("keys"), now)?;
+            let data_dir = crate::data_dir::DataDir::for_command(&data_dir)?;
+            let keys = eic_store::read_live_keys(&data_dir.path().join("keys"), now)?;
             for key in keys
                 .iter()
                 .filter(|k| instance_id.as_ref().is_none_or(|id| *id == k.instance_id))

@@ -11,6 +11,7 @@ mod authz;
 mod config;
 mod credentials;
 mod data_dir;
+mod http_errors;
 mod instance_api;
 mod instance_credentials;
 mod keys_cli;
@@ -222,7 +223,8 @@ fn issue_credentials(
     if registry.principal(principal).is_none() {
         anyhow::bail!("no principal {principal} in {}", config_path.display());
     }
-    let issued = credentials::TemporaryCredentials::load_or_create(&config.data_dir)?.issue(
+    let data_dir = data_dir::DataDir::for_command(&config.data_dir)?;
+    let issued = credentials::TemporaryCredentials::load(&data_dir)?.issue(
         principal,
         ttl,
         std::time::SystemTime::now(),

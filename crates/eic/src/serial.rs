@@ -8,7 +8,7 @@ use eic_serial::{SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord
 use eic_store::{Clock, KeyTarget, Settings, Store, StoreError};
 use serde_json::json;
 
-use crate::audit::{format_iso8601, AuditLog, EVENT_SOURCE};
+use crate::audit::{format_iso8601, Admission, AuditLog, EVENT_SOURCE};
 
 /// Serial keys come from the shared store, as SendSerialConsoleSSHPublicKey put them.
 pub struct StoreSerialKeys {
@@ -62,7 +62,7 @@ impl AuditedSessions {
             "eventType": "AwsServiceEvent",
         });
         event["responseElements"] = extra;
-        if let Err(e) = self.audit.record(&event) {
+        if let Err(e) = self.audit.record(&event, Admission::Outcome) {
             tracing::error!(error = %e, event = name, "audit log write failed for a serial session");
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::config::{Config, ServerConfigArgs};
+use crate::data_dir::DataDir;
 use crate::serial::SerialConsoleAccess;
 use crate::settings::{self, SERIAL_CONSOLE_ACCESS};
 
@@ -20,15 +21,20 @@ pub struct AccountArgs {
 
 #[derive(Subcommand)]
 pub enum AccessCommand {
+    /// Allow the account's principals to open serial console sessions (EC2's EnableSerialConsoleAccess).
     Enable(AccountArgs),
+    /// Refuse serial console pushes for the account (EC2's DisableSerialConsoleAccess).
     Disable(AccountArgs),
+    /// Print whether the account has serial console access (EC2's GetSerialConsoleAccessStatus).
     Status(AccountArgs),
 }
 
 #[derive(Args)]
 pub struct HostKeyArgs {
+    /// The server's TOML configuration.
     #[arg(long)]
     config: PathBuf,
+    /// The server's data directory, if overridden at its start.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
@@ -65,7 +71,15 @@ pub fn access(command: AccessCommand) -> anyhow::Result<()> {
 
 pub fn host_key(args: HostKeyArgs) -> anyhow::Result<()> {
     let config = Config::load_with_data_dir(&args.config, args.data_dir.as_deref())?;
-    let key = eic_serial::load_or_create_host_key(&config.data_dir.join("serial-host-key"))?;
+    let data_dir = DataDir::for_command(&config.data_dir)?;
+    let path = data_dir.path().join("serial-host-key");
+    if !path.exists() {
+        anyhow::bail!(
+            "{} has no serial console host key: the server makes it when it starts with a [serial_console] section",
+            data_dir.path().display()
+        );
+    }
+    let key = eic_serial::load_or_create_host_key(&path)?;
     println!("{}", eic_serial::host_key_fingerprint(&key));
     Ok(())
 }

@@ -21,11 +21,13 @@ use tokio::sync::{watch, Semaphore};
 use eic_store::{Clock, Durability, EmbeddedStore, Store, SystemClock};
 use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
 
-use crate::api::{Api, ApiRequest, ApiResponse, SerialState};
+use crate::api::{Api, ApiParts, ApiRequest, ApiResponse, SerialState};
 use crate::audit::AuditLog;
 use crate::authz::Authorizer;
 use crate::config::{Config, DurabilityConfig, StoreKind};
 use crate::credentials::TemporaryCredentials;
+use crate::data_dir::DataDir;
+use crate::http_errors::AwsShapedErrors;
 use crate::instance_api::InstanceApi;
 use crate::instance_credentials::InstanceCredentials;
 use crate::registry::Registry;
@@ -55,38 +57,181 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub async fn run(
-    mut config: Config,
+    config: Config,
     overrides: Overrides,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    if let Some(addr) = overrides.api_listen {
-        config.api.listen = addr;
-    }
-    if let Some(dir) = overrides.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(addr) = overrides.serial_listen {
-        match config.serial_console.as_mut() {
-            Some(serial) => serial.listen = addr,
-            None => anyhow::bail!("--serial-listen needs a [serial_console] section in the config"),
-        }
-    }
-    if let Some(addr) = overrides.instance_api_listen {
-        match config.instance_api.as_mut() {
-            Some(instance_api) => instance_api.listen = addr,
-            None => {
-                anyhow::bail!("--instance-api-listen needs an [instance_api] section in the config")
-            }
-        }
-    }
-    let config = config.with_store_url(overrides.store_url);
+    let config = overrides.apply(config)?;
     let registry = Arc::new(Registry::from_config(&config)?);
     let authorizer = Authorizer::from_config(&config, &registry)?;
+    // Bound before anything is written: a server whose port is taken
+    // leaves no CA, store or keys behind in a data dir.
+    let sockets = Sockets::bind(&config).await?;
+    let data_dir = DataDir::for_server(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let state = open_state(&config, &data_dir, clock.clone())?;
+    let audit = Arc::new(AuditLog::open(
+        &config.audit_path(),
+        &config.region,
+        config.audit.limits(),
+    )?);
+    tokio::spawn(summarize_suppressed(audit.clone()));
 
-    std::fs::create_dir_all(&config.data_dir)?;
-    let mut redis = None;
-    let store: Arc<dyn Store> = match config.store.kind {
+    let shared = Shared {
+        config: &config,
+        data_dir: &data_dir,
+        registry: registry.clone(),
+        state: &state,
+        audit: audit.clone(),
+        clock: clock.clone(),
+    };
+    let instance_api = match sockets.instance_api {
+        Some(listener) => Some((listener, shared.instance_api()?)),
+        None => None,
+    };
+    let serial = match sockets.serial {
+        Some(listener) => Some((listener, shared.serial_gateway()?)),
+        None => None,
+    };
+    let serial_state = SerialState {
+        access: SerialConsoleAccess::new(settings::for_server(
+            &config.data_dir,
+            state.redis.as_ref(),
+            SERIAL_CONSOLE_ACCESS,
+        )),
+        locks: serial.as_ref().map(|(_, gateway)| gateway.locks.clone()),
+    };
+    let tls = config.api.tls.as_ref().map(Tls::load).transpose()?;
+    tokio::spawn(reload_on_sighup(audit.clone(), tls.clone()));
+    let api = Arc::new(Api::new(ApiParts {
+        registry,
+        authorizer,
+        temporary: TemporaryCredentials::load(&data_dir)?,
+        throttling: config.throttling.clone(),
+        store: state.store.clone(),
+        audit,
+        clock,
+        serial: serial_state,
+    }));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api_addr = sockets.api.local_addr()?;
+    let api_for_listener = api.clone();
+    let secure = tls.is_some();
+    let mut tasks = vec![tokio::spawn(serve_http(
+        HttpListener {
+            tcp: sockets.api,
+            tls,
+            max_connections: config.api.max_connections,
+            aws_errors: true,
+        },
+        move |peer, request| handle(api_for_listener.clone(), peer, request, secure),
+        stop_rx.clone(),
+    ))];
+    announce("api", api_addr);
+    if let Some((listener, (instance_api, max_connections))) = instance_api {
+        let addr = listener.local_addr()?;
+        tasks.push(tokio::spawn(serve_http(
+            HttpListener {
+                tcp: listener,
+                tls: None,
+                max_connections,
+                aws_errors: false,
+            },
+            move |peer, request| instance_api.clone().handle(peer, request),
+            stop_rx.clone(),
+        )));
+        announce("instance-api", addr);
+    }
+    if let Some((listener, gateway)) = serial {
+        let addr = listener.local_addr()?;
+        tasks.push(tokio::spawn(
+            gateway.gateway.serve(listener, stop_rx.clone()),
+        ));
+        announce("serial-console", addr);
+        println!("serial-console host key {}", gateway.fingerprint);
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        task.await?;
+    }
+    // The store closes when its last handle drops; its log syncer finishes
+    // every written record first.
+    drop(api);
+    drop(state);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+impl Overrides {
+    /// The config with the command line's settings in place of the file's.
+    fn apply(self, mut config: Config) -> anyhow::Result<Config> {
+        if let Some(addr) = self.api_listen {
+            config.api.listen = addr;
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(addr) = self.serial_listen {
+            match config.serial_console.as_mut() {
+                Some(serial) => serial.listen = addr,
+                None => {
+                    anyhow::bail!("--serial-listen needs a [serial_console] section in the config")
+                }
+            }
+        }
+        if let Some(addr) = self.instance_api_listen {
+            match config.instance_api.as_mut() {
+                Some(instance_api) => instance_api.listen = addr,
+                None => {
+                    anyhow::bail!(
+                        "--instance-api-listen needs an [instance_api] section in the config"
+                    )
+                }
+            }
+        }
+        Ok(config.with_store_url(self.store_url))
+    }
+}
+
+/// Every listening socket the config asks for, bound.
+struct Sockets {
+    api: TcpListener,
+    instance_api: Option<TcpListener>,
+    serial: Option<TcpListener>,
+}
+
+impl Sockets {
+    async fn bind(config: &Config) -> anyhow::Result<Sockets> {
+        let api = bind("api", config.api.listen).await?;
+        let instance_api = match &config.instance_api {
+            Some(settings) => Some(bind("instance-api", settings.listen).await?),
+            None => None,
+        };
+        let serial = match &config.serial_console {
+            Some(settings) => Some(bind("serial-console", settings.listen).await?),
+            None => None,
+        };
+        Ok(Sockets {
+            api,
+            instance_api,
+            serial,
+        })
+    }
+}
+
+/// What every role shares: the store, and the Redis connection when the
+/// store is Redis (runtime settings and session leases use it too).
+struct State {
+    store: Arc<dyn Store>,
+    redis: Option<eic_store_redis::RedisConnection>,
+}
+
+fn open_state(config: &Config, data_dir: &DataDir, clock: Arc<dyn Clock>) -> anyhow::Result<State> {
+    Ok(match config.store.kind {
         StoreKind::Redis => {
             if config.store.urls.is_empty() {
                 anyhow::bail!("[store] kind = \"redis\" needs urls");
@@ -99,8 +244,10 @@ pub async fn run(
                     eic_store_redis::DEFAULT_OP_TIMEOUT,
                 )?,
             );
-            redis = Some(store.connection().clone());
-            Arc::new(store)
+            State {
+                redis: Some(store.connection().clone()),
+                store: Arc::new(store),
+            }
         }
         StoreKind::Embedded => {
             let durability = match config.store.durability {
@@ -110,152 +257,119 @@ pub async fn run(
                 )),
                 DurabilityConfig::ProcessCrash => Durability::ProcessCrash,
             };
-            Arc::new(EmbeddedStore::open(
-                &config.data_dir.join("keys"),
-                durability,
-                clock.clone(),
-            )?)
+            State {
+                store: Arc::new(EmbeddedStore::open(
+                    &data_dir.path().join("keys"),
+                    durability,
+                    clock,
+                )?),
+                redis: None,
+            }
         }
-    };
-    let temporary = TemporaryCredentials::load_or_create(&config.data_dir)?;
-    let audit = Arc::new(AuditLog::open(&config.audit_path())?);
-    let instance_api = match &config.instance_api {
-        None => None,
-        Some(settings) => {
-            let signing = Arc::new(Signing::load_or_create(
-                &config.data_dir.join("pki"),
-                &config.region,
-                &settings.domain,
-                clock.now(),
-            )?);
-            tokio::spawn(rotate_signer(signing.clone(), clock.clone()));
-            let listener = bind("instance-api", settings.listen).await?;
-            let state = Arc::new(InstanceApi {
-                registry: registry.clone(),
-                store: store.clone(),
-                credentials: InstanceCredentials::load_or_create(
-                    &config.data_dir,
-                    settings::for_server(&config.data_dir, redis.as_ref(), INSTANCE_CREDENTIALS),
-                )?,
-                signing,
-                audit: audit.clone(),
-                clock: clock.clone(),
-                domain: settings.domain.clone(),
-            });
-            Some((listener, state, settings.max_connections))
-        }
-    };
-    let serial_gateway = match &config.serial_console {
-        None => None,
-        Some(settings) => {
-            let host_key =
-                eic_serial::load_or_create_host_key(&config.data_dir.join("serial-host-key"))?;
-            let fingerprint = eic_serial::host_key_fingerprint(&host_key);
-            let teardown = Duration::from_secs(settings.teardown_secs);
-            // On Redis the lock is a lease shared by every node, so one
-            // session per instance port holds across the whole service.
-            let locks: Arc<dyn SessionLocks> = match &redis {
-                Some(connection) => Arc::new(eic_store_redis::RedisSessionLocks::new(
-                    connection.clone(),
-                    teardown,
-                    Duration::from_secs(settings.session_lease_secs),
-                )),
-                None => Arc::new(LocalSessionLocks::new(teardown)),
-            };
-            let mut gateway = GatewayConfig::new(
-                host_key,
-                registry.clone(),
-                Arc::new(StoreSerialKeys {
-                    store: store.clone(),
-                    clock: clock.clone(),
-                }),
-                locks.clone(),
-                Arc::new(AuditedSessions {
-                    audit: audit.clone(),
-                    region: config.region.clone(),
-                }),
-            );
-            gateway.max_session = Duration::from_secs(settings.max_session_secs);
-            let listener = TcpListener::bind(settings.listen).await?;
-            Some((
-                listener,
-                Arc::new(Gateway::new(gateway)),
-                locks,
-                fingerprint,
-            ))
-        }
-    };
-    let serial_state = SerialState {
-        access: SerialConsoleAccess::new(settings::for_server(
-            &config.data_dir,
-            redis.as_ref(),
-            SERIAL_CONSOLE_ACCESS,
-        )),
-        locks: serial_gateway
+    })
+}
+
+/// What the roles are built from.
+struct Shared<'a> {
+    config: &'a Config,
+    data_dir: &'a DataDir,
+    registry: Arc<Registry>,
+    state: &'a State,
+    audit: Arc<AuditLog>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The serial console gateway, with what the API asks of it.
+struct SerialGateway {
+    gateway: Arc<Gateway>,
+    locks: Arc<dyn SessionLocks>,
+    fingerprint: String,
+}
+
+impl Shared<'_> {
+    /// The instance-facing API and its connection cap.
+    fn instance_api(&self) -> anyhow::Result<(Arc<InstanceApi>, usize)> {
+        let settings = self
+            .config
+            .instance_api
             .as_ref()
-            .map(|(_, _, locks, _)| locks.clone()),
-    };
-    let tls = config.api.tls.as_ref().map(Tls::load).transpose()?;
-    tokio::spawn(reload_on_sighup(audit.clone(), tls.clone()));
-    let api = Arc::new(Api::new(
-        registry.clone(),
-        authorizer,
-        temporary,
-        config.throttling.clone(),
-        store.clone(),
-        audit,
-        clock.clone(),
-        serial_state,
-    ));
-
-    let listener = bind("api", config.api.listen).await?;
-    let api_addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let api_for_listener = api.clone();
-    let secure = tls.is_some();
-    let api_task = tokio::spawn(serve_http(
-        HttpListener {
-            tcp: listener,
-            tls: tls.clone(),
-            max_connections: config.api.max_connections,
-        },
-        move |peer, request| handle(api_for_listener.clone(), peer, request, secure),
-        stop_rx.clone(),
-    ));
-    announce("api", api_addr);
-    let mut tasks = vec![api_task];
-    if let Some((listener, state, max_connections)) = instance_api {
-        let addr = listener.local_addr()?;
-        tasks.push(tokio::spawn(serve_http(
-            HttpListener {
-                tcp: listener,
-                tls: None,
-                max_connections,
-            },
-            move |peer, request| state.clone().handle(peer, request),
-            stop_rx.clone(),
-        )));
-        announce("instance-api", addr);
-    }
-    if let Some((listener, gateway, _, fingerprint)) = serial_gateway {
-        let addr = listener.local_addr()?;
-        tasks.push(tokio::spawn(gateway.serve(listener, stop_rx.clone())));
-        announce("serial-console", addr);
-        println!("serial-console host key {fingerprint}");
+            .expect("bound only when configured");
+        let signing = Arc::new(Signing::load_or_create(
+            &self.data_dir.path().join("pki"),
+            &self.config.region,
+            &settings.domain,
+            self.clock.now(),
+        )?);
+        tokio::spawn(rotate_signer(signing.clone(), self.clock.clone()));
+        let instance_api = InstanceApi {
+            registry: self.registry.clone(),
+            store: self.state.store.clone(),
+            credentials: InstanceCredentials::load(
+                self.data_dir,
+                settings::for_server(
+                    self.data_dir.path(),
+                    self.state.redis.as_ref(),
+                    INSTANCE_CREDENTIALS,
+                ),
+            )?,
+            signing,
+            audit: self.audit.clone(),
+            clock: self.clock.clone(),
+            domain: settings.domain.clone(),
+        };
+        Ok((Arc::new(instance_api), settings.max_connections))
     }
 
-    shutdown.await;
-    tracing::info!("shutting down: draining in-flight requests");
-    let _ = stop_tx.send(true);
-    for task in tasks {
-        task.await?;
+    fn serial_gateway(&self) -> anyhow::Result<SerialGateway> {
+        let settings = self
+            .config
+            .serial_console
+            .as_ref()
+            .expect("bound only when configured");
+        let host_key =
+            eic_serial::load_or_create_host_key(&self.data_dir.path().join("serial-host-key"))?;
+        let fingerprint = eic_serial::host_key_fingerprint(&host_key);
+        let teardown = Duration::from_secs(settings.teardown_secs);
+        // On Redis the lock is a lease shared by every node, so one
+        // session per instance port holds across the whole service.
+        let locks: Arc<dyn SessionLocks> = match &self.state.redis {
+            Some(connection) => Arc::new(eic_store_redis::RedisSessionLocks::new(
+                connection.clone(),
+                teardown,
+                Duration::from_secs(settings.session_lease_secs),
+            )),
+            None => Arc::new(LocalSessionLocks::new(teardown)),
+        };
+        let mut gateway = GatewayConfig::new(
+            host_key,
+            self.registry.clone(),
+            Arc::new(StoreSerialKeys {
+                store: self.state.store.clone(),
+                clock: self.clock.clone(),
+            }),
+            locks.clone(),
+            Arc::new(AuditedSessions {
+                audit: self.audit.clone(),
+                region: self.config.region.clone(),
+            }),
+        );
+        gateway.max_session = Duration::from_secs(settings.max_session_secs);
+        Ok(SerialGateway {
+            gateway: Arc::new(Gateway::new(gateway)),
+            locks,
+            fingerprint,
+        })
     }
-    // The store closes when its last handle drops; its log writer finishes
-    // every queued append first.
-    drop(api);
-    drop(store);
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// Writes the summary of refusals the audit log did not write line by line,
+/// so a flood that stops is summarized without waiting for the next one.
+async fn summarize_suppressed(audit: Arc<AuditLog>) {
+    let mut tick = tokio::time::interval(crate::audit::SUMMARY_INTERVAL);
+    loop {
+        tick.tick().await;
+        audit.summarize_if_due(std::time::SystemTime::now());
+    }
 }
 
 /// Replaces the signer leaf when it is due; checked every minute.
@@ -320,6 +434,8 @@ pub struct HttpListener {
     pub tcp: TcpListener,
     pub tls: Option<Tls>,
     pub max_connections: usize,
+    /// hyper's own refusals (unparsable requests) in AWS's error shape.
+    pub aws_errors: bool,
 }
 
 /// Serves HTTP/1.1 (over TLS when given) on `listener` with `handler` until
@@ -334,6 +450,7 @@ where
         tcp: listener,
         tls,
         max_connections,
+        aws_errors,
     } = listener;
     let slots = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
@@ -364,6 +481,9 @@ where
             .timer(TokioTimer::new())
             .header_read_timeout(READ_TIMEOUT)
             .max_buf_size(MAX_HEADER_BYTES.max(8192))
+            // A client that shuts down its write side after its request
+            // (`shutdown(SHUT_WR)`, `nc -N`) still gets its answer.
+            .half_close(true)
             .clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -371,15 +491,13 @@ where
             let _slot = slot;
             let served = match tls {
                 None => {
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let io = TokioIo::new(AwsShapedErrors::new(stream, aws_errors));
+                    watcher.watch(http.serve_connection(io, service)).await
                 }
                 Some(tls) => match tls.accept(stream).await {
                     Ok(stream) => {
-                        watcher
-                            .watch(http.serve_connection(TokioIo::new(stream), service))
-                            .await
+                        let io = TokioIo::new(AwsShapedErrors::new(stream, aws_errors));
+                        watcher.watch(http.serve_connection(io, service)).await
                     }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -411,12 +529,15 @@ async fn handle(
     // For load balancers: 200 when this node can take pushes, 503 when its
     // store cannot (Redis unreachable), so traffic moves to other nodes.
     if parts.method == http::Method::GET && parts.uri.path() == "/ready" {
-        let (status, text) = match api.store().ready().await {
+        let (status, text) = match api.ready().await {
             Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
         };
         let mut reply = Response::new(Full::new(Bytes::from(text)));
         *reply.status_mut() = status;
+        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            reply.headers_mut().insert("x-amzn-requestid", id);
+        }
         return Ok(reply);
     }
     let too_large = || {

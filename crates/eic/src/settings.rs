@@ -9,7 +9,7 @@ use eic_store::Settings;
 use eic_store_redis::{RedisConnection, RedisSettings, DEFAULT_OP_TIMEOUT};
 
 use crate::config::{Config, StoreKind};
-use crate::data_dir::SettingsFile;
+use crate::data_dir::{DataDir, SettingsFile};
 
 /// Serial console access by account.
 pub const SERIAL_CONSOLE_ACCESS: &str = "serial-console-access";
@@ -41,9 +41,9 @@ pub async fn for_command(config: &Config, name: &str) -> anyhow::Result<Arc<dyn 
             Ok(Arc::new(settings))
         }
         StoreKind::Embedded => {
-            std::fs::create_dir_all(&config.data_dir)?;
+            let data_dir = DataDir::for_command(&config.data_dir)?;
             Ok(Arc::new(SettingsFile::new(
-                config.data_dir.join(format!("{name}.json")),
+                data_dir.path().join(format!("{name}.json")),
             )))
         }
     }
