@@ -109,10 +109,17 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, SigV4Error> {
             signed_headers.chars().take(200).collect::<String>()
         )));
     }
+    // Signers emit lowercase hex; AWS compares the text, so another spelling
+    // of the same bytes is not the signature it computed.
     let mut sig = [0u8; 32];
-    if signature.len() != 64 || hex::decode_to_slice(signature, &mut sig).is_err() {
+    if signature.len() != 64
+        || !signature
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        || hex::decode_to_slice(signature, &mut sig).is_err()
+    {
         return Err(incomplete(
-            "Signature must be 64 hexadecimal characters.".to_string(),
+            "Signature must be 64 lowercase hexadecimal characters.".to_string(),
         ));
     }
     Ok(Authorization {
@@ -175,7 +182,28 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=A/1/r/s/t, SignedHeaders=host, Signature=zz",
         )
         .unwrap_err();
-        assert!(e.message.contains("64 hexadecimal"), "{}", e.message);
+        assert!(
+            e.message.contains("64 lowercase hexadecimal"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn signature_is_64_lowercase_hex() {
+        let header = |sig: &str| {
+            format!("AWS4-HMAC-SHA256 Credential=A/1/r/s/t, SignedHeaders=host, Signature={sig}")
+        };
+        assert!(parse_authorization(&header(SIG)).is_ok());
+        for bad in [
+            SIG.to_ascii_uppercase(),
+            format!("{}F", &SIG[..63]),
+            SIG[..62].to_owned(),
+            format!("{SIG}00"),
+        ] {
+            let e = parse_authorization(&header(&bad)).unwrap_err();
+            assert_eq!(e.kind, SigV4ErrorKind::IncompleteSignature, "{bad}");
+        }
     }
 
     proptest! {
