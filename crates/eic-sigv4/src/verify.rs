@@ -160,6 +160,34 @@ impl Verifier {
                 "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
             ));
         }
+        // Every x-amz-* header present must be signed (S3's rule, and
+        // garage's): these headers steer the request (X-Amz-Target picks the
+        // operation, X-Amz-Security-Token the credential), and one outside
+        // the signature can be added or changed by whoever relays it. S3
+        // refuses with an XML AccessDenied, "There were headers present in
+        // the request which were not signed"; AWS's JSON front ends report a
+        // header they require signed as they report `host` above, with
+        // InvalidSignatureException, and this does the same.
+        let mut unsigned: Vec<&str> = request
+            .headers
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| {
+                name.starts_with("x-amz-") && !auth.signed_headers.iter().any(|h| h == name)
+            })
+            .collect();
+        if !unsigned.is_empty() {
+            unsigned.sort_unstable();
+            return Err(invalid(
+                unsigned
+                    .iter()
+                    .map(|name| {
+                        format!("'{name}' must be a 'SignedHeader' in the AWS Authorization.")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ));
+        }
 
         let (amz_date, request_time) = request_time(request.headers)?;
         if amz_date.get(..8) != Some(auth.date.as_str()) {
@@ -515,6 +543,77 @@ mod tests {
             sign(&mut request, &signed);
             assert_eq!(verify(&request).unwrap().as_deref(), Some("TOKENEXAMPLE"));
         }
+    }
+
+    #[test]
+    fn host_must_be_signed() {
+        let (mut request, signed) = boto3();
+        sign(&mut request, &signed[..1]);
+        let e = verify(&request).unwrap_err();
+        assert_eq!(e.kind, SigV4ErrorKind::InvalidSignature);
+        assert_eq!(
+            e.message,
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
+        );
+    }
+
+    #[test]
+    fn every_x_amz_header_must_be_signed() {
+        for (client, name) in [
+            (boto3 as fn() -> _, "x-amz-target"),
+            (boto3, "x-amz-security-token"),
+            (boto3, "x-amz-date"),
+            (boto3, "x-amz-content-sha256"),
+            (rust_sdk, "x-amz-target"),
+            (rust_sdk, "x-amz-user-agent"),
+        ] {
+            let (mut request, mut signed) = client();
+            let hash = HeaderValue::from_str(&hex_sha256(BODY)).unwrap();
+            request.insert("x-amz-content-sha256", hash);
+            signed.push("x-amz-content-sha256");
+            signed.sort_unstable();
+            let mut all_signed = request.clone();
+            sign(&mut all_signed, &signed);
+            assert!(verify(&all_signed).is_ok(), "{name}");
+
+            signed.retain(|h| *h != name);
+            sign(&mut request, &signed);
+            let e = verify(&request).unwrap_err();
+            assert_eq!(e.kind, SigV4ErrorKind::InvalidSignature, "{name}");
+            assert_eq!(
+                e.message,
+                format!("'{name}' must be a 'SignedHeader' in the AWS Authorization."),
+            );
+        }
+    }
+
+    #[test]
+    fn x_amz_headers_added_after_signing_are_all_named() {
+        let (mut request, signed) = boto3();
+        sign(&mut request, &signed);
+        request.insert("x-amz-meta-b", HeaderValue::from_static("1"));
+        request.insert("x-amz-a", HeaderValue::from_static("1"));
+        let e = verify(&request).unwrap_err();
+        assert_eq!(e.kind, SigV4ErrorKind::InvalidSignature);
+        assert_eq!(
+            e.message,
+            "'x-amz-a' must be a 'SignedHeader' in the AWS Authorization. \
+             'x-amz-meta-b' must be a 'SignedHeader' in the AWS Authorization."
+        );
+    }
+
+    /// Headers that signers leave unsigned by design: botocore and the Rust
+    /// SDK skip user-agent and X-Ray's x-amzn-trace-id (not an x-amz-*).
+    #[test]
+    fn other_unsigned_headers_are_allowed() {
+        let (mut request, signed) = rust_sdk();
+        request.insert(
+            "x-amzn-trace-id",
+            HeaderValue::from_static("Root=1-5759e988-bd862e3fe1be46a994272793"),
+        );
+        sign(&mut request, &signed);
+        request.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        assert!(verify(&request).is_ok());
     }
 
     #[test]
