@@ -5,7 +5,10 @@
 //! so this crate does that with the pitfalls handled where they arise:
 //!
 //! * the client's `SignedHeaders` list is authoritative (boto3 and the Rust
-//!   SDK sign different sets), and `host` must be in it;
+//!   SDK sign different sets), and `host` and every `x-amz-*` header present
+//!   must be in it;
+//! * a header the verifier reads a value from (Authorization, the date, the
+//!   session token, the content hash) must not be repeated;
 //! * the body hash is computed here: botocore does not send
 //!   `X-Amz-Content-Sha256` for JSON services;
 //! * the request time comes from `X-Amz-Date` (or `Date`), must lie within
