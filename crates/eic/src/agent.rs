@@ -164,7 +164,18 @@ fn eic_mode(
         // No keys is the ordinary case: no output, no noise.
         404 => return Ok(ExitCode::SUCCESS),
         401 => return Err("the server refused this instance's credential".into()),
-        status => return Err(format!("the server answered {status}")),
+        status => {
+            // The API listener answers every path in AWS's error shape: the
+            // likeliest mistake is its port in place of the instance API's.
+            let hint = match response.headers().get("x-amzn-errortype") {
+                Some(_) => "which is eic's API listener; the agent's endpoint must be the instance-api listener ([instance_api] listen, or --endpoint of eic agent-config)",
+                None => "is it the instance-api listener of an eic server?",
+            };
+            return Err(format!(
+                "{} answered {status} to GET {url}, {hint}",
+                config.endpoint
+            ));
+        }
     }
     let body = response
         .body_mut()
@@ -446,7 +457,8 @@ pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
             args.server.config.display()
         );
     }
-    let ca_path = config.data_dir.join("pki/ca.pem");
+    let data_dir = DataDir::for_command(&config.data_dir)?;
+    let ca_path = data_dir.path().join("pki/ca.pem");
     let trust_anchor = std::fs::read_to_string(&ca_path).map_err(|e| {
         anyhow::anyhow!(
             "cannot read {} (has the server started once on this data dir?): {e}",
@@ -461,10 +473,7 @@ pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
         endpoint,
         credential: settings::block_on(async {
             let generations = settings::for_command(&config, INSTANCE_CREDENTIALS).await?;
-            Ok(
-                InstanceCredentials::load(&DataDir::for_command(&config.data_dir)?, generations)?
-                    .credential(&args.instance_id)?,
-            )
+            Ok(InstanceCredentials::load(&data_dir, generations)?.credential(&args.instance_id)?)
         })?,
         instance_id: args.instance_id,
         signer_cn: format!(

@@ -122,7 +122,7 @@ impl InstanceApi {
         let credential = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_credential)
             .or_else(|| {
                 headers
                     .get("x-aws-ec2-metadata-token")
@@ -190,6 +190,15 @@ impl InstanceApi {
 }
 
 /// The user part of the path: exactly what the API accepts as an OS user.
+/// The credential of `Authorization: Bearer …`; the scheme's name is
+/// case-insensitive (RFC 9110, section 11.1).
+fn bearer_credential(value: &str) -> Option<&str> {
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim_start())
+}
+
 fn valid_user(segment: &str) -> Result<&str, StatusCode> {
     let user = segment.strip_suffix('/').unwrap_or(segment);
     if eic_wire::is_valid_os_user(user) {
@@ -217,4 +226,18 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 fn strip_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer abc", "bearer abc", "BEARER  abc"] {
+            assert_eq!(bearer_credential(header), Some("abc"), "{header}");
+        }
+        assert_eq!(bearer_credential("Basic abc"), None);
+        assert_eq!(bearer_credential("Bearerabc"), None);
+    }
 }

@@ -3,40 +3,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Command;
-
 use aws_sdk_ec2instanceconnect as eic;
-use common::{live_keys, Server, ADMIN, ED25519_KEY, NO_THROTTLING, REGION};
-
-/// A tmpfs of a few pages, mounted for this test and unmounted after.
-struct TinyFs(tempfile::TempDir);
-
-impl TinyFs {
-    fn mount(bytes: usize) -> TinyFs {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "this test mounts a tmpfs and needs root");
-        TinyFs(dir)
-    }
-}
-
-impl Drop for TinyFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
-fn fill(path: &std::path::Path) {
-    let mut f = std::fs::File::create(path).unwrap();
-    let chunk = [0u8; 1024];
-    while f.write_all(&chunk).is_ok() {}
-    let _ = f.sync_all();
-}
+use common::{fill, live_keys, Server, TinyFs, ADMIN, ED25519_KEY, NO_THROTTLING, REGION};
 
 #[tokio::test]
 async fn full_disk_refuses_pushes_then_recovers() {
@@ -111,6 +79,22 @@ async fn full_disk_refuses_pushes_then_recovers() {
                 .any(|e| e["requestID"] == id.as_str() && e["responseElements"]["success"] == true),
             "no readable audit event for acknowledged {id}"
         );
+    }
+    // A success event for a push that was then refused always has its
+    // outcome line beside it, even on the full disk (the pair holds).
+    for success in events
+        .iter()
+        .filter(|e| e["responseElements"]["success"] == true)
+    {
+        let id = success["requestID"].as_str().unwrap();
+        if !acknowledged.iter().any(|a| a == id) {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e["requestID"] == id && e["errorCode"] == "ServiceException"),
+                "refused push {id} has a success event without its outcome"
+            );
+        }
     }
     drop(server);
 }

@@ -45,8 +45,9 @@ def client(creds=ADMIN, region=REGION, **config):
 
 
 def raw(body, target="AWSEC2InstanceConnectService.SendSSHPublicKey", creds=ADMIN,
-        service="ec2-instance-connect", region=REGION, headers=None, sign=True):
-    """A request signed by botocore's SigV4 signer, sent as given."""
+        service="ec2-instance-connect", region=REGION, headers=None, sign=True, tamper=None):
+    """A request signed by botocore's SigV4 signer, sent as given; `tamper`
+    changes the list of (name, value) headers after signing."""
     data = body if isinstance(body, bytes) else body.encode()
     hdrs = {"Content-Type": "application/x-amz-json-1.1"}
     if target is not None:
@@ -56,9 +57,17 @@ def raw(body, target="AWSEC2InstanceConnectService.SendSSHPublicKey", creds=ADMI
     if sign:
         botocore.auth.SigV4Auth(botocore.credentials.Credentials(*creds), service, region).add_auth(req)
     prepared = req.prepare()
+    sent = list(prepared.headers.items())
+    if tamper:
+        sent = tamper(sent)
     url = urllib.parse.urlparse(ENDPOINT)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    conn.request("POST", "/", body=data, headers=dict(prepared.headers.items()))
+    conn.putrequest("POST", "/", skip_host=True, skip_accept_encoding=True)
+    if not any(name.lower() == "host" for name, _ in sent):
+        conn.putheader("Host", url.netloc)
+    for name, value in sent:
+        conn.putheader(name, value)
+    conn.endheaders(data)
     resp = conn.getresponse()
     payload = resp.read()
     conn.close()
@@ -231,6 +240,37 @@ class AuthenticationErrors(unittest.TestCase):
                        "AWS4-HMAC-SHA256 Credential", "Bearer abc"]:
             status, _, body = raw("{}", sign=False, headers={"Authorization": header, "X-Amz-Date": "20260101T000000Z"})
             self.assertEqual((status, body["__type"]), (400, "IncompleteSignatureException"), header)
+
+    def test_every_x_amz_header_is_signed(self):
+        body = json.dumps({"InstanceId": "i-abcd1234", "InstanceOSUser": "ec2-user", "SSHPublicKey": SEED_KEY})
+        status, _, _ = raw(body)
+        self.assertEqual(status, 200)
+        status, _, reply = raw(body, tamper=lambda h: h + [("X-Amz-Foo", "added after signing")])
+        self.assertEqual((status, reply["__type"]), (400, "InvalidSignatureException"))
+        self.assertIn("'x-amz-foo' must be a 'SignedHeader'", reply["Message"])
+        # A session token slipped in beside a long-term key's signature.
+        status, _, reply = raw(body, tamper=lambda h: h + [("X-Amz-Security-Token", "FwoGZXIvYXdzEXAMPLE")])
+        self.assertEqual((status, reply["__type"]), (400, "InvalidSignatureException"))
+
+    def test_second_authorization_header_is_refused(self):
+        body = json.dumps({"InstanceId": "i-abcd1234", "InstanceOSUser": "ec2-user", "SSHPublicKey": SEED_KEY})
+
+        def twice(headers):
+            auth = [v for k, v in headers if k.lower() == "authorization"][0]
+            return headers + [("Authorization", auth)]
+        status, _, reply = raw(body, tamper=twice)
+        self.assertEqual((status, reply["__type"]), (400, "IncompleteSignatureException"))
+
+    def test_uppercase_signature_is_refused(self):
+        body = json.dumps({"InstanceId": "i-abcd1234", "InstanceOSUser": "ec2-user", "SSHPublicKey": SEED_KEY})
+
+        def upper(headers):
+            def shout(v):
+                head, sig = v.split("Signature=")
+                return head + "Signature=" + sig.upper()
+            return [(k, shout(v) if k.lower() == "authorization" else v) for k, v in headers]
+        status, _, reply = raw(body, tamper=upper)
+        self.assertEqual((status, reply["__type"]), (400, "IncompleteSignatureException"))
 
     def test_scope_for_another_service_or_region(self):
         status, _, body = raw("{}", service="dynamodb")

@@ -171,6 +171,84 @@ impl Drop for Server {
     }
 }
 
+/// A tmpfs of a few pages, mounted for a test and unmounted after.
+pub struct TinyFs(pub tempfile::TempDir);
+
+impl TinyFs {
+    pub fn mount(bytes: usize) -> TinyFs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "this test mounts a tmpfs and needs root");
+        TinyFs(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// Writes `path` until the filesystem is full.
+pub fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = [0u8; 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// One HTTP/1.1 exchange on `stream`: writes `request` as given, reads one
+/// response (status, lowercased headers, body).
+pub fn http_exchange(
+    stream: &mut std::net::TcpStream,
+    request: &[u8],
+) -> std::io::Result<(u16, std::collections::HashMap<String, String>, Vec<u8>)> {
+    use std::io::Write;
+    stream.write_all(request)?;
+    read_response(stream)
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body.
+pub fn read_response(
+    stream: &mut impl std::io::Read,
+) -> std::io::Result<(u16, std::collections::HashMap<String, String>, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {head:?}")))?;
+    let headers: std::collections::HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok((status, headers, body))
+}
+
 /// Pushes `key_file`'s key with boto3 (to an OS user, or `--serial`);
 /// returns the request id.
 pub fn push_with_boto3(server: &Server, instance: &str, target: &str, key_file: &Path) -> String {
