@@ -43,7 +43,7 @@ mod locks;
 
 pub use backend::{probe_backend, Backends, ConsoleBackend};
 pub use events::{EndReason, SessionEnd, SessionEvents, SessionRecord};
-pub use gateway::{Gateway, GatewayConfig};
+pub use gateway::{Gateway, GatewayConfig, FDS_PER_CONNECTION};
 pub use hostkey::{host_key_fingerprint, load_or_create_host_key};
 pub use keys::{SerialKey, SerialKeys};
 pub use locks::{LocalSessionLocks, SessionLease, SessionLocks, AWS_TEARDOWN};

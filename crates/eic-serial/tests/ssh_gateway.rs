@@ -17,7 +17,7 @@ use eic_serial::{
     SessionLocks, SessionRecord,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -366,6 +366,40 @@ fn backends(list: &[(&str, ConsoleBackend)]) -> HashMap<String, ConsoleBackend> 
         .collect()
 }
 
+/// A plain TCP connection to the gateway from the loopback address `from`.
+async fn connect_from(from: &str, port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("address"))
+        .expect("bind the client");
+    socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect")
+}
+
+/// The first line the gateway sends, or what came before the connection
+/// closed.
+async fn banner(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = timeout(WAIT, async {
+        while !seen.ends_with(b"\n") {
+            match stream.read(&mut byte).await {
+                Ok(1) => seen.push(byte[0]),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "nothing from the gateway within the deadline");
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+fn served(banner: &str) -> bool {
+    banner.starts_with("SSH-2.0-eic-serial_")
+}
+
 async fn wait_free(h: &Harness, instance: &str) {
     let deadline = Instant::now() + WAIT;
     while h.busy(instance).await {
@@ -560,6 +594,61 @@ async fn refused_logins() {
     }
     assert!(h.events.started.borrow().is_empty());
     assert!(!h.busy(INSTANCE).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_wait_in_the_backlog() {
+    let h = Harness::start(backends(&[]), |c| c.max_connections = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = connect_from("127.0.0.1", h.port).await;
+        let seen = banner(&mut stream).await;
+        assert!(served(&seen), "{seen:?}");
+        held.push(stream);
+    }
+    // The kernel completes the handshake; the gateway does not accept.
+    let mut waiting = connect_from("127.0.0.1", h.port).await;
+    let mut byte = [0u8; 1];
+    assert!(
+        timeout(Duration::from_secs(1), waiting.read(&mut byte))
+            .await
+            .is_err(),
+        "a fourth connection was served with three held"
+    );
+    drop(held.remove(0));
+    let seen = banner(&mut waiting).await;
+    assert!(served(&seen), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_source_cap_are_closed_at_once() {
+    let h = Harness::start(backends(&[]), |c| {
+        c.max_connections = 3;
+        c.max_connections_per_source = 2;
+    })
+    .await;
+    let mut first = connect_from("127.0.0.1", h.port).await;
+    let mut second = connect_from("127.0.0.1", h.port).await;
+    for stream in [&mut first, &mut second] {
+        let seen = banner(stream).await;
+        assert!(served(&seen), "{seen:?}");
+    }
+    let mut third = connect_from("127.0.0.1", h.port).await;
+    let mut seen = Vec::new();
+    let read = timeout(WAIT, third.read_to_end(&mut seen)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the third from one source is closed unserved: {read:?} {seen:?}"
+    );
+    let mut other = connect_from("127.0.0.2", h.port).await;
+    let seen = banner(&mut other).await;
+    assert!(served(&seen), "another source is served: {seen:?}");
+    // Both caps are reached now: this one waits in the backlog, and is
+    // served once `first` goes, its source's count lowered by then.
+    let mut fourth = connect_from("127.0.0.1", h.port).await;
+    drop(first);
+    let seen = banner(&mut fourth).await;
+    assert!(served(&seen), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
