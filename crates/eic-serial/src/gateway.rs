@@ -28,6 +28,11 @@ use crate::locks::SessionLocks;
 /// client side lets OpenSSH exit with the session's exit status, not 255.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// The same for a client that never authenticated: it has no exit status to
+/// wait for, only the disconnect message to receive, so its slot is free
+/// again soon after `auth_timeout`.
+const UNAUTHENTICATED_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// File descriptors one connection holds at most while its session is open:
 /// the client socket, the duplicate kept to cut it off, and the console (a
 /// socket; for a command, its pty and the child's pidfd). Starting a command
@@ -269,6 +274,10 @@ impl Gateway {
             // to the client; one that has ended is already on its way out.
             let watch_shutdown = closing.is_none()
                 && matches!(now_phase, Phase::Authenticating | Phase::Authenticated);
+            let grace = match now_phase {
+                Phase::Authenticating => UNAUTHENTICATED_CLOSE_GRACE,
+                Phase::Authenticated | Phase::Bridging | Phase::Ended => CLOSE_GRACE,
+            };
             tokio::select! {
                 result = &mut session => {
                     if let Err(e) = result {
@@ -296,11 +305,11 @@ impl Gateway {
                     };
                     info!(%peer, reason = why, "disconnecting SSH client");
                     disconnect(&handle, why).await;
-                    closing = Some(Instant::now() + CLOSE_GRACE);
+                    closing = Some(Instant::now() + grace);
                 }
                 _ = stopped(&mut shutdown), if watch_shutdown => {
                     disconnect(&handle, "gateway shutting down").await;
-                    closing = Some(Instant::now() + CLOSE_GRACE);
+                    closing = Some(Instant::now() + grace);
                 }
             }
         }

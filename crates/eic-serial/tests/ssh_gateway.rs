@@ -652,6 +652,30 @@ async fn connections_over_the_source_cap_are_closed_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_connection_frees_its_slot_soon_after_the_timeout() {
+    let h = Harness::start(backends(&[]), |c| {
+        c.max_connections = 1;
+        c.auth_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let start = Instant::now();
+    // Identifies itself, then stays silent and never closes.
+    let mut silent = connect_from("127.0.0.1", h.port).await;
+    silent
+        .write_all(b"SSH-2.0-OpenSSH_9.2\r\n")
+        .await
+        .expect("send hello");
+    let mut next = connect_from("127.0.0.1", h.port).await;
+    let seen = banner(&mut next).await;
+    assert!(served(&seen), "{seen:?}");
+    // The timeout and a second to deliver the disconnect; not the five
+    // seconds a session's client gets to close.
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(4), "slot held {waited:?}");
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_key_opens_a_session() {
     let echo = ConsoleBackend::Tcp {
         address: tcp_echo().await,
