@@ -25,7 +25,9 @@ pub(crate) struct Target {
     pub port: u8,
 }
 
-/// Parses `<instance-id>.port<N>`; the error says why, for the log.
+/// Parses `<instance-id>.port<N>`, `N` in decimal without leading zeros or
+/// sign, so that each port has one spelling: `port00` or `port+0` would be
+/// port 0 under a name AWS does not accept. The error says why, for the log.
 pub(crate) fn parse_user(user: &str) -> Result<Target, &'static str> {
     let (instance_id, port) = user
         .rsplit_once(".port")
@@ -38,7 +40,10 @@ pub(crate) fn parse_user(user: &str) -> Result<Target, &'static str> {
     if !id_ok {
         return Err("user name does not start with an instance id");
     }
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+    let canonical = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && (port == "0" || !port.starts_with('0'));
+    if !canonical {
         return Err("user name does not end in .port<N>");
     }
     let port = port
@@ -390,6 +395,13 @@ mod tests {
             "i-x.port",
             "i-x.port256",
             "i-x.port+1",
+            "i-x.port00",
+            "i-x.port01",
+            "i-x.port+0",
+            "i-x.port-0",
+            "i-x.port 0",
+            "i-x.port0 ",
+            "i-x.port０",
             ".port0",
             "i x.port0",
             "i-x.portA",

@@ -597,6 +597,46 @@ async fn refused_logins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_port0_names_the_console() {
+    let h = Harness::start(
+        backends(&[(
+            INSTANCE,
+            ConsoleBackend::Tcp {
+                address: tcp_echo().await,
+            },
+        )]),
+        |_| {},
+    )
+    .await;
+    let line = std::fs::read_to_string(h.key.with_extension("pub")).expect("pub");
+    h.keys.push(INSTANCE, 1, line.trim(), "req-p1");
+    // A key is live for ports 0 and 1, so only the spelling is refused, as
+    // any refusal: "Permission denied". Run at once: each takes a second.
+    let mut refused: Vec<_> = [
+        "port00", "port01", "port+0", "port-0", "port 0", "port", "port1", "PORT0", "port0x",
+    ]
+    .iter()
+    .map(|suffix| {
+        let user = format!("{INSTANCE}.{suffix}");
+        let ssh = h.ssh(&h.key, &user, &[]);
+        (user, ssh)
+    })
+    .collect();
+    for (user, ssh) in &mut refused {
+        let (code, stderr) = ssh.exit().await;
+        assert_eq!(code, 255, "{user:?}: stderr {stderr}");
+        assert!(
+            stderr.contains("Permission denied (publickey)"),
+            "{user:?}: stderr {stderr}"
+        );
+    }
+    assert!(h.events.started.borrow().is_empty());
+    let mut ssh = h.ssh(&h.key, &format!("{INSTANCE}.port0"), &[]);
+    ssh.send(b"port zero\n").await;
+    ssh.wait_stdout("port zero").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_wait_in_the_backlog() {
     let h = Harness::start(backends(&[]), |c| c.max_connections = 3).await;
     let mut held = Vec::new();
