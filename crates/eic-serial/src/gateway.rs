@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use russh::keys::PrivateKey;
 use russh::server::run_stream;
-use russh::{Disconnect, MethodKind, MethodSet, SshId};
+use russh::{kex, Disconnect, MethodKind, MethodSet, Preferred, SshId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -39,6 +39,23 @@ const UNAUTHENTICATED_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// briefly takes a few more. A descriptor budget is `max_connections` times
 /// this.
 pub const FDS_PER_CONNECTION: usize = 4;
+
+/// Key exchanges offered: the elliptic-curve ones, a millisecond of CPU or
+/// less each. russh's finite-field Diffie-Hellman takes hundreds of
+/// milliseconds up to a second for group 18 (8,192 bits), on a runtime
+/// thread, and an unauthenticated client can ask for it on every connection
+/// without doing the work itself. The NIST curves serve FIPS-mode clients,
+/// which lack X25519.
+const KEX: &[kex::Name] = &[
+    kex::MLKEM768X25519_SHA256,
+    kex::CURVE25519,
+    kex::CURVE25519_PRE_RFC_8731,
+    kex::ECDH_SHA2_NISTP256,
+    kex::ECDH_SHA2_NISTP384,
+    kex::ECDH_SHA2_NISTP521,
+    kex::EXTENSION_SUPPORT_AS_SERVER,
+    kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
 
 /// What the gateway needs; [`GatewayConfig::new`] fills in AWS's limits.
 pub struct GatewayConfig {
@@ -124,6 +141,10 @@ impl Gateway {
             ),
             methods: MethodSet::from(&[MethodKind::PublicKey][..]),
             keys: vec![config.host_key.clone()],
+            preferred: Preferred {
+                kex: KEX.into(),
+                ..Preferred::DEFAULT
+            },
             // Rejections take a constant second so timing does not tell which
             // keys are live; the first "none" probe reveals nothing and is
             // answered at once.

@@ -716,6 +716,62 @@ async fn an_unauthenticated_connection_frees_its_slot_soon_after_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_elliptic_curve_key_exchanges_are_offered() {
+    let h = Harness::start(
+        backends(&[(
+            INSTANCE,
+            ConsoleBackend::Tcp {
+                address: tcp_echo().await,
+            },
+        )]),
+        |_| {},
+    )
+    .await;
+    // The server's KEXINIT comes in the clear right after the banners:
+    // length, padding length, message 20, a 16-byte cookie, then the key
+    // exchange name-list.
+    let mut stream = connect_from("127.0.0.1", h.port).await;
+    assert!(served(&banner(&mut stream).await));
+    stream
+        .write_all(b"SSH-2.0-OpenSSH_9.2\r\n")
+        .await
+        .expect("send hello");
+    let mut head = [0u8; 4 + 1 + 1 + 16 + 4];
+    timeout(WAIT, stream.read_exact(&mut head))
+        .await
+        .expect("KEXINIT within deadline")
+        .expect("read KEXINIT");
+    assert_eq!(head[5], 20, "KEXINIT");
+    let len = u32::from_be_bytes(head[22..26].try_into().expect("4 bytes")) as usize;
+    let mut names = vec![0u8; len];
+    timeout(WAIT, stream.read_exact(&mut names))
+        .await
+        .expect("name-list within deadline")
+        .expect("read name-list");
+    let offered = String::from_utf8(names).expect("ASCII names");
+    // Finite-field groups cost the gateway up to a second each.
+    assert!(!offered.contains("diffie-hellman"), "{offered}");
+    assert!(offered.contains("curve25519-sha256"), "{offered}");
+
+    // A command is refused after login without taking the port: proof
+    // enough that the handshake and authentication went through.
+    let user = format!("{INSTANCE}.port0");
+    for kex in [
+        "curve25519-sha256",
+        "ecdh-sha2-nistp256",
+        "ecdh-sha2-nistp521",
+    ] {
+        let option = format!("-oKexAlgorithms={kex}");
+        let (code, stderr) = h.ssh(&h.key, &user, &[&option, "--", "true"]).exit().await;
+        assert_eq!(code, 1, "{kex}: stderr {stderr}");
+        assert!(
+            stderr.contains("a serial console runs no commands"),
+            "{kex}: stderr {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rsa_key_opens_a_session() {
     let echo = ConsoleBackend::Tcp {
         address: tcp_echo().await,
