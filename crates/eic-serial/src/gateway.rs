@@ -70,8 +70,10 @@ pub struct GatewayConfig {
     /// authentication to the shell request. A connection that does not
     /// authenticate holds its slot for about this long.
     pub auth_timeout: Duration,
-    /// Signed authentication attempts allowed per connection. Key probes are
-    /// not counted but each rejection costs a second, within `auth_timeout`.
+    /// Rejected authentication requests allowed per connection (key offers
+    /// included; an offer of a live key is not a rejection); each after the
+    /// first costs a second, within `auth_timeout`. Also bounds key store
+    /// lookups, to two per attempt (offer and signature).
     pub max_auth_attempts: usize,
     /// Time allowed to connect to the console when a session opens.
     pub backend_timeout: Duration,
