@@ -327,6 +327,9 @@ async fn run_gateway(args: &Args, io: &mut Child) -> Result<(i32, String), Strin
         events.clone(),
     );
     config.auth_timeout = args.session_timeout;
+    // Every client is on loopback; the caps are not what is measured.
+    config.max_connections = n;
+    config.max_connections_per_source = n;
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("bind gateway: {e}"))?;

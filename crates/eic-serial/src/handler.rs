@@ -25,7 +25,9 @@ pub(crate) struct Target {
     pub port: u8,
 }
 
-/// Parses `<instance-id>.port<N>`; the error says why, for the log.
+/// Parses `<instance-id>.port<N>`, `N` in decimal without leading zeros or
+/// sign, so that each port has one spelling: `port00` or `port+0` would be
+/// port 0 under a name AWS does not accept. The error says why, for the log.
 pub(crate) fn parse_user(user: &str) -> Result<Target, &'static str> {
     let (instance_id, port) = user
         .rsplit_once(".port")
@@ -38,7 +40,10 @@ pub(crate) fn parse_user(user: &str) -> Result<Target, &'static str> {
     if !id_ok {
         return Err("user name does not start with an instance id");
     }
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+    let canonical = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && (port == "0" || !port.starts_with('0'));
+    if !canonical {
         return Err("user name does not end in .port<N>");
     }
     let port = port
@@ -48,6 +53,14 @@ pub(crate) fn parse_user(user: &str) -> Result<Target, &'static str> {
         instance_id: instance_id.to_string(),
         port,
     })
+}
+
+/// At most this much of a user name, which the client chooses and may make
+/// as long as a packet (256 KiB), goes into a log line.
+const USER_SHOWN: usize = 160;
+
+fn shown(user: &str) -> &str {
+    &user[..user.floor_char_boundary(USER_SHOWN)]
 }
 
 /// Who authenticated, and with which pushed key.
@@ -68,6 +81,8 @@ pub(crate) struct Connection {
     channel: Option<Channel<Msg>>,
     /// A connection carries one console session, so one session channel.
     channel_opened: bool,
+    /// Key store queries made for this connection's logins.
+    lookups: usize,
 }
 
 impl Connection {
@@ -85,18 +100,20 @@ impl Connection {
             authorized: None,
             channel: None,
             channel_opened: false,
+            lookups: 0,
         }
     }
 
     /// The console and pushed key that let `user` in with `key`, if any.
     /// Asked twice per login (offer, then signature) so a key that expires
     /// in between is refused.
-    async fn authorize(&self, user: &str, key: &PublicKey) -> Option<Authorized> {
+    async fn authorize(&mut self, user: &str, key: &PublicKey) -> Option<Authorized> {
         let fingerprint = fingerprint(key);
         let peer = self.peer;
         let target = match parse_user(user) {
             Ok(target) => target,
             Err(why) => {
+                let user = shown(user);
                 info!(%peer, ?user, %fingerprint, "serial console login refused: {why}");
                 return None;
             }
@@ -110,6 +127,14 @@ impl Connection {
             info!(%peer, instance = %target.instance_id, %fingerprint, "serial console login refused: no console configured for the instance");
             return None;
         };
+        // russh does not count an accepted key offer as an attempt, so a
+        // client holding a live key could otherwise offer it without end,
+        // each offer a key store query. A login needs two: offer, signature.
+        if self.lookups >= 2 * config.max_auth_attempts.max(1) {
+            info!(%peer, instance = %target.instance_id, %fingerprint, "serial console login refused: too many key offers on one connection");
+            return None;
+        }
+        self.lookups += 1;
         let keys = match config
             .keys
             .live_keys(&target.instance_id, target.port)
@@ -369,7 +394,82 @@ impl Handler for Connection {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+    use russh::keys::PrivateKey;
+
     use super::*;
+    use crate::backend::ConsoleBackend;
+    use crate::events::{SessionEnd, SessionEvents};
+    use crate::gateway::GatewayConfig;
+    use crate::keys::SerialKeys;
+    use crate::locks::LocalSessionLocks;
+
+    /// Every key offered is live; counts the queries.
+    struct CountingKeys {
+        line: String,
+        queries: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl SerialKeys for CountingKeys {
+        async fn live_keys(&self, _: &str, _: u8) -> Result<Vec<SerialKey>, String> {
+            self.queries.fetch_add(1, Ordering::Relaxed);
+            Ok(vec![SerialKey {
+                public_key: self.line.clone(),
+                request_id: "req".into(),
+                caller_arn: "arn:aws:iam::111122223333:user/tester".into(),
+            }])
+        }
+    }
+
+    struct NoEvents;
+
+    impl SessionEvents for NoEvents {
+        fn session_started(&self, _: &SessionRecord) {}
+        fn session_ended(&self, _: &SessionRecord, _: &SessionEnd) {}
+    }
+
+    #[tokio::test]
+    async fn key_store_lookups_are_bounded_per_connection() {
+        let key = PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]));
+        let public = key.public_key().clone();
+        let keys = Arc::new(CountingKeys {
+            line: public.to_openssh().expect("public key line"),
+            queries: AtomicUsize::new(0),
+        });
+        let backends = HashMap::from([(
+            "i-x".to_string(),
+            ConsoleBackend::Unix {
+                path: "/nonexistent".into(),
+            },
+        )]);
+        let config = GatewayConfig::new(
+            key,
+            Arc::new(backends),
+            keys.clone(),
+            Arc::new(LocalSessionLocks::new(Duration::ZERO)),
+            Arc::new(NoEvents),
+        );
+        let limit = 2 * config.max_auth_attempts;
+        let (phase, _) = watch::channel(Phase::Authenticating);
+        let (_stop, shutdown) = watch::channel(false);
+        let mut connection = Connection::new(
+            Arc::new(Gateway::new(config)),
+            "192.0.2.1:50000".parse().expect("address"),
+            Arc::new(phase),
+            shutdown,
+        );
+        // Accepted offers, as a client holding a live key could repeat them.
+        for n in 0..limit + 3 {
+            let allowed = connection.authorize("i-x.port0", &public).await;
+            assert_eq!(allowed.is_some(), n < limit, "offer {n}");
+        }
+        assert_eq!(keys.queries.load(Ordering::Relaxed), limit);
+    }
 
     #[test]
     fn user_names() {
@@ -390,11 +490,27 @@ mod tests {
             "i-x.port",
             "i-x.port256",
             "i-x.port+1",
+            "i-x.port00",
+            "i-x.port01",
+            "i-x.port+0",
+            "i-x.port-0",
+            "i-x.port 0",
+            "i-x.port0 ",
+            "i-x.port０",
             ".port0",
             "i x.port0",
             "i-x.portA",
         ] {
             assert!(parse_user(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn long_user_names_are_cut_for_the_log() {
+        assert_eq!(shown("i-x.port0"), "i-x.port0");
+        let long = "é".repeat(USER_SHOWN);
+        let cut = shown(&long);
+        assert!(cut.len() <= USER_SHOWN && cut.len() >= USER_SHOWN - 1);
+        assert!(long.starts_with(cut));
     }
 }

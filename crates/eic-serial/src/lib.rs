@@ -2,9 +2,9 @@
 //! Connect serial console (`ssh -i key <instance-id>.port0@serial-console…`).
 //!
 //! The gateway is an SSH server. The user name names the console
-//! (`<instance-id>.port<N>`, only port 0 exists today); the only
-//! authentication method is `publickey`, and the offered key must be one of
-//! the keys pushed for that instance and port in the last 60 s
+//! (`<instance-id>.port0`, spelt exactly so: port 0 is the only one); the
+//! only authentication method is `publickey`, and the offered key must be
+//! one of the keys pushed for that instance and port in the last 60 s
 //! ([`SerialKeys`]). The 60 s bound only the opening of a session: an open
 //! session outlives the key.
 //!
@@ -43,7 +43,7 @@ mod locks;
 
 pub use backend::{probe_backend, Backends, ConsoleBackend};
 pub use events::{EndReason, SessionEnd, SessionEvents, SessionRecord};
-pub use gateway::{Gateway, GatewayConfig};
+pub use gateway::{Gateway, GatewayConfig, FDS_PER_CONNECTION};
 pub use hostkey::{host_key_fingerprint, load_or_create_host_key};
 pub use keys::{SerialKey, SerialKeys};
 pub use locks::{LocalSessionLocks, SessionLease, SessionLocks, AWS_TEARDOWN};

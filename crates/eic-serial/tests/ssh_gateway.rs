@@ -17,7 +17,7 @@ use eic_serial::{
     SessionLocks, SessionRecord,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -366,6 +366,40 @@ fn backends(list: &[(&str, ConsoleBackend)]) -> HashMap<String, ConsoleBackend> 
         .collect()
 }
 
+/// A plain TCP connection to the gateway from the loopback address `from`.
+async fn connect_from(from: &str, port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{from}:0").parse().expect("address"))
+        .expect("bind the client");
+    socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect")
+}
+
+/// The first line the gateway sends, or what came before the connection
+/// closed.
+async fn banner(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = timeout(WAIT, async {
+        while !seen.ends_with(b"\n") {
+            match stream.read(&mut byte).await {
+                Ok(1) => seen.push(byte[0]),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "nothing from the gateway within the deadline");
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+fn served(banner: &str) -> bool {
+    banner.starts_with("SSH-2.0-eic-serial_")
+}
+
 async fn wait_free(h: &Harness, instance: &str) {
     let deadline = Instant::now() + WAIT;
     while h.busy(instance).await {
@@ -560,6 +594,181 @@ async fn refused_logins() {
     }
     assert!(h.events.started.borrow().is_empty());
     assert!(!h.busy(INSTANCE).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_port0_names_the_console() {
+    let h = Harness::start(
+        backends(&[(
+            INSTANCE,
+            ConsoleBackend::Tcp {
+                address: tcp_echo().await,
+            },
+        )]),
+        |_| {},
+    )
+    .await;
+    let line = std::fs::read_to_string(h.key.with_extension("pub")).expect("pub");
+    h.keys.push(INSTANCE, 1, line.trim(), "req-p1");
+    // A key is live for ports 0 and 1, so only the spelling is refused, as
+    // any refusal: "Permission denied". Run at once: each takes a second.
+    let mut refused: Vec<_> = [
+        "port00", "port01", "port+0", "port-0", "port 0", "port", "port1", "PORT0", "port0x",
+    ]
+    .iter()
+    .map(|suffix| {
+        let user = format!("{INSTANCE}.{suffix}");
+        let ssh = h.ssh(&h.key, &user, &[]);
+        (user, ssh)
+    })
+    .collect();
+    for (user, ssh) in &mut refused {
+        let (code, stderr) = ssh.exit().await;
+        assert_eq!(code, 255, "{user:?}: stderr {stderr}");
+        assert!(
+            stderr.contains("Permission denied (publickey)"),
+            "{user:?}: stderr {stderr}"
+        );
+    }
+    assert!(h.events.started.borrow().is_empty());
+    let mut ssh = h.ssh(&h.key, &format!("{INSTANCE}.port0"), &[]);
+    ssh.send(b"port zero\n").await;
+    ssh.wait_stdout("port zero").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_wait_in_the_backlog() {
+    let h = Harness::start(backends(&[]), |c| c.max_connections = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut stream = connect_from("127.0.0.1", h.port).await;
+        let seen = banner(&mut stream).await;
+        assert!(served(&seen), "{seen:?}");
+        held.push(stream);
+    }
+    // The kernel completes the handshake; the gateway does not accept.
+    let mut waiting = connect_from("127.0.0.1", h.port).await;
+    let mut byte = [0u8; 1];
+    assert!(
+        timeout(Duration::from_secs(1), waiting.read(&mut byte))
+            .await
+            .is_err(),
+        "a fourth connection was served with three held"
+    );
+    drop(held.remove(0));
+    let seen = banner(&mut waiting).await;
+    assert!(served(&seen), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_source_cap_are_closed_at_once() {
+    let h = Harness::start(backends(&[]), |c| {
+        c.max_connections = 3;
+        c.max_connections_per_source = 2;
+    })
+    .await;
+    let mut first = connect_from("127.0.0.1", h.port).await;
+    let mut second = connect_from("127.0.0.1", h.port).await;
+    for stream in [&mut first, &mut second] {
+        let seen = banner(stream).await;
+        assert!(served(&seen), "{seen:?}");
+    }
+    let mut third = connect_from("127.0.0.1", h.port).await;
+    let mut seen = Vec::new();
+    let read = timeout(WAIT, third.read_to_end(&mut seen)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the third from one source is closed unserved: {read:?} {seen:?}"
+    );
+    let mut other = connect_from("127.0.0.2", h.port).await;
+    let seen = banner(&mut other).await;
+    assert!(served(&seen), "another source is served: {seen:?}");
+    // Both caps are reached now: this one waits in the backlog, and is
+    // served once `first` goes, its source's count lowered by then.
+    let mut fourth = connect_from("127.0.0.1", h.port).await;
+    drop(first);
+    let seen = banner(&mut fourth).await;
+    assert!(served(&seen), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthenticated_connection_frees_its_slot_soon_after_the_timeout() {
+    let h = Harness::start(backends(&[]), |c| {
+        c.max_connections = 1;
+        c.auth_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let start = Instant::now();
+    // Identifies itself, then stays silent and never closes.
+    let mut silent = connect_from("127.0.0.1", h.port).await;
+    silent
+        .write_all(b"SSH-2.0-OpenSSH_9.2\r\n")
+        .await
+        .expect("send hello");
+    let mut next = connect_from("127.0.0.1", h.port).await;
+    let seen = banner(&mut next).await;
+    assert!(served(&seen), "{seen:?}");
+    // The timeout and a second to deliver the disconnect; not the five
+    // seconds a session's client gets to close.
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(4), "slot held {waited:?}");
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_elliptic_curve_key_exchanges_are_offered() {
+    let h = Harness::start(
+        backends(&[(
+            INSTANCE,
+            ConsoleBackend::Tcp {
+                address: tcp_echo().await,
+            },
+        )]),
+        |_| {},
+    )
+    .await;
+    // The server's KEXINIT comes in the clear right after the banners:
+    // length, padding length, message 20, a 16-byte cookie, then the key
+    // exchange name-list.
+    let mut stream = connect_from("127.0.0.1", h.port).await;
+    assert!(served(&banner(&mut stream).await));
+    stream
+        .write_all(b"SSH-2.0-OpenSSH_9.2\r\n")
+        .await
+        .expect("send hello");
+    let mut head = [0u8; 4 + 1 + 1 + 16 + 4];
+    timeout(WAIT, stream.read_exact(&mut head))
+        .await
+        .expect("KEXINIT within deadline")
+        .expect("read KEXINIT");
+    assert_eq!(head[5], 20, "KEXINIT");
+    let len = u32::from_be_bytes(head[22..26].try_into().expect("4 bytes")) as usize;
+    let mut names = vec![0u8; len];
+    timeout(WAIT, stream.read_exact(&mut names))
+        .await
+        .expect("name-list within deadline")
+        .expect("read name-list");
+    let offered = String::from_utf8(names).expect("ASCII names");
+    // Finite-field groups cost the gateway up to a second each.
+    assert!(!offered.contains("diffie-hellman"), "{offered}");
+    assert!(offered.contains("curve25519-sha256"), "{offered}");
+
+    // A command is refused after login without taking the port: proof
+    // enough that the handshake and authentication went through.
+    let user = format!("{INSTANCE}.port0");
+    for kex in [
+        "curve25519-sha256",
+        "ecdh-sha2-nistp256",
+        "ecdh-sha2-nistp521",
+    ] {
+        let option = format!("-oKexAlgorithms={kex}");
+        let (code, stderr) = h.ssh(&h.key, &user, &[&option, "--", "true"]).exit().await;
+        assert_eq!(code, 1, "{kex}: stderr {stderr}");
+        assert!(
+            stderr.contains("a serial console runs no commands"),
+            "{kex}: stderr {stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
