@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, ServerConfigArgs};
 use crate::data_dir::DataDir;
 use crate::instance_credentials::InstanceCredentials;
+use crate::secret::Secret;
 use crate::settings::{self, INSTANCE_CREDENTIALS};
 
 /// The whole run, as the official `timeout 5s` wrapper bounds it.
@@ -44,7 +45,7 @@ pub struct AgentConfig {
     pub instance_id: String,
     /// This instance's credential (keep the file readable only by the
     /// AuthorizedKeysCommandUser).
-    pub credential: String,
+    pub credential: Secret<String>,
     /// The CN the signer certificate must carry.
     pub signer_cn: String,
     /// PEM of the CA that signs signer certificates.
@@ -156,7 +157,10 @@ fn eic_mode(
     );
     let mut response = agent
         .get(&url)
-        .header("Authorization", &format!("Bearer {}", config.credential))
+        .header(
+            "Authorization",
+            &format!("Bearer {}", config.credential.expose()),
+        )
         .call()
         .map_err(|e| format!("cannot reach {}: {e}", config.endpoint))?;
     match response.status().as_u16() {
@@ -525,7 +529,7 @@ pub fn instance_credential(command: InstanceCredentialCommand) -> anyhow::Result
         )
     })?;
     if print {
-        println!("{credential}");
+        println!("{}", credential.expose());
     }
     Ok(())
 }

@@ -286,7 +286,7 @@ impl Api {
                             .access_key(access_key_id)
                             .ok_or_else(SigV4Error::unrecognized_client)?;
                         Ok(Credential {
-                            secret: key.secret.clone(),
+                            secret: key.secret.expose().clone(),
                             principal: (key.principal.clone(), key.active),
                         })
                     }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::audit::AuditLimits;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,13 +50,9 @@ pub struct ApiConfig {
     /// Serve HTTPS instead of HTTP.
     pub tls: Option<TlsConfig>,
     /// Connections served at once; beyond this the listener stops accepting
-    /// (they wait in the kernel's backlog) until one closes.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-}
-
-fn default_max_connections() -> usize {
-    10_000
+    /// (they wait in the kernel's backlog) until one closes. Default 10,000,
+    /// lowered at start to fit RLIMIT_NOFILE; a value set here must fit.
+    pub max_connections: Option<usize>,
 }
 
 /// A certificate chain and its private key, PEM files. SIGHUP reloads both,
@@ -175,8 +172,7 @@ pub struct InstanceApiConfig {
     #[serde(default = "InstanceApiConfig::default_domain")]
     pub domain: String,
     /// As `[api] max_connections`.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
+    pub max_connections: Option<usize>,
 }
 
 impl InstanceApiConfig {
@@ -200,6 +196,14 @@ pub struct SerialConsoleConfig {
     /// long (1 to 300; default 15).
     #[serde(default = "SerialConsoleConfig::default_session_lease")]
     pub session_lease_secs: u64,
+    /// Connections served at once (each holds about four descriptors);
+    /// beyond, they wait in the kernel's backlog. Default 1,000, lowered at
+    /// start to fit RLIMIT_NOFILE; a value set here must fit.
+    pub max_connections: Option<usize>,
+    /// Connections at once from one IPv4 address or IPv6 /64; more are
+    /// closed at accept.
+    #[serde(default = "SerialConsoleConfig::default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
 }
 
 impl SerialConsoleConfig {
@@ -213,6 +217,10 @@ impl SerialConsoleConfig {
 
     fn default_session_lease() -> u64 {
         15
+    }
+
+    fn default_max_connections_per_source() -> usize {
+        32
     }
 }
 
@@ -319,7 +327,7 @@ pub struct PrincipalConfig {
 #[serde(deny_unknown_fields)]
 pub struct AccessKeyConfig {
     pub id: String,
-    pub secret: String,
+    pub secret: Secret<String>,
     #[serde(default)]
     pub status: AccessKeyStatus,
 }
@@ -463,6 +471,30 @@ impl Config {
                     "[serial_console] session_lease_secs must be between 1 and 300".into(),
                 ));
             }
+            if serial.max_connections_per_source == 0 {
+                return Err(ConfigError::Invalid(
+                    "[serial_console] max_connections_per_source must be at least 1".into(),
+                ));
+            }
+        }
+        let caps = [
+            ("[api]", config.api.max_connections),
+            (
+                "[instance_api]",
+                config.instance_api.as_ref().and_then(|c| c.max_connections),
+            ),
+            (
+                "[serial_console]",
+                config
+                    .serial_console
+                    .as_ref()
+                    .and_then(|c| c.max_connections),
+            ),
+        ];
+        if let Some((section, _)) = caps.iter().find(|(_, cap)| *cap == Some(0)) {
+            return Err(ConfigError::Invalid(format!(
+                "{section} max_connections must be at least 1"
+            )));
         }
         Ok(config)
     }

@@ -16,6 +16,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::data_dir::DataDir;
+use crate::secret::Secret;
 
 const TOKEN_PREFIX: &str = "EIC1.";
 pub const KEY_FILE: &str = "credentials.key";
@@ -23,13 +24,13 @@ pub const KEY_FILE: &str = "credentials.key";
 pub const MAX_TTL: Duration = Duration::from_secs(12 * 3600);
 
 pub struct TemporaryCredentials {
-    key: [u8; 32],
+    key: Secret<[u8; 32]>,
 }
 
 /// What `issue` hands out.
 pub struct Issued {
     pub access_key_id: String,
-    pub secret_access_key: String,
+    pub secret_access_key: Secret<String>,
     pub session_token: String,
     pub expiration: SystemTime,
 }
@@ -45,7 +46,7 @@ impl TemporaryCredentials {
     /// The token key from the data dir (a server creates it on first use).
     pub fn load(data_dir: &DataDir) -> std::io::Result<TemporaryCredentials> {
         Ok(TemporaryCredentials {
-            key: data_dir.key(KEY_FILE)?,
+            key: Secret::new(data_dir.key(KEY_FILE)?),
         })
     }
 
@@ -61,7 +62,7 @@ impl TemporaryCredentials {
         let payload = format!("{access_key_id}\n{expires}\n{principal_arn}");
         let mac = self.mac(b"token", payload.as_bytes());
         Issued {
-            secret_access_key: self.secret_for(&access_key_id),
+            secret_access_key: Secret::new(self.secret_for(&access_key_id)),
             session_token: format!(
                 "{TOKEN_PREFIX}{}.{}",
                 URL_SAFE_NO_PAD.encode(&payload),
@@ -114,7 +115,7 @@ impl TemporaryCredentials {
     }
 
     fn mac(&self, purpose: &[u8], data: &[u8]) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose()).expect("any key length");
         mac.update(purpose);
         mac.update(b"\0");
         mac.update(data);
@@ -161,7 +162,7 @@ mod tests {
             .resolve(&issued.access_key_id, &issued.session_token, now)
             .unwrap();
         assert_eq!(arn, "arn:aws:iam::111122223333:user/alice");
-        assert_eq!(secret, issued.secret_access_key);
+        assert_eq!(&secret, issued.secret_access_key.expose());
         assert_eq!(
             creds.resolve(
                 &issued.access_key_id,

@@ -17,12 +17,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::data_dir::DataDir;
+use crate::secret::Secret;
 
 const KEY_FILE: &str = "instance-credentials.key";
 const PREFIX: &str = "eici1";
 
 pub struct InstanceCredentials {
-    key: [u8; 32],
+    key: Secret<[u8; 32]>,
     generations: Arc<dyn Settings>,
 }
 
@@ -33,19 +34,19 @@ impl InstanceCredentials {
         generations: Arc<dyn Settings>,
     ) -> std::io::Result<InstanceCredentials> {
         Ok(InstanceCredentials {
-            key: data_dir.key(KEY_FILE)?,
+            key: Secret::new(data_dir.key(KEY_FILE)?),
             generations,
         })
     }
 
     /// The current credential of `instance_id`.
-    pub fn credential(&self, instance_id: &str) -> Result<String, StoreError> {
+    pub fn credential(&self, instance_id: &str) -> Result<Secret<String>, StoreError> {
         let generation = self.generation(instance_id)?;
         Ok(self.credential_at(instance_id, generation))
     }
 
     /// Invalidates every credential of `instance_id` and returns the new one.
-    pub async fn rotate(&self, instance_id: &str) -> Result<String, StoreError> {
+    pub async fn rotate(&self, instance_id: &str) -> Result<Secret<String>, StoreError> {
         let next = self.generations.increment(instance_id).await?;
         Ok(self.credential_at(instance_id, next))
     }
@@ -67,17 +68,17 @@ impl InstanceCredentials {
             return Ok(None);
         };
         let expected = self.credential_at(instance, generation);
-        if !bool::from(expected.as_bytes().ct_eq(credential.as_bytes())) {
+        if !bool::from(expected.expose().as_bytes().ct_eq(credential.as_bytes())) {
             return Ok(None);
         }
         Ok((self.generation(instance)? == generation).then(|| instance.to_owned()))
     }
 
-    fn credential_at(&self, instance_id: &str, generation: u64) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+    fn credential_at(&self, instance_id: &str, generation: u64) -> Secret<String> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose()).expect("any key length");
         mac.update(format!("{instance_id}\n{generation}").as_bytes());
         let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{PREFIX}.{instance_id}.{generation}.{tag}")
+        Secret::new(format!("{PREFIX}.{instance_id}.{generation}.{tag}"))
     }
 
     fn generation(&self, instance_id: &str) -> Result<u64, StoreError> {
@@ -109,18 +110,18 @@ mod tests {
         let creds = open(dir.path());
         let first = creds.credential("i-abcd1234").unwrap();
         let verify = |c: &str| creds.verify(c).unwrap();
-        assert_eq!(verify(&first).as_deref(), Some("i-abcd1234"));
+        assert_eq!(verify(first.expose()).as_deref(), Some("i-abcd1234"));
         // Another process (the CLI) rotates; this one sees it.
         let second = open(dir.path()).rotate("i-abcd1234").await.unwrap();
-        assert_eq!(verify(&first), None);
-        assert_eq!(verify(&second).as_deref(), Some("i-abcd1234"));
+        assert_eq!(verify(first.expose()), None);
+        assert_eq!(verify(second.expose()).as_deref(), Some("i-abcd1234"));
         // Forged or foreign credentials.
-        let forged = second.replace("i-abcd1234", "i-0123456789abcdef0");
+        let forged = second.expose().replace("i-abcd1234", "i-0123456789abcdef0");
         assert_eq!(verify(&forged), None);
         assert_eq!(verify("eici1.i-abcd1234.1.AAAA"), None);
         assert_eq!(verify(""), None);
         let other = open(tempfile::tempdir().unwrap().path());
-        assert_eq!(other.verify(&second).unwrap(), None);
+        assert_eq!(other.verify(second.expose()).unwrap(), None);
     }
 
     #[test]
@@ -129,12 +130,12 @@ mod tests {
         let creds = open(dir.path());
         let first = creds.credential("i-abcd1234").unwrap();
         std::fs::write(dir.path().join("instance-credentials.json"), "{").unwrap();
-        assert!(creds.verify(&first).is_err());
+        assert!(creds.verify(first.expose()).is_err());
         std::fs::write(
             dir.path().join("instance-credentials.json"),
             r#"{"i-abcd1234": "zero"}"#,
         )
         .unwrap();
-        assert!(creds.verify(&first).is_err());
+        assert!(creds.verify(first.expose()).is_err());
     }
 }

@@ -11,11 +11,13 @@ mod authz;
 mod config;
 mod credentials;
 mod data_dir;
+mod descriptors;
 mod http_errors;
 mod instance_api;
 mod instance_credentials;
 mod keys_cli;
 mod registry;
+mod secret;
 mod serial;
 mod serial_cli;
 mod server;
@@ -233,7 +235,7 @@ fn issue_credentials(
     );
     let out = serde_json::json!({
         "AccessKeyId": issued.access_key_id,
-        "SecretAccessKey": issued.secret_access_key,
+        "SecretAccessKey": issued.secret_access_key.expose(),
         "SessionToken": issued.session_token,
         "Expiration": audit::format_iso8601(issued.expiration),
     });

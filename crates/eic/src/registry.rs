@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::{
     AccessKeyStatus, Availability, Config, ConfigError, ConsoleBackendConfig, InstanceState,
 };
+use crate::secret::Secret;
 
 #[derive(Debug)]
 pub struct Account {
@@ -36,7 +37,7 @@ pub struct Instance {
 }
 
 pub struct AccessKey {
-    pub secret: String,
+    pub secret: Secret<String>,
     pub principal: Arc<Principal>,
     pub active: bool,
 }
@@ -113,7 +114,7 @@ impl Registry {
                         key.id, p.arn
                     ));
                 }
-                if key.secret.len() < 16 {
+                if key.secret.expose().len() < 16 {
                     return invalid(format!(
                         "access key {} of {}: the secret must be at least 16 characters",
                         key.id, p.arn

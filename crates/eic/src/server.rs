@@ -27,6 +27,7 @@ use crate::authz::Authorizer;
 use crate::config::{Config, DurabilityConfig, StoreKind};
 use crate::credentials::TemporaryCredentials;
 use crate::data_dir::DataDir;
+use crate::descriptors;
 use crate::http_errors::AwsShapedErrors;
 use crate::instance_api::InstanceApi;
 use crate::instance_credentials::InstanceCredentials;
@@ -67,6 +68,7 @@ pub async fn run(
     // Bound before anything is written: a server whose port is taken
     // leaves no CA, store or keys behind in a data dir.
     let sockets = Sockets::bind(&config).await?;
+    let caps = descriptors::fit(&config)?;
     let data_dir = DataDir::for_server(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = open_state(&config, &data_dir, clock.clone())?;
@@ -90,7 +92,7 @@ pub async fn run(
         None => None,
     };
     let serial = match sockets.serial {
-        Some(listener) => Some((listener, shared.serial_gateway()?)),
+        Some(listener) => Some((listener, shared.serial_gateway(caps.serial)?)),
         None => None,
     };
     let serial_state = SerialState {
@@ -122,20 +124,20 @@ pub async fn run(
         HttpListener {
             tcp: sockets.api,
             tls,
-            max_connections: config.api.max_connections,
+            max_connections: caps.api,
             aws_errors: true,
         },
         move |peer, request| handle(api_for_listener.clone(), peer, request, secure),
         stop_rx.clone(),
     ))];
     announce("api", api_addr);
-    if let Some((listener, (instance_api, max_connections))) = instance_api {
+    if let Some((listener, instance_api)) = instance_api {
         let addr = listener.local_addr()?;
         tasks.push(tokio::spawn(serve_http(
             HttpListener {
                 tcp: listener,
                 tls: None,
-                max_connections,
+                max_connections: caps.instance_api,
                 aws_errors: false,
             },
             move |peer, request| instance_api.clone().handle(peer, request),
@@ -287,8 +289,7 @@ struct SerialGateway {
 }
 
 impl Shared<'_> {
-    /// The instance-facing API and its connection cap.
-    fn instance_api(&self) -> anyhow::Result<(Arc<InstanceApi>, usize)> {
+    fn instance_api(&self) -> anyhow::Result<Arc<InstanceApi>> {
         let settings = self
             .config
             .instance_api
@@ -317,10 +318,10 @@ impl Shared<'_> {
             clock: self.clock.clone(),
             domain: settings.domain.clone(),
         };
-        Ok((Arc::new(instance_api), settings.max_connections))
+        Ok(Arc::new(instance_api))
     }
 
-    fn serial_gateway(&self) -> anyhow::Result<SerialGateway> {
+    fn serial_gateway(&self, max_connections: usize) -> anyhow::Result<SerialGateway> {
         let settings = self
             .config
             .serial_console
@@ -354,6 +355,8 @@ impl Shared<'_> {
             }),
         );
         gateway.max_session = Duration::from_secs(settings.max_session_secs);
+        gateway.max_connections = max_connections;
+        gateway.max_connections_per_source = settings.max_connections_per_source;
         Ok(SerialGateway {
             gateway: Arc::new(Gateway::new(gateway)),
             locks,
@@ -414,10 +417,22 @@ async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Option<Tls>) {
     }
 }
 
+/// Connections the kernel completes and queues for `accept`: above the
+/// default of 128, so a burst (or a listener at its connection cap) does
+/// not make clients' SYNs drop and retry for seconds.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(role: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {role}: {e}"))
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {role}: {e}"))
 }
 
 /// The line scripts and tests wait for: `listening <role> <address>`.

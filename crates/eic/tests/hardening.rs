@@ -360,3 +360,85 @@ fn a_missing_config_is_named() {
     assert!(stderr.contains("/nonexistent/eic.toml"), "{stderr}");
     assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
+
+/// The adversarial run's case: 600 plain TCP connections to the serial
+/// gateway under a 1,024-descriptor limit made pushes and key fetches fail
+/// with "Too many open files". Now the gateway's cap (lowered at start to
+/// fit the limit) keeps the rest in the kernel's backlog.
+#[tokio::test]
+async fn serial_connections_cannot_starve_the_other_listeners() {
+    let server = Server::start_through(
+        &["prlimit", "--nofile=1024:1024"],
+        &[(
+            "teardown_secs = 30",
+            "teardown_secs = 30\nmax_connections_per_source = 1000",
+        )],
+        "",
+    );
+    let held: Vec<TcpStream> = (0..600)
+        .map(|_| TcpStream::connect(server.serial).unwrap())
+        .collect();
+    // The first ones are served (after the client's identification line,
+    // the gateway's arrives) and hold their descriptors; the last waits in
+    // the backlog.
+    let banner = |stream: &TcpStream, wait: Duration| {
+        (&*stream).write_all(b"SSH-2.0-flood\r\n").unwrap();
+        stream.set_read_timeout(Some(wait)).unwrap();
+        let mut banner = [0u8; 4];
+        (&*stream).read_exact(&mut banner).is_ok() && &banner == b"SSH-"
+    };
+    for stream in &held[..16] {
+        assert!(banner(stream, Duration::from_secs(10)));
+    }
+    assert!(
+        !banner(&held[599], Duration::from_millis(500)),
+        "all 600 connections were served at once"
+    );
+    push(&server)
+        .await
+        .expect("a push while the gateway is flooded");
+    let mut stream = TcpStream::connect(server.instance_api).unwrap();
+    let request = format!(
+        "GET /eic/v1/authorized-keys/ec2-user HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.instance_api
+    );
+    // No credential: refused with 401, but answered.
+    assert_eq!(
+        http_exchange(&mut stream, request.as_bytes()).unwrap().0,
+        401
+    );
+    drop(held);
+}
+
+#[test]
+fn caps_that_cannot_fit_the_descriptor_limit_refuse_the_start() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("eic.toml");
+    let dev = std::fs::read_to_string(repo_root().join("examples/dev.toml")).unwrap();
+    std::fs::write(
+        &config,
+        dev.replace("[api]\n", "[api]\nmax_connections = 5000\n"),
+    )
+    .unwrap();
+    let out = Command::new("prlimit")
+        .args([
+            "--nofile=1024:1024",
+            env!("CARGO_BIN_EXE_eic"),
+            "server",
+            "--config",
+        ])
+        .arg(&config)
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--instance-api-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--serial-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(root.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("RLIMIT_NOFILE allows 1024"), "{stderr}");
+}

@@ -83,6 +83,25 @@ impl Server {
         extra: &str,
         args: &[&str],
     ) -> Server {
+        Server::start_launched(&[], data_dir, replace, extra, args)
+    }
+
+    /// As [`Server::start`], run through `launcher` (a command that runs
+    /// its arguments, such as `prlimit --nofile=1024`).
+    pub fn start_through(launcher: &[&str], replace: &[(&str, &str)], extra: &str) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = Server::start_launched(launcher, data.path(), replace, extra, &[]);
+        server._owned_data = Some(data);
+        server
+    }
+
+    fn start_launched(
+        launcher: &[&str],
+        data_dir: &Path,
+        replace: &[(&str, &str)],
+        extra: &str,
+        args: &[&str],
+    ) -> Server {
         let config_dir = tempfile::tempdir().unwrap();
         let mut dev = std::fs::read_to_string(repo_root().join("examples/dev.toml")).unwrap();
         for (from, to) in replace {
@@ -91,7 +110,15 @@ impl Server {
         }
         let config = config_dir.path().join("eic.toml");
         std::fs::write(&config, format!("{dev}\n{extra}\n")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eic"))
+        let mut command = match launcher.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_eic")),
+            Some((program, launcher_args)) => {
+                let mut command = Command::new(program);
+                command.args(launcher_args).arg(env!("CARGO_BIN_EXE_eic"));
+                command
+            }
+        };
+        let mut child = command
             .args(["server", "--config"])
             .arg(&config)
             .args([

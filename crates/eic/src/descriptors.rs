@@ -1,0 +1,200 @@
+//! The descriptor budget: every listener's connection cap, counted in file
+//! descriptors, against RLIMIT_NOFILE.
+//!
+//! A cap the process cannot honour is no cap: once descriptors run out,
+//! every listener fails its accepts ("Too many open files"), so a flood on
+//! one role stops the others. At start the soft limit is raised to the hard
+//! one; caps the operator set must then fit or the server refuses to
+//! start; caps left at their defaults are lowered, in proportion, to fit.
+
+use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+use crate::config::Config;
+
+/// Descriptors held besides connections: listeners, the key log's
+/// segments and directory, the audit log, Redis connections, the runtime's
+/// epoll and event descriptors, console probes, command backends starting.
+pub const BASE_DESCRIPTORS: u64 = 256;
+/// A cap lowered to fit is never lowered below this many connections.
+const MIN_CAP: u64 = 16;
+
+/// The connection caps in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub api: usize,
+    pub instance_api: usize,
+    pub serial: usize,
+}
+
+/// A listener's cap: what the config says (`Some`), or its default.
+#[derive(Debug, Clone, Copy)]
+struct Cap {
+    connections: u64,
+    descriptors_each: u64,
+    explicit: bool,
+}
+
+impl Cap {
+    fn new(configured: Option<usize>, default: usize, descriptors_each: usize) -> Cap {
+        Cap {
+            connections: configured.unwrap_or(default) as u64,
+            descriptors_each: descriptors_each as u64,
+            explicit: configured.is_some(),
+        }
+    }
+
+    fn descriptors(&self) -> u64 {
+        self.connections.saturating_mul(self.descriptors_each)
+    }
+}
+
+pub const DEFAULT_HTTP_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_SERIAL_CONNECTIONS: usize = 1_000;
+
+/// The caps for `config` within `limit` descriptors, or why they cannot fit.
+pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
+    let mut caps = [
+        (
+            "api",
+            Cap::new(config.api.max_connections, DEFAULT_HTTP_CONNECTIONS, 1),
+        ),
+        (
+            "instance-api",
+            match &config.instance_api {
+                Some(c) => Cap::new(c.max_connections, DEFAULT_HTTP_CONNECTIONS, 1),
+                None => Cap::new(Some(0), 0, 1),
+            },
+        ),
+        (
+            "serial-console",
+            match &config.serial_console {
+                Some(c) => Cap::new(
+                    c.max_connections,
+                    DEFAULT_SERIAL_CONNECTIONS,
+                    eic_serial::FDS_PER_CONNECTION,
+                ),
+                None => Cap::new(Some(0), 0, eic_serial::FDS_PER_CONNECTION),
+            },
+        ),
+    ];
+    let available = limit.saturating_sub(BASE_DESCRIPTORS);
+    let total: u64 = caps.iter().map(|(_, c)| c.descriptors()).sum();
+    if total > available {
+        let fixed: u64 = caps
+            .iter()
+            .filter(|(_, c)| c.explicit)
+            .map(|(_, c)| c.descriptors())
+            .sum();
+        let flexible = total - fixed;
+        let room = available.saturating_sub(fixed);
+        let shares: Vec<String> = caps
+            .iter()
+            .map(|(name, c)| format!("{name} {}×{}", c.connections, c.descriptors_each))
+            .collect();
+        let too_many = || {
+            anyhow::anyhow!(
+                "the connection caps need {total} file descriptors ({}, plus {BASE_DESCRIPTORS} for the rest) but RLIMIT_NOFILE allows {limit}: lower the caps (max_connections under [api], [instance_api], [serial_console]) or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
+                shares.join(", ")
+            )
+        };
+        if flexible == 0 || room == 0 {
+            return Err(too_many());
+        }
+        for (_, cap) in caps
+            .iter_mut()
+            .filter(|(_, c)| !c.explicit && c.connections > 0)
+        {
+            cap.connections = (cap.connections * room / flexible).max(MIN_CAP);
+        }
+        if caps.iter().map(|(_, c)| c.descriptors()).sum::<u64>() > available {
+            return Err(too_many());
+        }
+        let lowered: Vec<String> = caps
+            .iter()
+            .filter(|(_, c)| !c.explicit && c.connections > 0)
+            .map(|(name, c)| format!("{name} {}", c.connections))
+            .collect();
+        tracing::warn!(
+            limit,
+            caps = lowered.join(", "),
+            "connection caps left at their defaults were lowered to fit RLIMIT_NOFILE; raise the limit (LimitNOFILE=) or set max_connections"
+        );
+    }
+    let [api, instance_api, serial] = caps.map(|(_, c)| c.connections as usize);
+    Ok(Caps {
+        api,
+        instance_api,
+        serial,
+    })
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit and plans the caps
+/// within it.
+pub fn fit(config: &Config) -> anyhow::Result<Caps> {
+    let current = getrlimit(Resource::Nofile);
+    let limit = match (current.current, current.maximum) {
+        (Some(soft), Some(hard)) if soft < hard => {
+            match setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(hard),
+                    maximum: Some(hard),
+                },
+            ) {
+                Ok(()) => hard,
+                Err(e) => {
+                    tracing::warn!(error = %e, soft, hard, "cannot raise the soft RLIMIT_NOFILE");
+                    soft
+                }
+            }
+        }
+        (Some(soft), _) => soft,
+        (None, _) => u64::MAX,
+    };
+    plan(config, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "region = \"us-west-2\"\ndata_dir = \"/tmp/x\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n[instance_api]\nlisten = \"127.0.0.1:0\"\n[serial_console]\nlisten = \"127.0.0.1:0\"\n"
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn defaults_fit_a_large_limit_unchanged() {
+        let caps = plan(&config(""), 1 << 20).unwrap();
+        assert_eq!(
+            caps,
+            Caps {
+                api: DEFAULT_HTTP_CONNECTIONS,
+                instance_api: DEFAULT_HTTP_CONNECTIONS,
+                serial: DEFAULT_SERIAL_CONNECTIONS
+            }
+        );
+    }
+
+    #[test]
+    fn defaults_are_lowered_to_fit_a_small_limit() {
+        let caps = plan(&config(""), 1024).unwrap();
+        let used = caps.api + caps.instance_api + caps.serial * eic_serial::FDS_PER_CONNECTION;
+        assert!(used as u64 + BASE_DESCRIPTORS <= 1024, "{caps:?}");
+        assert!(caps.serial >= MIN_CAP as usize && caps.api > caps.serial);
+    }
+
+    #[test]
+    fn explicit_caps_that_do_not_fit_refuse_the_start() {
+        let error = plan(&config("max_connections = 5000"), 1024).unwrap_err();
+        assert!(
+            error.to_string().contains("RLIMIT_NOFILE allows 1024"),
+            "{error}"
+        );
+        // An explicit cap that fits stays as it is; the defaults give way.
+        let caps = plan(&config("max_connections = 100"), 1024).unwrap();
+        assert_eq!(caps.api, 100);
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests drive and a fresh machine lacks
+# (OpenSSH client and server, socat, redis-server, openssl; boto3 and the
+# AWS CLI), then runs every test. Some tests run sshd and mount a tmpfs, so
+# run it as root (or in a throwaway VM or container).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v socat >/dev/null || missing+=(socat)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! python3 -c 'import boto3' 2>/dev/null || ! command -v aws >/dev/null; then
+  # Debian's own Python refuses pip installs outside a venv (PEP 668);
+  # the tests need these two packages importable by python3 itself.
+  python3 -m pip install --quiet --disable-pip-version-check 'boto3>=1.34' 'awscli>=1.32' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'boto3>=1.34' 'awscli>=1.32'
+fi
+
+cargo test --workspace --locked "$@"
