@@ -2,6 +2,7 @@
 //! `verify`, `dgst` and `ocsp`, GNU `base64` and `ssh-keygen`. Each test
 //! works in its own temporary directory and uses the real clock, because
 //! `openssl ocsp` checks staple times against it.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use std::fs;
 use std::path::Path;

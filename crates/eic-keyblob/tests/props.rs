@@ -1,5 +1,6 @@
 //! Property tests: parsing and verification never panic, whatever IMDS (or
 //! an attacker in its place) serves.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use std::sync::OnceLock;
 

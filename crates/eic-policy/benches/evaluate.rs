@@ -3,6 +3,7 @@
 //! write (per-user OS users, team tags, source networks, a guard Deny).
 //!
 //! `cargo bench -p eic-policy --bench evaluate`
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use eic_policy::{evaluate, Policy, RequestContext};

@@ -3,6 +3,7 @@
 //! Each row is a `Condition` block placed in an Allow statement for
 //! `ec2-instance-connect:SendSSHPublicKey` on `*`, the request's condition
 //! keys, and whether the request is allowed.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use eic_policy::{evaluate, Policy, RequestContext};
 

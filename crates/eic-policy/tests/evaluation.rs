@@ -1,6 +1,7 @@
 //! Whole-policy evaluation: AWS's documented example policies for EC2
 //! Instance Connect (verbatim), the "alice" fixture principal, statement
 //! elements, boundaries, and IAM's denial messages.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use eic_policy::{denial_message, evaluate, Decision, Policy, PolicyType, RequestContext};
 

@@ -1,4 +1,5 @@
 //! Every way a policy can be rejected, and what the error says.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use eic_policy::Policy;
 

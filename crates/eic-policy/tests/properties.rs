@@ -1,4 +1,5 @@
 //! Property tests: parsing and evaluation never panic, whatever the input.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use eic_policy::{evaluate, Policy, RequestContext};
 use proptest::prelude::*;

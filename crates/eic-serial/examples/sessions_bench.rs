@@ -21,6 +21,7 @@
 //! Parent ⇄ child protocol, one line each, on the child's stdin/stdout:
 //! child `HELLO <echo address> <public key line>`, parent `GO <port>`, child
 //! `RESULT …`, parent `CLOSE`, child `CLOSED`.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -96,37 +97,31 @@ fn die(msg: &str) -> ! {
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, after raising the hard
 /// limit to `want` if given (ignored when not permitted); returns (soft, hard).
-#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
 fn raise_nofile(want: Option<u64>) -> (u64, u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            if let Some(want) = want {
-                let raised = libc::rlimit {
-                    rlim_cur: want as libc::rlim_t,
-                    rlim_max: want as libc::rlim_t,
-                };
-                if want > lim.rlim_max as u64 {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                        lim = raised;
-                    } else {
-                        eprintln!(
-                            "sessions_bench: cannot raise the hard RLIMIT_NOFILE to {want}: {}",
-                            std::io::Error::last_os_error()
-                        );
-                    }
-                }
-            }
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let hard = getrlimit(Resource::Nofile).maximum;
+    if let Some(want) = want.filter(|w| hard.is_some_and(|h| *w > h)) {
+        let raised = Rlimit {
+            current: Some(want),
+            maximum: Some(want),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("sessions_bench: cannot raise the hard RLIMIT_NOFILE to {want}: {e}");
         }
     }
-    (lim.rlim_cur as u64, lim.rlim_max as u64)
+    let hard = getrlimit(Resource::Nofile).maximum;
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: hard,
+            maximum: hard,
+        },
+    );
+    let now = getrlimit(Resource::Nofile);
+    (
+        now.current.unwrap_or(u64::MAX),
+        now.maximum.unwrap_or(u64::MAX),
+    )
 }
 
 fn vm_rss_kib() -> u64 {

@@ -3,6 +3,7 @@
 //!
 //! Nothing here sleeps to synchronise: every wait is on output or a
 //! condition, bounded by a deadline.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

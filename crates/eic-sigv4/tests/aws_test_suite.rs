@@ -1,4 +1,5 @@
 //! AWS's published SigV4 vectors, verified as a server receives them.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

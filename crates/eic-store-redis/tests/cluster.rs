@@ -1,4 +1,5 @@
 //! Against a real three-master Redis Cluster.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Against a real primary, replica and three Sentinels: the store follows
 //! the master the Sentinels name across a failover.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

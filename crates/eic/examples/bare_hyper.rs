@@ -1,6 +1,7 @@
 //! The benchmark reference: a bare hyper server answering every request with
 //! a fixed success body, on the same runtime and HTTP settings as `eic
 //! server`. `bench/api.sh` measures eic against it in the same run.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use std::convert::Infallible;
 

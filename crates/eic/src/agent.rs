@@ -391,21 +391,14 @@ pub(crate) struct Log {
 impl Log {
     fn open(debug: bool) -> Log {
         if !debug {
-            // SAFETY: a static NUL-terminated ident; openlog keeps the pointer.
-            unsafe {
-                libc::openlog(
-                    c"eic-authorized-keys".as_ptr(),
-                    libc::LOG_PID,
-                    libc::LOG_AUTHPRIV,
-                )
-            };
+            crate::os::open_syslog();
         }
         Log { debug }
     }
 
     pub(crate) fn info(&self, message: &str) {
         if !self.debug {
-            syslog(libc::LOG_INFO, message);
+            crate::os::syslog(libc::LOG_INFO, message);
         }
     }
 
@@ -413,24 +406,10 @@ impl Log {
         if self.debug {
             println!("{message}");
         } else {
-            syslog(libc::LOG_WARNING, message);
+            crate::os::syslog(libc::LOG_WARNING, message);
             eprintln!("eic authorized-keys: {message}");
         }
     }
-}
-
-fn syslog(priority: libc::c_int, message: &str) {
-    let Ok(message) = std::ffi::CString::new(message.replace('\0', " ")) else {
-        return;
-    };
-    // SAFETY: both strings are NUL-terminated; "%s" makes the message data.
-    unsafe {
-        libc::syslog(
-            libc::LOG_AUTHPRIV | priority,
-            c"%s".as_ptr(),
-            message.as_ptr(),
-        )
-    };
 }
 
 /// `eic agent-config`.

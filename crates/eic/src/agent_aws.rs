@@ -18,7 +18,6 @@
 //!   `devices/virtual/dmi/id/board_asset_tag` are read (default `/sys`);
 //! - `EIC_TRUST_DIR`: the trust store directory (default `/etc/ssl/certs`).
 
-use std::ffi::CString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -325,12 +324,7 @@ fn on_ec2(instance_id: &str) -> bool {
 }
 
 fn user_exists(user: &str) -> bool {
-    let Ok(name) = CString::new(user) else {
-        return false;
-    };
-    // SAFETY: a NUL-terminated name; only the null-ness of the answer is
-    // read, before any other call could reuse its static storage.
-    !unsafe { libc::getpwnam(name.as_ptr()) }.is_null()
+    crate::os::user_gid(user).is_some()
 }
 
 /// The region of a zone matching `^([a-z]+-){2,3}[0-9][a-z]$`: the zone

@@ -8,8 +8,8 @@
 //! rather than clobber an AuthorizedKeysCommand configured anywhere sshd
 //! reads, and leaves sshd_config's `Include` to the administrator.
 
+use crate::os::user_gid;
 use std::collections::BTreeSet;
-use std::ffi::CString;
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -425,15 +425,6 @@ fn glob(pattern: &str, name: &str) -> bool {
         }
     }
     bytes(pattern.as_bytes(), name.as_bytes())
-}
-
-fn user_gid(user: &str) -> Option<libc::gid_t> {
-    let name = CString::new(user).ok()?;
-    // SAFETY: a NUL-terminated name; the entry is read at once, before any
-    // other call could reuse getpwnam's static storage.
-    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
-    // SAFETY: non-null entries point to a valid passwd.
-    (!entry.is_null()).then(|| unsafe { (*entry).pw_gid })
 }
 
 /// Written under a name sshd's `*.conf` does not match, then renamed: sshd

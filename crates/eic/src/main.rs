@@ -16,6 +16,7 @@ mod http_errors;
 mod instance_api;
 mod instance_credentials;
 mod keys_cli;
+mod os;
 mod registry;
 mod secret;
 mod serial;

@@ -2,6 +2,7 @@
 //! loopback, serving what the real `eic server` signed, stands in for EC2
 //! through the test-only `EIC_IMDS_ENDPOINT`, `EIC_SYS_ROOT` and
 //! `EIC_TRUST_DIR`.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

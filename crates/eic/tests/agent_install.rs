@@ -1,6 +1,7 @@
 //! `eic agent install|uninstall` against a real sshd's reading of the
 //! result (`sshd -T`), all under a temporary directory. Runs as root (it
 //! chowns the agent configuration); needs openssh-server.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! The API listener serves at most `[api] max_connections` connections at
 //! once; the next one waits, unanswered, until a slot frees.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

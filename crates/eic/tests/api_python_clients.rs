@@ -1,4 +1,5 @@
 //! boto3, botocore and the AWS CLI against the real server.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

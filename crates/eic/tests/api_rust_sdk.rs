@@ -1,4 +1,5 @@
 //! The AWS SDK for Rust against the real server.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

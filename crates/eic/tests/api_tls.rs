@@ -1,6 +1,7 @@
 //! The API listener over HTTPS: real clients (boto3, the AWS CLI) through
 //! TLS with a CA the test creates with openssl, `aws:SecureTransport` in
 //! policies, and a certificate renewed by SIGHUP without a restart.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Throttling, audit and temporary credentials through boto3 and the `eic`
 //! commands, against a server with small throttling buckets.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! kill -9 durability: every push answered 200 is found by a restart on the
 //! same data dir until its expiry, and not after.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! node: fill its disk, keep it "ready" while it refuses every push, get an
 //! unshaped answer, or lose an answer by half-closing; and what commands
 //! must not do to a data dir that is not a server's.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

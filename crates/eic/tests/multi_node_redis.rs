@@ -3,6 +3,7 @@
 //! to `eic authorized-keys` and to a real sshd; throttling buckets, serial
 //! session locks and runtime settings are shared; Redis outages, restarts
 //! and a node's death behave as ARCHITECTURE.md states.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

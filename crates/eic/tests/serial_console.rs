@@ -2,6 +2,7 @@
 //! `ssh` client reach an instance's console (a shell on a pty behind socat)
 //! through the gateway; one session per port, a teardown after it, and the
 //! API answering the session errors under their real conditions.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A store that cannot write answers ServiceException and stores nothing;
 //! when space returns, so does service. Every push answered 200 is kept.
+#![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
 
 mod common;
 
