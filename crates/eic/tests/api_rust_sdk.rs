@@ -4,21 +4,8 @@
 mod common;
 
 use aws_sdk_ec2instanceconnect as eic;
-use common::{Server, ADMIN, BOB, ED25519_KEY, REGION, SEED_KEY};
+use common::{sdk_client as client, Server, ADMIN, BOB, ED25519_KEY, SEED_KEY};
 use eic::error::ProvideErrorMetadata;
-
-fn client(server: &Server, creds: (&str, &str)) -> eic::Client {
-    let conf = eic::Config::builder()
-        .behavior_version(eic::config::BehaviorVersion::latest())
-        .region(eic::config::Region::new(REGION))
-        .credentials_provider(eic::config::Credentials::new(
-            creds.0, creds.1, None, None, "test",
-        ))
-        .endpoint_url(server.endpoint())
-        .retry_config(eic::config::retry::RetryConfig::disabled())
-        .build();
-    eic::Client::from_conf(conf)
-}
 
 #[tokio::test]
 async fn rust_sdk_success_and_errors() {

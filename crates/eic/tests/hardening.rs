@@ -13,26 +13,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2instanceconnect as eic;
 use common::{
-    fill, http_exchange, read_response, repo_root, Server, TinyFs, ADMIN, ED25519_KEY, REGION,
+    fill, http_exchange, read_response, repo_root, sdk_client, Server, TinyFs, ADMIN, ED25519_KEY,
 };
 
-fn client(server: &Server) -> eic::Client {
-    let conf = eic::Config::builder()
-        .behavior_version(eic::config::BehaviorVersion::latest())
-        .region(eic::config::Region::new(REGION))
-        .credentials_provider(eic::config::Credentials::new(
-            ADMIN.0, ADMIN.1, None, None, "test",
-        ))
-        .endpoint_url(server.endpoint())
-        .retry_config(eic::config::retry::RetryConfig::disabled())
-        .build();
-    eic::Client::from_conf(conf)
-}
-
 async fn push(server: &Server) -> Result<(), String> {
-    client(server)
+    sdk_client(server, ADMIN)
         .send_ssh_public_key()
         .instance_id("i-abcd1234")
         .instance_os_user("ec2-user")

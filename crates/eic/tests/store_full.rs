@@ -4,24 +4,14 @@
 
 mod common;
 
-use aws_sdk_ec2instanceconnect as eic;
-use common::{fill, live_keys, Server, TinyFs, ADMIN, ED25519_KEY, NO_THROTTLING, REGION};
+use common::{fill, live_keys, sdk_client, Server, TinyFs, ADMIN, ED25519_KEY, NO_THROTTLING};
 
 #[tokio::test]
 async fn full_disk_refuses_pushes_then_recovers() {
     let fs = TinyFs::mount(256 * 1024);
     let data = fs.0.path().join("data");
     let server = Server::start_in(&data, NO_THROTTLING);
-    let conf = eic::Config::builder()
-        .behavior_version(eic::config::BehaviorVersion::latest())
-        .region(eic::config::Region::new(REGION))
-        .credentials_provider(eic::config::Credentials::new(
-            ADMIN.0, ADMIN.1, None, None, "test",
-        ))
-        .endpoint_url(server.endpoint())
-        .retry_config(eic::config::retry::RetryConfig::disabled())
-        .build();
-    let client = eic::Client::from_conf(conf);
+    let client = sdk_client(&server, ADMIN);
     let push = |user: String| {
         client
             .send_ssh_public_key()

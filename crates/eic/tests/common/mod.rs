@@ -399,3 +399,19 @@ pub fn run_python_with(script: &str, server: &Server, env: &[(&str, &std::ffi::O
     assert!(out.status.success(), "{script} failed:\n{report}");
     eprintln!("{report}");
 }
+
+/// The AWS SDK for Rust's client for `server`, signing as `creds`, without
+/// retries (a test sees each answer as it was).
+pub fn sdk_client(server: &Server, creds: (&str, &str)) -> aws_sdk_ec2instanceconnect::Client {
+    use aws_sdk_ec2instanceconnect as eic;
+    let conf = eic::Config::builder()
+        .behavior_version(eic::config::BehaviorVersion::latest())
+        .region(eic::config::Region::new(REGION))
+        .credentials_provider(eic::config::Credentials::new(
+            creds.0, creds.1, None, None, "test",
+        ))
+        .endpoint_url(server.endpoint())
+        .retry_config(eic::config::retry::RetryConfig::disabled())
+        .build();
+    eic::Client::from_conf(conf)
+}
