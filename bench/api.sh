@@ -8,6 +8,9 @@
 #                                              that of examples/dev.toml)
 #        TLS=1 bench/api.sh ...               (adds eic over HTTPS, a second
 #                                              server with a self-signed cert)
+#        BASELINE=/path/to/old/eic bench/api.sh ...
+#                                             (adds that build of eic, e.g. the
+#                                              previous commit's, as "baseline")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -34,6 +37,10 @@ start eic target/release/eic server --config "$work/bench.toml" --api-listen 127
 start bare target/release/examples/bare_hyper 127.0.0.1:0
 eic_addr=$(address eic api)
 bare_addr=$(address bare)
+if [ -n "${BASELINE:-}" ]; then
+  start baseline "$BASELINE" server --config "$work/bench.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --data-dir "$work/data-baseline"
+  baseline_addr=$(address baseline api)
+fi
 if [ -n "${TLS:-}" ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench \
     -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
@@ -48,6 +55,8 @@ python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSH
   AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin.lua"
 [ -n "${TLS:-}" ] && python3 bench/presign.py "https://$tls_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
   AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin-tls.lua"
+[ -n "${BASELINE:-}" ] && python3 bench/presign.py "http://$baseline_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
+  AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin-baseline.lua"
 python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
   AKIDBENCHEXAMPLE 'benchSecretKey/EXAMPLE000000000000000000' >"$work/ten.lua"
 
@@ -65,6 +74,7 @@ echo "system req/s p99 non-200"
 for r in $(seq "$rounds"); do
   run bare "$bare_addr" admin
   run eic "$eic_addr" admin
+  if [ -n "${BASELINE:-}" ]; then run baseline "$baseline_addr" admin-baseline; fi
   run eic-10-statements "$eic_addr" ten
   if [ -n "${TLS:-}" ]; then run eic-tls "$tls_addr" admin-tls https; fi
 done
