@@ -245,9 +245,11 @@ fn describe_instances(
                     Some(FilterKey::Value(n, m)) if n <= MAX_FILTERS && m <= MAX_FILTER_VALUES => {
                         raw_filters.entry(n).or_default().values.insert(m, value);
                     }
-                    Some(FilterKey::Name(_)) => return Err(Ec2Error::filter_limit(format!(
+                    Some(FilterKey::Name(_)) => {
+                        return Err(Ec2Error::filter_limit(format!(
                         "The maximum number of filters specified on a single call is {MAX_FILTERS}"
-                    ))),
+                    )))
+                    }
                     Some(FilterKey::Value(..)) => return Err(too_many_filter_values()),
                     None => return Err(Ec2Error::unknown_parameter(&key)),
                 }
