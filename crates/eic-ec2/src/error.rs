@@ -31,6 +31,7 @@ pub enum ErrorCode {
     UnauthorizedOperation,
     AuthFailure,
     MissingAuthenticationToken,
+    IncompleteSignature,
     RequestExpired,
     DryRunOperation,
     RequestLimitExceeded,
@@ -38,7 +39,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::InvalidInstanceIdNotFound,
         ErrorCode::InvalidInstanceIdMalformed,
         ErrorCode::InvalidParameterValue,
@@ -53,6 +54,7 @@ impl ErrorCode {
         ErrorCode::UnauthorizedOperation,
         ErrorCode::AuthFailure,
         ErrorCode::MissingAuthenticationToken,
+        ErrorCode::IncompleteSignature,
         ErrorCode::RequestExpired,
         ErrorCode::DryRunOperation,
         ErrorCode::RequestLimitExceeded,
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrorCode::UnauthorizedOperation => "UnauthorizedOperation",
             ErrorCode::AuthFailure => "AuthFailure",
             ErrorCode::MissingAuthenticationToken => "MissingAuthenticationToken",
+            ErrorCode::IncompleteSignature => "IncompleteSignature",
             ErrorCode::RequestExpired => "RequestExpired",
             ErrorCode::DryRunOperation => "DryRunOperation",
             ErrorCode::RequestLimitExceeded => "RequestLimitExceeded",
@@ -274,6 +277,12 @@ impl Ec2Error {
             ErrorCode::MissingAuthenticationToken,
             "The request must contain either a valid (registered) AWS access key ID or X.509 certificate.",
         )
+    }
+
+    /// An `Authorization` header that does not parse, with the verifier's
+    /// (AWS's) description of what is wrong.
+    pub fn incomplete_signature(message: impl Into<String>) -> Ec2Error {
+        Ec2Error::new(ErrorCode::IncompleteSignature, message)
     }
 
     /// The signature's date is outside the allowed window: `Request has

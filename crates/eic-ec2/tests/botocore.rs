@@ -358,6 +358,10 @@ fn botocore_parses_answers_and_errors() {
             "MissingAuthenticationToken",
             Ec2Error::missing_authentication_token(),
         ),
+        (
+            "IncompleteSignature",
+            Ec2Error::incomplete_signature("Authorization header requires 'Signature' parameter."),
+        ),
         ("RequestExpired", Ec2Error::request_expired()),
         ("RequestLimitExceeded", Ec2Error::request_limit_exceeded()),
         ("InternalError", Ec2Error::internal_error()),
