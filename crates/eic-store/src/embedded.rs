@@ -212,17 +212,17 @@ impl Drop for EmbeddedStore {
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
     async fn push(&self, key: PushedKey) -> Result<(), StoreError> {
-        let payload = serde_json::to_vec(&key)
-            .map_err(|e| StoreError::Unavailable(format!("cannot encode key: {e}")))?;
+        let payload =
+            serde_json::to_vec(&key).map_err(|e| StoreError::backend("cannot encode key", e))?;
         let seq = self
             .log
             .append(&payload, key.expires_at_ms)
-            .map_err(|e| StoreError::Unavailable(format!("key log write failed: {e}")))?;
+            .map_err(|e| StoreError::backend("key log write failed", e))?;
         if self.durability == Durability::Fsync {
             self.log
                 .synced(seq)
                 .await
-                .map_err(|e| StoreError::Unavailable(format!("key log sync failed: {e}")))?;
+                .map_err(|e| StoreError::backend("key log sync failed", e))?;
         }
         // Indexed only once durable: a reader never sees a key a crash
         // could take back.
@@ -270,7 +270,7 @@ impl Store for EmbeddedStore {
         let free = self
             .log
             .free_bytes()
-            .map_err(|e| StoreError::Unavailable(format!("key log disk unreadable: {e}")))?;
+            .map_err(|e| StoreError::backend("key log disk unreadable", e))?;
         if free < crate::disk::READY_MIN_FREE_BYTES {
             return Err(StoreError::Unavailable(format!(
                 "key log disk full ({free} bytes free)"

@@ -27,7 +27,7 @@ use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
 use crate::registry::{supports_serial_console, Instance, Principal, Registry};
 use crate::serial::SerialConsoleAccess;
-use eic_serial::SessionLocks;
+use eic_store::{PortState, SessionLocks};
 
 /// How long a pushed key lets its holder in, as at AWS.
 pub const KEY_LIFETIME: Duration = Duration::from_secs(60);
@@ -136,9 +136,9 @@ impl Api {
 
     /// Whether this node can take a push now: its store answers and has
     /// room, and its audit log can admit the push's events.
-    pub async fn ready(&self) -> Result<(), String> {
-        self.store.ready().await.map_err(|e| e.to_string())?;
-        self.audit.ready().map_err(|e| e.to_string())
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        self.store.ready().await?;
+        Ok(self.audit.ready()?)
     }
 
     pub async fn handle(&self, request: ApiRequest<'_>) -> ApiResponse {
@@ -256,7 +256,11 @@ impl Api {
             call.admitted = Some(admitted);
         }
         self.store.push(key).await.map_err(|e| {
-            tracing::error!(request_id, error = %e, "push not stored");
+            tracing::error!(
+                request_id,
+                error = &e as &dyn std::error::Error,
+                "push not stored"
+            );
             ApiError::plain(ErrorCode::ServiceException)
         })
     }
@@ -356,7 +360,10 @@ impl Api {
             )
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, "throttle state unavailable");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "throttle state unavailable"
+                );
                 ApiError::plain(ErrorCode::ServiceException)
             })?;
         if allowed {
@@ -397,7 +404,10 @@ impl Api {
                     .access
                     .enabled(&principal.account, a.serial_console_access)
                     .map_err(|e| {
-                        tracing::error!(error = %e, "serial console access unknown; push refused");
+                        tracing::error!(
+                            error = &e as &dyn std::error::Error,
+                            "serial console access unknown; push refused"
+                        );
                         ApiError::plain(ErrorCode::ServiceException)
                     })?,
                 None => false,
@@ -449,14 +459,28 @@ impl Api {
         let Some(locks) = &self.serial.locks else {
             return Err(unavailable("no serial console gateway runs".into()));
         };
-        if locks
-            .is_busy(&instance.id, port)
-            .await
-            .map_err(unavailable)?
-        {
-            return Err(ApiError::plain(
-                ErrorCode::SerialConsoleSessionLimitExceededException,
-            ));
+        let state = locks.port_state(&instance.id, port).await.map_err(|e| {
+            tracing::warn!(instance = %instance.id, error = &e as &dyn std::error::Error, "serial console unavailable: session locks unavailable");
+            ApiError::plain(ErrorCode::SerialConsoleSessionUnavailableException)
+        })?;
+        match state {
+            PortState::Free => {}
+            // AWS's own words for an open session.
+            PortState::InSession => {
+                return Err(ApiError::plain(
+                    ErrorCode::SerialConsoleSessionLimitExceededException,
+                ))
+            }
+            PortState::TearingDown => {
+                return Err(ApiError::new(
+                    ErrorCode::SerialConsoleSessionLimitExceededException,
+                    format!(
+                        "The instance {} is in its serial console teardown period after a session ended; try again in up to {} seconds.",
+                        instance.id,
+                        locks.teardown().as_secs()
+                    ),
+                ))
+            }
         }
         eic_serial::probe_backend(backend, BACKEND_PROBE_TIMEOUT)
             .await

@@ -18,12 +18,11 @@ pub struct StoreSerialKeys {
 
 #[async_trait::async_trait]
 impl SerialKeys for StoreSerialKeys {
-    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, String> {
+    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, StoreError> {
         let keys = self
             .store
             .live_keys(instance_id, &KeyTarget::SerialPort(port), self.clock.now())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(keys
             .into_iter()
             .map(|k| SerialKey {

@@ -36,7 +36,8 @@ use crate::serial::{AuditedSessions, SerialConsoleAccess, StoreSerialKeys};
 use crate::settings::{self, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
 use crate::signing::Signing;
 use crate::tls::Tls;
-use eic_serial::{Gateway, GatewayConfig, LocalSessionLocks, SessionLocks};
+use eic_serial::{Gateway, GatewayConfig};
+use eic_store::{LocalSessionLocks, SessionLocks};
 
 /// Command-line settings that take precedence over the config file.
 #[derive(Debug, Default, Clone)]
@@ -546,7 +547,10 @@ async fn handle(
     if parts.method == http::Method::GET && parts.uri.path() == "/ready" {
         let (status, text) = match api.ready().await {
             Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+            Err(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {e:#}\n"),
+            ),
         };
         let mut reply = Response::new(Full::new(Bytes::from(text)));
         *reply.status_mut() = status;
