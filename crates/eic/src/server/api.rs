@@ -18,15 +18,15 @@ use eic_store::{unix_millis, BucketRate, Clock, KeyTarget, PushedKey, Store};
 use eic_wire::{parse_request, ApiError, ErrorCode, Operation, PushRequest, PushTarget};
 use http::HeaderMap;
 
+use super::authz::Authorizer;
 use crate::audit::{
     Admission, Admitted, ApiCall, ApiCallKind, AuditError, AuditLog, Identity, Recorded,
     RequestParameters,
 };
-use crate::authz::Authorizer;
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
 use crate::registry::{supports_serial_console, Instance, Principal, Registry};
-use crate::serial::SerialConsoleAccess;
+use crate::settings::SerialConsoleAccess;
 use eic_store::{PortState, SessionLocks};
 
 /// How long a pushed key lets its holder in, as at AWS.
