@@ -16,7 +16,13 @@ use crate::log::Log;
 use crate::{BucketRate, KeyTarget, PushedKey, Store, StoreError, TokenBuckets};
 
 /// What an acknowledged push survives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// In the configuration it is named (`durability = "fsync"`, `"interval"`
+/// or `"process-crash"`); a named `"interval"` is the default interval,
+/// which the configuration's `sync_interval_ms` then sets
+/// ([`Durability::with_sync_interval`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Durability {
     /// Group-committed `fdatasync` before the acknowledgement: survives the
     /// process being killed and the machine losing power.
@@ -31,9 +37,40 @@ pub enum Durability {
     ProcessCrash,
 }
 
+/// The interval of [`Durability::default`].
+pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Default for Durability {
     fn default() -> Self {
-        Durability::Interval(std::time::Duration::from_millis(10))
+        Durability::Interval(DEFAULT_SYNC_INTERVAL)
+    }
+}
+
+impl Durability {
+    /// The same durability, syncing every `interval` (at least 1 ms) if it
+    /// is [`Durability::Interval`].
+    pub fn with_sync_interval(self, interval: std::time::Duration) -> Durability {
+        match self {
+            Durability::Interval(_) => {
+                Durability::Interval(interval.max(std::time::Duration::from_millis(1)))
+            }
+            other => other,
+        }
+    }
+}
+
+impl TryFrom<String> for Durability {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Durability, String> {
+        match name.as_str() {
+            "fsync" => Ok(Durability::Fsync),
+            "interval" => Ok(Durability::default()),
+            "process-crash" => Ok(Durability::ProcessCrash),
+            other => Err(format!(
+                "unknown variant `{other}`, expected one of `fsync`, `interval`, `process-crash`"
+            )),
+        }
     }
 }
 

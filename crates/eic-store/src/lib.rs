@@ -34,18 +34,10 @@ use serde::{Deserialize, Serialize};
 
 pub use buckets::TokenBuckets;
 pub use clock::{unix_millis, Clock, ManualClock, SystemClock};
-pub use embedded::{Durability, EmbeddedStore};
+pub use eic_wire::KeyTarget;
+pub use embedded::{Durability, EmbeddedStore, DEFAULT_SYNC_INTERVAL};
 pub use sessions::{LocalSessionLocks, PortState, SessionLease, SessionLocks, AWS_TEARDOWN};
 pub use settings::Settings;
-
-/// Whom a key lets in on its instance.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum KeyTarget {
-    /// An OS user, through sshd's AuthorizedKeysCommand.
-    OsUser(String),
-    /// A serial port, through the serial console gateway.
-    SerialPort(u8),
-}
 
 /// One accepted push, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,10 +102,14 @@ pub fn read_live_keys(dir: &std::path::Path, now: SystemTime) -> std::io::Result
     log::read_live(dir, unix_millis(now))
 }
 
-/// A token bucket's shape: `rate` tokens per second, at most `burst`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A token bucket's shape: `rate` tokens per second, at most `burst`; in
+/// the configuration, `{ rate = 50.0, burst = 100.0 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BucketRate {
+    /// Requests per second, sustained.
     pub rate: f64,
+    /// Requests that may arrive at once.
     pub burst: f64,
 }
 

@@ -463,11 +463,13 @@ impl Fixture {
         }
         self.api
             .handle(ApiRequest {
-                method: req.method,
-                path: "/",
-                query: "",
-                headers: &headers,
-                body: &req.body,
+                http: eic_sigv4::RequestParts {
+                    method: req.method,
+                    path: "/",
+                    query: "",
+                    headers: &headers,
+                    body: &req.body,
+                },
                 source_ip: IpAddr::from([192, 0, 2, 10]),
                 secure_transport: false,
             })

@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use clap::Args;
 use eic_keyblob::{verify_blob, verify_signer_chain, BlobVerdict, OcspStaples, VerifyParams};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
@@ -221,24 +221,13 @@ pub(crate) fn trust_anchors(ca: &Path) -> Result<Vec<Vec<u8>>, String> {
     Ok(anchors)
 }
 
-/// Every `CERTIFICATE` block of a PEM text, as DER.
+/// Every `CERTIFICATE` block of a PEM text, as DER; blocks that do not
+/// decode are skipped (a CA directory holds other files too).
 pub(crate) fn pem_certificates(text: &str) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut body: Option<String> = None;
-    for line in text.lines().map(str::trim) {
-        match (line, &mut body) {
-            ("-----BEGIN CERTIFICATE-----", _) => body = Some(String::new()),
-            ("-----END CERTIFICATE-----", Some(b64)) => {
-                if let Ok(der) = STANDARD.decode(b64.as_bytes()) {
-                    out.push(der);
-                }
-                body = None;
-            }
-            (line, Some(b64)) => b64.push_str(line),
-            _ => {}
-        }
-    }
-    out
+    CertificateDer::pem_slice_iter(text.as_bytes())
+        .filter_map(Result::ok)
+        .map(|der| der.as_ref().to_vec())
+        .collect()
 }
 
 pub(crate) fn unix_now() -> u64 {
@@ -274,5 +263,32 @@ impl Log {
             crate::os::syslog(libc::LOG_WARNING, message);
             eprintln!("eic authorized-keys: {message}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_certificates_are_the_certificate_blocks_that_decode() {
+        let text = "\
+a comment line
+-----BEGIN CERTIFICATE-----
+AQID
+-----END CERTIFICATE-----
+-----BEGIN PRIVATE KEY-----
+BAUG
+-----END PRIVATE KEY-----
+-----BEGIN CERTIFICATE-----
+!!!!
+-----END CERTIFICATE-----
+-----BEGIN CERTIFICATE-----\r
+BwgJ\r
+-----END CERTIFICATE-----\r
+";
+        assert_eq!(pem_certificates(text), [vec![1, 2, 3], vec![7, 8, 9]]);
+        assert!(pem_certificates("no PEM at all").is_empty());
+        assert!(pem_certificates("-----BEGIN CERTIFICATE-----\nAQID\n").is_empty());
     }
 }

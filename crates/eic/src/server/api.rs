@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eic_sigv4::{Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verifier};
-use eic_store::{unix_millis, BucketRate, Clock, KeyTarget, PushedKey, Store};
-use eic_wire::{parse_request, ApiError, ErrorCode, Operation, PushRequest, PushTarget};
-use http::HeaderMap;
+use eic_store::{unix_millis, BucketRate, Clock, PushedKey, Store};
+use eic_wire::{parse_request, ApiError, ErrorCode, KeyTarget, Operation, PushRequest};
 
 use super::authz::Authorizer;
 use crate::audit::{
@@ -70,11 +69,8 @@ const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A request as the listener received it.
 pub struct ApiRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub headers: &'a HeaderMap,
-    pub body: &'a [u8],
+    /// What SigV4 covers: method, path, query, headers and body.
+    pub http: RequestParts<'a>,
     pub source_ip: IpAddr,
     /// Whether the request came over TLS (`aws:SecureTransport`).
     pub secure_transport: bool,
@@ -189,7 +185,7 @@ impl Api {
         request_id: &str,
         call: &mut Call<'a>,
     ) -> Result<(), ApiError> {
-        if request.method != "POST" || request.path != "/" {
+        if request.http.method != "POST" || request.http.path != "/" {
             return Err(ApiError::new(
                 ErrorCode::UnknownOperationException,
                 "Operations are sent as POST / with an X-Amz-Target header.",
@@ -204,12 +200,13 @@ impl Api {
         .await?;
 
         let target = request
+            .http
             .headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok());
         let operation = Operation::from_target(target)?;
         call.operation = Some(operation);
-        let push = parse_request(operation, request.body)?;
+        let push = parse_request(operation, request.http.body)?;
         let push = &*call.push.insert(push);
 
         let instance = self
@@ -224,7 +221,7 @@ impl Api {
             now,
         )?;
         let instance = self.check_instance(push, &principal, instance)?;
-        if let PushTarget::SerialPort(port) = push.target {
+        if let KeyTarget::SerialPort(port) = push.target {
             self.check_serial_session(instance, port).await?;
         }
         self.throttle(&format!("instance:{}", instance.id), now, |t| t.instance)
@@ -234,10 +231,7 @@ impl Api {
         let key = PushedKey {
             request_id: request_id.to_owned(),
             instance_id: instance.id.clone(),
-            target: match &push.target {
-                PushTarget::OsUser(user) => KeyTarget::OsUser(user.clone()),
-                PushTarget::SerialPort(port) => KeyTarget::SerialPort(*port),
-            },
+            target: push.target.clone(),
             public_key: push.key.line.clone(),
             fingerprint: push.key.fingerprint.clone(),
             caller_arn: principal.arn.clone(),
@@ -271,17 +265,10 @@ impl Api {
         request: &ApiRequest<'_>,
         call: &mut Call<'_>,
     ) -> Result<Arc<Principal>, ApiError> {
-        let parts = RequestParts {
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            body: request.body,
-        };
         let now = self.clock.now();
         let verified = self
             .verifier
-            .verify(&parts, now, |access_key_id, session_token| {
+            .verify(&request.http, now, |access_key_id, session_token| {
                 call.access_key_id = Some(access_key_id.to_owned());
                 match session_token {
                     None => {
@@ -345,19 +332,11 @@ impl Api {
         &self,
         bucket: &str,
         now: std::time::SystemTime,
-        rate: impl Fn(&ThrottlingConfig) -> crate::config::RateConfig,
+        rate: impl Fn(&ThrottlingConfig) -> BucketRate,
     ) -> Result<(), ApiError> {
-        let rate = rate(&self.throttling);
         let allowed = self
             .store
-            .take_token(
-                bucket,
-                BucketRate {
-                    rate: rate.rate,
-                    burst: rate.burst,
-                },
-                now,
-            )
+            .take_token(bucket, rate(&self.throttling), now)
             .await
             .map_err(|e| {
                 tracing::error!(
@@ -498,12 +477,12 @@ impl Api {
         let request_parameters = call.push.as_ref().map(|push| RequestParameters {
             instance_id: &push.instance_id,
             os_user: match &push.target {
-                PushTarget::OsUser(user) => Some(user.as_str()),
-                PushTarget::SerialPort(_) => None,
+                KeyTarget::OsUser(user) => Some(user.as_str()),
+                KeyTarget::SerialPort(_) => None,
             },
             serial_port: match push.target {
-                PushTarget::OsUser(_) => None,
-                PushTarget::SerialPort(port) => Some(port),
+                KeyTarget::OsUser(_) => None,
+                KeyTarget::SerialPort(port) => Some(port),
             },
             availability_zone: push.availability_zone.as_deref(),
             ssh_public_key_fingerprint: &push.key.fingerprint,
@@ -523,6 +502,7 @@ impl Api {
                 },
                 source_ip: request.source_ip,
                 user_agent: request
+                    .http
                     .headers
                     .get(http::header::USER_AGENT)
                     .and_then(|v| v.to_str().ok()),

@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use eic_sigv4::RequestParts;
 use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
 
 use super::api::{Api, ApiRequest, ApiResponse};
@@ -210,13 +211,15 @@ pub async fn handle_api(
     };
     let response = api
         .handle(ApiRequest {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
-            headers: &parts.headers,
-            secure_transport,
-            body: &body,
+            http: RequestParts {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body: &body,
+            },
             source_ip: peer.ip(),
+            secure_transport,
         })
         .await;
     Ok(reply(response))

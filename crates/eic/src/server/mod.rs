@@ -34,12 +34,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use eic_serial::{Gateway, GatewayConfig};
-use eic_store::{
-    Clock, Durability, EmbeddedStore, LocalSessionLocks, SessionLocks, Store, SystemClock,
-};
+use eic_store::{Clock, EmbeddedStore, LocalSessionLocks, SessionLocks, Store, SystemClock};
 
 use crate::audit::AuditLog;
-use crate::config::{Config, DurabilityConfig, StoreKind};
+use crate::config::{Config, StoreKind};
 use crate::credentials::TemporaryCredentials;
 use crate::data_dir::DataDir;
 use crate::instance_credentials::InstanceCredentials;
@@ -275,23 +273,14 @@ fn open_state(config: &Config, data_dir: &DataDir, clock: Arc<dyn Clock>) -> any
                 store: Arc::new(store),
             }
         }
-        StoreKind::Embedded => {
-            let durability = match config.store.durability {
-                DurabilityConfig::Fsync => Durability::Fsync,
-                DurabilityConfig::Interval => Durability::Interval(Duration::from_millis(
-                    config.store.sync_interval_ms.max(1),
-                )),
-                DurabilityConfig::ProcessCrash => Durability::ProcessCrash,
-            };
-            State {
-                store: Arc::new(EmbeddedStore::open(
-                    &data_dir.path().join("keys"),
-                    durability,
-                    clock,
-                )?),
-                redis: None,
-            }
-        }
+        StoreKind::Embedded => State {
+            store: Arc::new(EmbeddedStore::open(
+                &data_dir.path().join("keys"),
+                config.store.durability,
+                clock,
+            )?),
+            redis: None,
+        },
     })
 }
 
