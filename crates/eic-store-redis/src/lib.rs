@@ -1,6 +1,9 @@
 //! The Redis backend: pushed keys, throttling buckets, serial session
-//! locks and runtime settings shared by several eic server nodes, on standalone Redis or Redis
-//! Cluster.
+//! locks and runtime settings shared by several eic server nodes, on
+//! standalone Redis, a Redis Cluster, or the master a set of Sentinels
+//! names (followed across failovers). It implements `eic-store`'s traits
+//! ([`eic_store::Store`], [`eic_store::SessionLocks`],
+//! [`eic_store::Settings`]) and depends on nothing above them.
 //!
 //! Every key of one instance carries the instance id as its hash tag
 //! (`eic:{i-abc}:…`), so a multi-key operation on one instance stays in one

@@ -2,12 +2,16 @@
 //!
 //! Checks run in a fixed order (ARCHITECTURE.md): method and path,
 //! authentication, the principal's throttle, operation, validation,
-//! authorization, the instance's own state, the instance's throttle, then
-//! the store and the audit log. Authorization comes before any instance
-//! lookup, and is evaluated for an unknown or foreign instance as for one
-//! without tags, so a caller learns nothing about instances it may not
-//! touch; for the same reason only callers allowed to push to an instance
-//! draw on its throttle, so nobody can starve an instance they cannot use.
+//! authorization, the instance's own state, for serial pushes the session
+//! (console, session locks, console probe), the instance's throttle, then
+//! the audit event, and only then the store: a key is never live without
+//! its event (`tests/pipeline.rs` holds this order in a table).
+//!
+//! Authorization comes before any instance lookup, and is evaluated for an
+//! unknown or foreign instance as for one without tags, so a caller learns
+//! nothing about instances it may not touch; for the same reason only
+//! callers allowed to push to an instance draw on its throttle, so nobody
+//! can starve an instance they cannot use.
 
 use std::net::IpAddr;
 use std::sync::Arc;
