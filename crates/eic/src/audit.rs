@@ -51,7 +51,7 @@ const MAX_SUMMARY_SOURCES: usize = 32;
 /// A summary of suppressed refusals is written at most this often.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How the log protects its disk ([audit] in the config).
+/// How the log protects its disk (`[audit]` in the config).
 #[derive(Debug, Clone, Copy)]
 pub struct AuditLimits {
     /// Refusals stop being written line by line below this much free space.

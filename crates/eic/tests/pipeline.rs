@@ -542,6 +542,20 @@ impl Row {
         self.state = state;
         self
     }
+
+    /// Every principal's bucket holds one request, and the admin's was
+    /// spent by a push before.
+    fn principal_drained(self) -> Row {
+        self.setup(PRINCIPAL_BURST_1)
+            .before(ssh(ADMIN, DEV, "ec2-user"))
+    }
+
+    /// Every instance's bucket holds one request, and i-abcd1234's was spent
+    /// by a push before.
+    fn instance_drained(self) -> Row {
+        self.setup(INSTANCE_BURST_1)
+            .before(ssh(ADMIN, DEV, "ec2-user"))
+    }
 }
 
 const PRINCIPAL_BURST_1: Setup = Setup {
@@ -570,8 +584,7 @@ fn table() -> Vec<Row> {
         row("admin pushes a serial key", serial(ADMIN, DEV), Stored(KeyTarget::SerialPort(0))),
         row("signed 14 minutes early is inside the window", ssh(ADMIN, DEV, "ec2-user").skew(-14 * 60), Stored(os("ec2-user"))),
         row("a drained instance bucket refills with the clock", ssh(ADMIN, DEV, "root"), Stored(os("root")))
-            .setup(INSTANCE_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user"))
+            .instance_drained()
             .advance(Duration::from_secs(1)),
         // Method and path, before authentication.
         row("GET / (unsigned)", ssh(ADMIN, DEV, "ec2-user").method("GET").unsigned(), Refused("UnknownOperationException", 400, "POST /")),
@@ -586,17 +599,13 @@ fn table() -> Vec<Row> {
         row("order: the signature before the key's standing (inactive key, wrong secret)", ssh((INACTIVE.0, ADMIN.1), DEV, "ec2-user"), Refused("InvalidSignatureException", 400, "does not match")),
         // The principal's bucket.
         row("principal's bucket empty", ssh(ADMIN, DEV, "ec2-user"), Refused("ThrottlingException", 429, "throttled"))
-            .setup(PRINCIPAL_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user")),
+            .principal_drained(),
         row("another principal's bucket is its own", ssh(ALICE, DEV, "ec2-user"), Stored(os("ec2-user")))
-            .setup(PRINCIPAL_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user")),
+            .principal_drained(),
         row("order: authentication before the principal's bucket (wrong secret, bucket empty)", ssh(WRONG_SECRET, DEV, "ec2-user"), Refused("InvalidSignatureException", 400, "does not match"))
-            .setup(PRINCIPAL_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user")),
+            .principal_drained(),
         row("order: the key's standing before the principal's bucket (inactive key, bucket empty)", ssh(INACTIVE, DEV, "ec2-user"), Refused("AuthException", 403, "credentials"))
-            .setup(PRINCIPAL_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user")),
+            .principal_drained(),
         row("order: the principal's bucket before the operation (unknown target, bucket empty)", ssh(ADMIN, DEV, "ec2-user").target(Some("AWSEC2InstanceConnectService.Nope")), Refused("ThrottlingException", 429, "throttled"))
             .setup(PRINCIPAL_BURST_1)
             .before(invalid(ADMIN)),
@@ -653,27 +662,21 @@ fn table() -> Vec<Row> {
             .state(locks(Ok(PortState::InSession))),
         // The instance's bucket.
         row("instance's bucket empty", ssh(ADMIN, DEV, "root"), Refused("ThrottlingException", 429, "throttled"))
-            .setup(INSTANCE_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user")),
+            .instance_drained(),
         row("another instance's bucket is its own", ssh(ADMIN, OPS, "ec2-user"), Stored(os("ec2-user")))
-            .setup(INSTANCE_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user")),
+            .instance_drained(),
         row("order: authorization before the instance's bucket (alice as root, bucket empty)", ssh(ALICE, DEV, "root"), Refused("AccessDeniedException", 400, "not authorized"))
-            .setup(INSTANCE_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user")),
+            .instance_drained(),
         row("order: the instance before its bucket (other zone, bucket empty)", ssh_in(ADMIN, DEV, "us-west-2b"), Refused("EC2InstanceNotFoundException", 404, "availability zone"))
-            .setup(INSTANCE_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user")),
+            .instance_drained(),
         row("order: the serial session before the instance's bucket (port in session, bucket empty)", serial(ADMIN, DEV), Refused("SerialConsoleSessionLimitExceededException", 400, "1 active"))
-            .setup(INSTANCE_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user"))
+            .instance_drained()
             .state(locks(Ok(PortState::InSession))),
         // The audit event, before the store.
         row("audit log cannot be written: nothing stored", ssh(ADMIN, DEV, "ec2-user"), Refused("ServiceException", 500, ""))
             .state(AUDIT_UNWRITABLE),
         row("order: the instance's bucket before the audit event (bucket empty, audit unwritable)", ssh(ADMIN, DEV, "root"), Refused("ThrottlingException", 429, "throttled"))
-            .setup(INSTANCE_BURST_1)
-            .before(ssh(ADMIN, DEV, "ec2-user"))
+            .instance_drained()
             .state(AUDIT_UNWRITABLE),
     ]
 }

@@ -1,10 +1,10 @@
 //! The instance side: `eic authorized-keys` (sshd's AuthorizedKeysCommand)
-//! in its three modes, each in its own module: [`eic`] (keys from eic's
-//! instance-facing listener), [`parser`] (AWS's `eic_parse_authorized_keys`
-//! flags) and [`aws`] (keys from AWS's instance metadata); and [`install`],
+//! in its three modes, each in its own module: `eic` (keys from eic's
+//! instance-facing listener), `parser` (AWS's `eic_parse_authorized_keys`
+//! flags) and `aws` (keys from AWS's instance metadata); and `install`,
 //! `eic agent install|uninstall`. What they share is here: the agent
 //! configuration, the official parser's checks and output
-//! ([`verify_and_print`]), and the log.
+//! (`verify_and_print`), and the log.
 //!
 //! `authorized-keys` runs once per key a client offers, as an unprivileged
 //! user, so it is one short process: one HTTP request, verification in

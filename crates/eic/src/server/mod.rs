@@ -2,12 +2,12 @@
 //! drains in-flight requests and closes the store so that every push that
 //! was answered 200 is on disk.
 //!
-//! [`run`] is a few named steps: the config with its overrides, the
-//! registry and policies, [`Sockets::bind`] (before anything is written),
-//! the descriptor budget, [`DataDir::for_server`], [`open_state`] (the
+//! `run` is a few named steps: the config with its overrides, the
+//! registry and policies, `Sockets::bind` (before anything is written),
+//! the descriptor budget, `DataDir::for_server`, `open_state` (the
 //! store, and Redis when shared), the audit log, then each role built from
-//! [`Shared`]: [`Shared::instance_api`], [`Shared::serial_gateway`] and
-//! [`Shared::api`], each served on its socket.
+//! `Shared`: `Shared::instance_api`, `Shared::serial_gateway` and
+//! `Shared::api`, each served on its socket.
 //!
 //! The roles: [`api`] (the pipeline every push goes through) with [`authz`];
 //! [`instance_api`] (instances fetch their signed keys); [`serial`] (the
