@@ -114,9 +114,12 @@ fn parse_iso8601(s: &str) -> Option<i128> {
         }
         cur.number(2)?
     };
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
+    // The calendar is the `time` crate's: a day the month does not have
+    // (2024-02-30) is no date.
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
+            .ok()?;
     let mut secs_of_day = 0i128;
     let mut nanos = 0i128;
     let mut offset_secs = 0i128;
@@ -168,32 +171,9 @@ fn parse_iso8601(s: &str) -> Option<i128> {
     if !cur.at_end() {
         return None;
     }
-    let days = days_from_civil(i64::from(year), month, day);
-    let secs = i128::from(days) * 86_400 + secs_of_day - offset_secs;
+    let midnight = i128::from(date.midnight().assume_utc().unix_timestamp());
+    let secs = midnight + secs_of_day - offset_secs;
     Some(secs * NANOS_PER_SEC + nanos)
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 in the proleptic Gregorian calendar
-/// (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// An IPv4 or IPv6 range; a bare address is a /32 or /128.
@@ -274,6 +254,10 @@ mod tests {
             "",
             "2019-13-01",
             "2019-02-29",
+            "2024-02-30",
+            "2024-04-31",
+            "2019-00-10",
+            "2019-07-00",
             "2019-07-16T24:00Z",
             "2019-07-16T12",
             "2019-07-16X",

@@ -31,9 +31,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use eic_serial::{
-    ConsoleBackend, Gateway, GatewayConfig, LocalSessionLocks, SerialKey, SerialKeys, SessionEnd,
-    SessionEvents, SessionRecord,
+    ConsoleBackend, Gateway, GatewayConfig, SerialKey, SerialKeys, SessionEnd, SessionEvents,
+    SessionRecord,
 };
+use eic_store::{LocalSessionLocks, StoreError};
 use russh::client;
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
@@ -175,7 +176,7 @@ struct MemoryKeys(HashMap<String, Vec<SerialKey>>);
 
 #[async_trait]
 impl SerialKeys for MemoryKeys {
-    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, String> {
+    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, StoreError> {
         Ok(match port {
             0 => self.0.get(instance_id).cloned().unwrap_or_default(),
             _ => Vec::new(),

@@ -10,8 +10,11 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::process::Child;
 use tokio::time::timeout;
 
-/// An instance's serial console.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An instance's serial console; in the configuration, `{ kind = "tcp",
+/// address = "host:port" }`, `{ kind = "unix", path = "…" }` or `{ kind =
+/// "command", program = "virsh", args = ["console", "DOMAIN"] }`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ConsoleBackend {
     /// A TCP serial server (`host:port`): ser2net, QEMU `-serial tcp:…,server`.
     Tcp { address: String },
@@ -20,7 +23,11 @@ pub enum ConsoleBackend {
     /// A program that attaches to the console on its terminal, run on a
     /// pseudo-terminal for the length of the session: `virsh console DOMAIN`,
     /// `ipmitool … sol activate`.
-    Command { program: String, args: Vec<String> },
+    Command {
+        program: String,
+        #[serde(default)]
+        args: Vec<String>,
+    },
 }
 
 /// Lookup from instance id to its console.

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use crate::backend::{self, Console, ConsoleBackend};
 use crate::events::{EndReason, SessionEnd, SessionRecord};
 use crate::gateway::{Gateway, Phase};
-use crate::locks::SessionLease;
+use eic_store::SessionLease;
 
 /// SSH extended data type 1: the client's stderr (RFC 4254 §5.2).
 const STDERR: u32 = 1;

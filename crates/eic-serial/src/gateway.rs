@@ -21,7 +21,7 @@ use crate::backend::Backends;
 use crate::events::SessionEvents;
 use crate::handler::Connection;
 use crate::keys::SerialKeys;
-use crate::locks::SessionLocks;
+use eic_store::SessionLocks;
 
 /// How long a client gets to close the connection after its session ended
 /// (or after being told to go) before the gateway drops it. Closing from the

@@ -142,7 +142,7 @@ impl Connection {
         {
             Ok(keys) => keys,
             Err(e) => {
-                warn!(%peer, instance = %target.instance_id, error = %e, "serial console login refused: key store unavailable");
+                warn!(%peer, instance = %target.instance_id, error = &e as &dyn std::error::Error, "serial console login refused: key store unavailable");
                 return None;
             }
         };
@@ -300,7 +300,7 @@ impl Handler for Connection {
                 return Ok(());
             }
             Err(e) => {
-                warn!(instance = %target.instance_id, port = target.port, error = %e, "session locks unavailable");
+                warn!(instance = %target.instance_id, port = target.port, error = &e as &dyn std::error::Error, "session locks unavailable");
                 let message = format!(
                     "the serial console of {} port {} is unavailable; try again later",
                     target.instance_id, target.port
@@ -406,7 +406,7 @@ mod tests {
     use crate::events::{SessionEnd, SessionEvents};
     use crate::gateway::GatewayConfig;
     use crate::keys::SerialKeys;
-    use crate::locks::LocalSessionLocks;
+    use eic_store::{LocalSessionLocks, StoreError};
 
     /// Every key offered is live; counts the queries.
     struct CountingKeys {
@@ -416,7 +416,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl SerialKeys for CountingKeys {
-        async fn live_keys(&self, _: &str, _: u8) -> Result<Vec<SerialKey>, String> {
+        async fn live_keys(&self, _: &str, _: u8) -> Result<Vec<SerialKey>, StoreError> {
             self.queries.fetch_add(1, Ordering::Relaxed);
             Ok(vec![SerialKey {
                 public_key: self.line.clone(),

@@ -2,6 +2,7 @@
 //! is matched against them.
 
 use async_trait::async_trait;
+use eic_store::StoreError;
 use russh::keys::{HashAlg, PublicKey};
 use tracing::warn;
 
@@ -21,7 +22,7 @@ pub struct SerialKey {
 #[async_trait]
 pub trait SerialKeys: Send + Sync {
     /// The keys pushed for `instance_id` and `port` that have not expired.
-    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, String>;
+    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, StoreError>;
 }
 
 /// The first live key with the same algorithm and key data as `offered`.

@@ -12,7 +12,7 @@
 //! instance's console ([`ConsoleBackend`]): a TCP serial server, a Unix
 //! socket, or a command run on a pseudo-terminal. Bytes pass unchanged both
 //! ways. One session per instance port exists across the gateway
-//! ([`SessionLocks`]); it ends when the console closes, when the client
+//! ([`eic_store::SessionLocks`], which the stores implement); it ends when the console closes, when the client
 //! leaves, at the maximum duration or at gateway shutdown, and every session
 //! is reported to [`SessionEvents`] for the audit log.
 //!
@@ -39,11 +39,9 @@ mod gateway;
 mod handler;
 mod hostkey;
 mod keys;
-mod locks;
 
 pub use backend::{probe_backend, Backends, ConsoleBackend};
 pub use events::{EndReason, SessionEnd, SessionEvents, SessionRecord};
 pub use gateway::{Gateway, GatewayConfig, FDS_PER_CONNECTION};
 pub use hostkey::{host_key_fingerprint, load_or_create_host_key};
 pub use keys::{SerialKey, SerialKeys};
-pub use locks::{LocalSessionLocks, SessionLease, SessionLocks, AWS_TEARDOWN};

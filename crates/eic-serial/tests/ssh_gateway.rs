@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use eic_serial::{
     host_key_fingerprint, load_or_create_host_key, ConsoleBackend, EndReason, Gateway,
-    GatewayConfig, LocalSessionLocks, SerialKey, SerialKeys, SessionEnd, SessionEvents,
-    SessionLocks, SessionRecord,
+    GatewayConfig, SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord,
 };
+use eic_store::{LocalSessionLocks, PortState, SessionLocks, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener};
 use tokio::process::{Child, ChildStdin, Command};
@@ -55,7 +55,7 @@ impl MemoryKeys {
 
 #[async_trait]
 impl SerialKeys for MemoryKeys {
-    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, String> {
+    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, StoreError> {
         Ok(self
             .0
             .lock()
@@ -171,7 +171,11 @@ impl Harness {
     }
 
     async fn busy(&self, instance: &str) -> bool {
-        self.locks.is_busy(instance, 0).await.expect("local locks")
+        self.locks
+            .port_state(instance, 0)
+            .await
+            .expect("local locks")
+            != PortState::Free
     }
 }
 

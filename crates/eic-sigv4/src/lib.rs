@@ -23,7 +23,9 @@ mod verify;
 
 pub use authorization::{parse_authorization, Authorization};
 pub use canonical::{canonical_query, canonical_request, canonical_uri, hex_sha256};
-pub use verify::{Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verified, Verifier};
+pub use verify::{
+    derive_signing_key, Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verified, Verifier,
+};
 
 /// The only algorithm SigV4 defines for the Authorization header.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";

@@ -1,11 +1,14 @@
 //! The Redis backend: pushed keys, throttling buckets, serial session
-//! locks and runtime settings shared by several eic server nodes, on standalone Redis or Redis
-//! Cluster.
+//! locks and runtime settings shared by several eic server nodes, on
+//! standalone Redis, a Redis Cluster, or the master a set of Sentinels
+//! names (followed across failovers). It implements `eic-store`'s traits
+//! ([`eic_store::Store`], [`eic_store::SessionLocks`],
+//! [`eic_store::Settings`]) and depends on nothing above them.
 //!
 //! Every key of one instance carries the instance id as its hash tag
 //! (`eic:{i-abc}:…`), so a multi-key operation on one instance stays in one
 //! cluster slot. Every Redis error and every answer slower than the
-//! operation timeout becomes [`StoreError::Unavailable`] (the API answers
+//! operation timeout becomes [`StoreError::Backend`] (the API answers
 //! `ServiceException`); the connection reconnects on its own, so service
 //! returns when Redis does.
 //!
@@ -292,7 +295,7 @@ impl RedisConnection {
         let inner = match &topology {
             Topology::Standalone(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(|e| {
-                    StoreError::Unavailable(format!("bad Redis URL {}: {e}", redact(url)))
+                    StoreError::backend(format!("bad Redis URL {}", redact(url)), e)
                 })?;
                 // Few, short retries per attempt, so a call waiting on a
                 // reconnection fails within the operation timeout and the
@@ -304,7 +307,7 @@ impl RedisConnection {
                     .set_connection_timeout(Some(per_attempt))
                     .set_response_timeout(Some(op_timeout));
                 let manager = ConnectionManager::new_lazy_with_config(client, config)
-                    .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+                    .map_err(|e| StoreError::backend("redis connection", e))?;
                 Inner::Standalone(manager)
             }
             Topology::Cluster(seeds) => {
@@ -315,7 +318,7 @@ impl RedisConnection {
                     .min_retry_wait(20)
                     .max_retry_wait(300)
                     .build()
-                    .map_err(|e| StoreError::Unavailable(format!("bad Redis cluster URLs: {e}")))?;
+                    .map_err(|e| StoreError::backend("bad Redis cluster URLs", e))?;
                 Inner::Cluster(Arc::new(LazyCluster {
                     client,
                     connection: tokio::sync::OnceCell::new(),
@@ -328,9 +331,10 @@ impl RedisConnection {
             } => {
                 let mut node = SentinelNodeConnectionInfo::default();
                 if let Some(auth) = auth {
-                    let info = auth.as_str().into_connection_info().map_err(|e| {
-                        StoreError::Unavailable(format!("bad Redis Sentinel credentials: {e}"))
-                    })?;
+                    let info = auth
+                        .as_str()
+                        .into_connection_info()
+                        .map_err(|e| StoreError::backend("bad Redis Sentinel credentials", e))?;
                     node = node.set_redis_connection_info(info.redis_settings().clone());
                 }
                 let client = SentinelClient::build(
@@ -339,7 +343,7 @@ impl RedisConnection {
                     Some(node),
                     SentinelServerType::Master,
                 )
-                .map_err(|e| StoreError::Unavailable(format!("bad Redis Sentinel URL: {e}")))?;
+                .map_err(|e| StoreError::backend("bad Redis Sentinel URL", e))?;
                 // Answers slower than this count as a lost master (the
                 // operation's own timeout would cancel the call unseen).
                 let config = AsyncConnectionConfig::new()
@@ -379,7 +383,6 @@ impl RedisConnection {
         })
         .await
         .map(|_| ())
-        .map_err(StoreError::Unavailable)
     }
 
     /// True when connected to a Redis Cluster.
@@ -396,18 +399,19 @@ impl RedisConnection {
         self.inner.clone()
     }
 
-    /// Runs one operation under the timeout; any failure is a message.
+    /// Runs one operation under the timeout; any failure is
+    /// [`StoreError::Backend`] with Redis's error (or the timeout's).
     async fn run<T>(
         &self,
         what: &str,
         operation: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.op_timeout, operation).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(format!("redis {what}: {e}")),
-            Err(_) => Err(format!(
-                "redis {what}: no answer within {:?}",
-                self.op_timeout
+            Ok(Err(e)) => Err(StoreError::backend(format!("redis {what}"), e)),
+            Err(elapsed) => Err(StoreError::backend(
+                format!("redis {what}: no answer within {:?}", self.op_timeout),
+                elapsed,
             )),
         }
     }

@@ -1,10 +1,11 @@
 //! Serial session locks shared by gateway nodes through Redis.
 //!
 //! `eic:{<instance>}:serial:<port>` holds the lease holder's unique token
-//! with a short TTL (the lease), renewed by a task while the
-//! [`SessionLease`] lives. Dropping the lease replaces the token by a
-//! teardown marker that expires after the teardown period, so the port
-//! stays busy for it. A node that dies stops renewing and its lock lapses
+//! (`lease:<uuid>`) with a short TTL (the lease), renewed by a task while
+//! the [`SessionLease`] lives. Dropping the lease replaces the token by a
+//! teardown marker (`teardown:lease:<uuid>`) that expires after the
+//! teardown period, so the port stays taken for it; the value tells the two
+//! apart ([`PortState`]). A node that dies stops renewing and its lock lapses
 //! after one lease. Every change is compare-and-set on the token, so a
 //! lease that lapsed and was taken by another node is never touched.
 
@@ -12,7 +13,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eic_serial::{SessionLease, SessionLocks};
+use eic_store::{PortState, SessionLease, SessionLocks, StoreError};
 use redis::Script;
 use tokio::sync::oneshot;
 
@@ -68,6 +69,11 @@ impl RedisSessionLocks {
     }
 }
 
+/// The lock's value while a session holds it: `lease:<uuid>`.
+const LEASE_PREFIX: &str = "lease:";
+/// The lock's value during the teardown: `teardown:` and the lease token.
+const TEARDOWN_PREFIX: &str = "teardown:";
+
 fn lock_key(instance_id: &str, port: u8) -> String {
     format!("{}:serial:{port}", instance_tag(instance_id))
 }
@@ -82,9 +88,9 @@ impl SessionLocks for RedisSessionLocks {
         &self,
         instance_id: &str,
         port: u8,
-    ) -> Result<Option<SessionLease>, String> {
+    ) -> Result<Option<SessionLease>, StoreError> {
         let key = lock_key(instance_id, port);
-        let token = format!("lease:{}", uuid::Uuid::new_v4());
+        let token = format!("{LEASE_PREFIX}{}", uuid::Uuid::new_v4());
         let mut command = redis::cmd("SET");
         command
             .arg(&key)
@@ -108,15 +114,28 @@ impl SessionLocks for RedisSessionLocks {
         })))
     }
 
-    async fn is_busy(&self, instance_id: &str, port: u8) -> Result<bool, String> {
-        let mut command = redis::cmd("EXISTS");
+    async fn port_state(&self, instance_id: &str, port: u8) -> Result<PortState, StoreError> {
+        let mut command = redis::cmd("GET");
         command.arg(lock_key(instance_id, port));
         let mut c = self.connection.conn();
-        let exists: i64 = self
+        let value: Option<String> = self
             .connection
-            .run("is_busy", async move { command.query_async(&mut c).await })
+            .run(
+                "port_state",
+                async move { command.query_async(&mut c).await },
+            )
             .await?;
-        Ok(exists > 0)
+        Ok(match value {
+            None => PortState::Free,
+            Some(v) if v.starts_with(TEARDOWN_PREFIX) => PortState::TearingDown,
+            // A lease token; anything else there also keeps SET NX from
+            // taking the port, so it counts as a session.
+            Some(_) => PortState::InSession,
+        })
+    }
+
+    fn teardown(&self) -> Duration {
+        self.teardown
     }
 }
 
@@ -152,11 +171,15 @@ async fn hold(
                 tracing::warn!(key, "serial session lock lost; not renewing");
                 return;
             }
-            Err(e) => tracing::warn!(key, error = %e, "cannot renew serial session lock"),
+            Err(e) => tracing::warn!(
+                key,
+                error = &e as &dyn std::error::Error,
+                "cannot renew serial session lock"
+            ),
         }
     }
     let teardown_ms = millis(locks.teardown);
-    let marker = format!("teardown:{token}");
+    let marker = format!("{TEARDOWN_PREFIX}{token}");
     // One retry: if Redis stays away, the lock lapses after its lease.
     for attempt in 0..2 {
         let mut invocation = RELEASE.prepare_invoke();
@@ -175,7 +198,12 @@ async fn hold(
         {
             Ok(_) => return,
             Err(e) => {
-                tracing::warn!(key, attempt, error = %e, "cannot start serial session teardown")
+                tracing::warn!(
+                    key,
+                    attempt,
+                    error = &e as &dyn std::error::Error,
+                    "cannot start serial session teardown"
+                )
             }
         }
     }

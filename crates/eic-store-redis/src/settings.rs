@@ -123,8 +123,7 @@ impl RedisSettings {
             .run("load settings", async move {
                 invocation.invoke_async(&mut c).await
             })
-            .await
-            .map_err(StoreError::Unavailable)?;
+            .await?;
         let mut items = reply.into_iter();
         let (Some(version), Some(marker)) = (items.next(), items.next()) else {
             return Err(StoreError::Unavailable(
@@ -181,7 +180,7 @@ async fn refresh_while_alive(settings: Weak<RedisSettings>) {
             // Once per outage, not every interval.
             Err(e) if !failing => {
                 failing = true;
-                tracing::error!(map = %settings.hash, error = %e, "runtime settings unreadable; refusing what needs them");
+                tracing::error!(map = %settings.hash, error = &e as &dyn std::error::Error, "runtime settings unreadable; refusing what needs them");
             }
             Err(_) => {}
         }
@@ -204,9 +203,8 @@ impl Settings for RedisSettings {
         copy.values
             .get(key)
             .map(|text| {
-                serde_json::from_str(text).map_err(|e| {
-                    StoreError::Unavailable(format!("{} {key} is not JSON: {e}", self.hash))
-                })
+                serde_json::from_str(text)
+                    .map_err(|e| StoreError::backend(format!("{} {key} is not JSON", self.hash), e))
             })
             .transpose()
     }
@@ -224,8 +222,7 @@ impl Settings for RedisSettings {
             .run("set setting", async move {
                 invocation.invoke_async::<i64>(&mut c).await
             })
-            .await
-            .map_err(StoreError::Unavailable)?;
+            .await?;
         self.remember(key, value.to_string());
         Ok(())
     }
@@ -243,8 +240,7 @@ impl Settings for RedisSettings {
             .run("increment setting", async move {
                 invocation.invoke_async(&mut c).await
             })
-            .await
-            .map_err(StoreError::Unavailable)?;
+            .await?;
         self.remember(key, value.to_string());
         u64::try_from(value)
             .map_err(|_| StoreError::Unavailable(format!("{} {key} is negative", self.hash)))

@@ -130,8 +130,8 @@ impl Store for RedisStore {
     }
 
     async fn push(&self, key: PushedKey) -> Result<(), StoreError> {
-        let member = serde_json::to_string(&key)
-            .map_err(|e| StoreError::Unavailable(format!("cannot encode key: {e}")))?;
+        let member =
+            serde_json::to_string(&key).map_err(|e| StoreError::backend("cannot encode key", e))?;
         let ttl_ms = key.expires_at_ms.saturating_sub(key.pushed_at_ms) + GRACE_MS;
         let trim_below = key.pushed_at_ms.saturating_sub(GRACE_MS);
         let mut invocation = PUSH.prepare_invoke();
@@ -146,8 +146,7 @@ impl Store for RedisStore {
             .run("push", async move {
                 invocation.invoke_async::<i64>(&mut c).await
             })
-            .await
-            .map_err(StoreError::Unavailable)?;
+            .await?;
         Ok(())
     }
 
@@ -170,8 +169,7 @@ impl Store for RedisStore {
                 "live_keys",
                 async move { command.query_async(&mut c).await },
             )
-            .await
-            .map_err(StoreError::Unavailable)?;
+            .await?;
         let mut keys: Vec<PushedKey> = members
             .iter()
             .filter_map(|m| match serde_json::from_str::<PushedKey>(m) {
@@ -209,8 +207,7 @@ impl Store for RedisStore {
             .run("take_token", async move {
                 invocation.invoke_async::<i64>(&mut c).await
             })
-            .await
-            .map_err(StoreError::Unavailable)?;
+            .await?;
         Ok(taken == 1)
     }
 }

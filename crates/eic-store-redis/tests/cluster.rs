@@ -6,8 +6,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{eventually, key, user, Cluster};
-use eic_serial::SessionLocks;
-use eic_store::{BucketRate, KeyTarget, Settings, Store};
+use eic_store::{BucketRate, KeyTarget, PortState, SessionLocks, Settings, Store};
 use eic_store_redis::{RedisSessionLocks, RedisSettings, RedisStore};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -117,16 +116,23 @@ async fn keys_buckets_and_locks_through_a_cluster() {
     // Renewed past one lease period.
     let start = std::time::Instant::now();
     while start.elapsed() < 2 * SEC {
-        assert!(node_b.is_busy(&instances[0], 0).await.unwrap());
+        assert_eq!(
+            node_b.port_state(&instances[0], 0).await.unwrap(),
+            PortState::InSession
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(leases);
     for instance in &instances {
-        assert!(node_b.is_busy(instance, 0).await.unwrap(), "teardown");
+        assert_ne!(
+            node_b.port_state(instance, 0).await.unwrap(),
+            PortState::Free,
+            "teardown"
+        );
     }
     for instance in &instances {
         eventually(5 * SEC, "teardown end", || async {
-            !node_b.is_busy(instance, 0).await.unwrap()
+            node_b.port_state(instance, 0).await.unwrap() == PortState::Free
         })
         .await;
         assert!(node_b.try_acquire(instance, 0).await.unwrap().is_some());

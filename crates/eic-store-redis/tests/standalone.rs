@@ -6,8 +6,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{eventually, key, user, RedisServer};
-use eic_serial::SessionLocks;
-use eic_store::{BucketRate, KeyTarget, Settings, Store, StoreError};
+use eic_store::{BucketRate, KeyTarget, PortState, SessionLocks, Settings, Store, StoreError};
 use eic_store_redis::{
     RedisConnection, RedisSessionLocks, RedisSettings, RedisStore, SETTINGS_STALENESS,
 };
@@ -188,8 +187,11 @@ async fn lock_is_exclusive_across_nodes_then_tears_down() {
         node_b.try_acquire("i-2", 0).await.unwrap().is_some(),
         "other instance"
     );
-    assert!(node_b.is_busy("i-1", 0).await.unwrap());
-    assert!(!node_b.is_busy("i-3", 0).await.unwrap());
+    assert_eq!(
+        node_b.port_state("i-1", 0).await.unwrap(),
+        PortState::InSession
+    );
+    assert_eq!(node_b.port_state("i-3", 0).await.unwrap(), PortState::Free);
     drop(lease);
     eventually(5 * SEC, "teardown marker", || async {
         server
@@ -197,15 +199,15 @@ async fn lock_is_exclusive_across_nodes_then_tears_down() {
             .starts_with("teardown:")
     })
     .await;
-    assert!(
-        node_b.is_busy("i-1", 0).await.unwrap(),
-        "busy during teardown"
+    assert_eq!(
+        node_b.port_state("i-1", 0).await.unwrap(),
+        PortState::TearingDown
     );
     assert!(node_b.try_acquire("i-1", 0).await.unwrap().is_none());
     let pttl: i64 = server.cli(&["PTTL", "eic:{i-1}:serial:0"]).parse().unwrap();
     assert!(pttl > 0 && pttl <= 2_000, "teardown TTL: {pttl}");
     eventually(6 * SEC, "teardown end", || async {
-        !node_b.is_busy("i-1", 0).await.unwrap()
+        node_b.port_state("i-1", 0).await.unwrap() == PortState::Free
     })
     .await;
     assert!(node_b.try_acquire("i-1", 0).await.unwrap().is_some());
@@ -219,8 +221,9 @@ async fn renewal_keeps_a_lock_past_its_lease() {
     let start = Instant::now();
     // Observed for three lease periods: never free.
     while start.elapsed() < 3 * SEC {
-        assert!(
-            locks.is_busy("i-r", 0).await.unwrap(),
+        assert_eq!(
+            locks.port_state("i-r", 0).await.unwrap(),
+            PortState::InSession,
             "lapsed at {:?}",
             start.elapsed()
         );
@@ -253,9 +256,12 @@ async fn lock_of_a_dead_node_lapses_after_its_lease() {
     .unwrap();
     let died = Instant::now();
     let locks = locks(&store(&server).await, 30 * SEC, SEC);
-    assert!(locks.is_busy("i-dead", 0).await.unwrap());
+    assert_eq!(
+        locks.port_state("i-dead", 0).await.unwrap(),
+        PortState::InSession
+    );
     eventually(5 * SEC, "dead node's lock lapses", || async {
-        !locks.is_busy("i-dead", 0).await.unwrap()
+        locks.port_state("i-dead", 0).await.unwrap() == PortState::Free
     })
     .await;
     assert!(died.elapsed() < 2 * SEC, "lapsed after about one lease");
@@ -281,7 +287,7 @@ async fn a_stolen_lock_is_not_touched_on_release() {
 
 fn unavailable<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
     match result {
-        Err(StoreError::Unavailable(_)) => {}
+        Err(StoreError::Backend { .. } | StoreError::Unavailable(_)) => {}
         other => panic!("{what}: expected Unavailable, got {other:?}"),
     }
 }
@@ -337,10 +343,10 @@ async fn redis_down_is_unavailable_then_service_returns() {
             t.elapsed()
         );
         let t = Instant::now();
-        assert!(locks.is_busy("i-d", 0).await.is_err(), "is_busy");
+        assert!(locks.port_state("i-d", 0).await.is_err(), "port_state");
         assert!(
             t.elapsed() < bound,
-            "round {round} is_busy took {:?}",
+            "round {round} port_state took {:?}",
             t.elapsed()
         );
     }
@@ -365,7 +371,10 @@ async fn redis_down_is_unavailable_then_service_returns() {
     assert_eq!(ids(&live), ["req-3"]);
     assert!(store.take_token("b", rate, now).await.unwrap());
     assert!(locks.try_acquire("i-d", 0).await.unwrap().is_some());
-    assert!(locks.is_busy("i-d", 0).await.unwrap());
+    assert_eq!(
+        locks.port_state("i-d", 0).await.unwrap(),
+        PortState::InSession
+    );
 }
 
 #[tokio::test]

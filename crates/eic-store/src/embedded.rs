@@ -16,7 +16,13 @@ use crate::log::Log;
 use crate::{BucketRate, KeyTarget, PushedKey, Store, StoreError, TokenBuckets};
 
 /// What an acknowledged push survives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// In the configuration it is named (`durability = "fsync"`, `"interval"`
+/// or `"process-crash"`); a named `"interval"` is the default interval,
+/// which the configuration's `sync_interval_ms` then sets
+/// ([`Durability::with_sync_interval`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Durability {
     /// Group-committed `fdatasync` before the acknowledgement: survives the
     /// process being killed and the machine losing power.
@@ -31,9 +37,40 @@ pub enum Durability {
     ProcessCrash,
 }
 
+/// The interval of [`Durability::default`].
+pub const DEFAULT_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Default for Durability {
     fn default() -> Self {
-        Durability::Interval(std::time::Duration::from_millis(10))
+        Durability::Interval(DEFAULT_SYNC_INTERVAL)
+    }
+}
+
+impl Durability {
+    /// The same durability, syncing every `interval` (at least 1 ms) if it
+    /// is [`Durability::Interval`].
+    pub fn with_sync_interval(self, interval: std::time::Duration) -> Durability {
+        match self {
+            Durability::Interval(_) => {
+                Durability::Interval(interval.max(std::time::Duration::from_millis(1)))
+            }
+            other => other,
+        }
+    }
+}
+
+impl TryFrom<String> for Durability {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Durability, String> {
+        match name.as_str() {
+            "fsync" => Ok(Durability::Fsync),
+            "interval" => Ok(Durability::default()),
+            "process-crash" => Ok(Durability::ProcessCrash),
+            other => Err(format!(
+                "unknown variant `{other}`, expected one of `fsync`, `interval`, `process-crash`"
+            )),
+        }
     }
 }
 
@@ -212,17 +249,17 @@ impl Drop for EmbeddedStore {
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
     async fn push(&self, key: PushedKey) -> Result<(), StoreError> {
-        let payload = serde_json::to_vec(&key)
-            .map_err(|e| StoreError::Unavailable(format!("cannot encode key: {e}")))?;
+        let payload =
+            serde_json::to_vec(&key).map_err(|e| StoreError::backend("cannot encode key", e))?;
         let seq = self
             .log
             .append(&payload, key.expires_at_ms)
-            .map_err(|e| StoreError::Unavailable(format!("key log write failed: {e}")))?;
+            .map_err(|e| StoreError::backend("key log write failed", e))?;
         if self.durability == Durability::Fsync {
             self.log
                 .synced(seq)
                 .await
-                .map_err(|e| StoreError::Unavailable(format!("key log sync failed: {e}")))?;
+                .map_err(|e| StoreError::backend("key log sync failed", e))?;
         }
         // Indexed only once durable: a reader never sees a key a crash
         // could take back.
@@ -270,7 +307,7 @@ impl Store for EmbeddedStore {
         let free = self
             .log
             .free_bytes()
-            .map_err(|e| StoreError::Unavailable(format!("key log disk unreadable: {e}")))?;
+            .map_err(|e| StoreError::backend("key log disk unreadable", e))?;
         if free < crate::disk::READY_MIN_FREE_BYTES {
             return Err(StoreError::Unavailable(format!(
                 "key log disk full ({free} bytes free)"

@@ -12,12 +12,20 @@
 //!
 //! [`Settings`] are the runtime settings commands change and every node
 //! reads: a file in the data dir for one node, a Redis hash for several.
+//!
+//! [`SessionLocks`] hold one serial console session per instance port:
+//! [`LocalSessionLocks`] in memory for one node, a Redis lease for several.
+//!
+//! The traits are here, beside the embedded implementations, so a backend
+//! (`eic-store-redis`) implements them without depending on the roles that
+//! use them.
 
 mod buckets;
 mod clock;
 pub mod disk;
 mod embedded;
 mod log;
+mod sessions;
 mod settings;
 
 use std::time::SystemTime;
@@ -26,17 +34,10 @@ use serde::{Deserialize, Serialize};
 
 pub use buckets::TokenBuckets;
 pub use clock::{unix_millis, Clock, ManualClock, SystemClock};
-pub use embedded::{Durability, EmbeddedStore};
+pub use eic_wire::KeyTarget;
+pub use embedded::{Durability, EmbeddedStore, DEFAULT_SYNC_INTERVAL};
+pub use sessions::{LocalSessionLocks, PortState, SessionLease, SessionLocks, AWS_TEARDOWN};
 pub use settings::Settings;
-
-/// Whom a key lets in on its instance.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum KeyTarget {
-    /// An OS user, through sshd's AuthorizedKeysCommand.
-    OsUser(String),
-    /// A serial port, through the serial console gateway.
-    SerialPort(u8),
-}
 
 /// One accepted push, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,11 +61,36 @@ impl PushedKey {
     }
 }
 
+/// The error a backend's operation failed with, kept as it is.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why the store could not do what was asked; nothing was stored. Either
+/// way the API answers ServiceException and the readiness endpoint 503.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot take or serve keys now; the push was not stored.
+    /// An operation of the backend failed or did not answer in time:
+    /// `what` names the operation, `source` is the backend's own error.
+    #[error("key store unavailable: {what}")]
+    Backend {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The store cannot answer for a reason of its own: its state is not
+    /// fresh enough, it is full or stopped, or it holds a value that is not
+    /// what it should be.
     #[error("key store unavailable: {0}")]
     Unavailable(String),
+}
+
+impl StoreError {
+    /// `what` failed with the backend's `source`.
+    pub fn backend(what: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Backend {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
 }
 
 /// The live keys an embedded store in `dir` holds at `now`, read without
@@ -76,10 +102,14 @@ pub fn read_live_keys(dir: &std::path::Path, now: SystemTime) -> std::io::Result
     log::read_live(dir, unix_millis(now))
 }
 
-/// A token bucket's shape: `rate` tokens per second, at most `burst`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A token bucket's shape: `rate` tokens per second, at most `burst`; in
+/// the configuration, `{ rate = 50.0, burst = 100.0 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BucketRate {
+    /// Requests per second, sustained.
     pub rate: f64,
+    /// Requests that may arrive at once.
     pub burst: f64,
 }
 

@@ -9,7 +9,7 @@ mod ssh_public_key;
 mod validate;
 
 pub use error::{ApiError, ErrorCode};
-pub use request::{parse_request, Operation, PushRequest, PushTarget, MAX_BODY_BYTES};
+pub use request::{parse_request, KeyTarget, Operation, PushRequest, MAX_BODY_BYTES};
 pub use ssh_public_key::{parse_ssh_public_key, KeyKind, SshPublicKey};
 pub use validate::{is_valid_availability_zone, is_valid_instance_id, is_valid_os_user};
 

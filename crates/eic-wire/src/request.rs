@@ -3,6 +3,7 @@
 //! have validated anything: botocore checks only `required` and `min`, and
 //! the Rust SDK does not even enforce `required`.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ErrorCode};
@@ -53,11 +54,14 @@ impl Operation {
     }
 }
 
-/// Whom a pushed key lets in: an OS user over sshd, or a serial port through
-/// the serial console gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PushTarget {
+/// Whom a pushed key lets in on its instance: what a push names, and what
+/// the store keeps keys under (serialized as `{"OsUser":"…"}` or
+/// `{"SerialPort":0}` in the embedded log and in Redis).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeyTarget {
+    /// An OS user, through sshd's AuthorizedKeysCommand.
     OsUser(String),
+    /// A serial port, through the serial console gateway.
     SerialPort(u8),
 }
 
@@ -67,7 +71,7 @@ pub enum PushTarget {
 pub struct PushRequest {
     pub operation: Operation,
     pub instance_id: String,
-    pub target: PushTarget,
+    pub target: KeyTarget,
     pub key: SshPublicKey,
     pub availability_zone: Option<String>,
 }
@@ -126,10 +130,10 @@ pub fn parse_request(operation: Operation, body: &[u8]) -> Result<PushRequest, A
                     },
                 );
             }
-            PushTarget::OsUser(os_user.unwrap_or_default().to_owned())
+            KeyTarget::OsUser(os_user.unwrap_or_default().to_owned())
         }
         Operation::SendSerialConsoleSSHPublicKey => {
-            PushTarget::SerialPort(serial_port(&members, &mut violations)?)
+            KeyTarget::SerialPort(serial_port(&members, &mut violations)?)
         }
     };
     let key_length_ok = check_string(
@@ -369,7 +373,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(req.instance_id, "i-abcd1234");
-        assert_eq!(req.target, PushTarget::OsUser("ec2-user".into()));
+        assert_eq!(req.target, KeyTarget::OsUser("ec2-user".into()));
         assert_eq!(req.availability_zone.as_deref(), Some("us-west-2a"));
     }
 
@@ -445,9 +449,9 @@ mod tests {
     fn serial_port_defaults_to_zero_and_only_zero_is_valid() {
         let req = serial(serde_json::json!({"InstanceId": "i-abcd1234", "SSHPublicKey": SEED_KEY}))
             .unwrap();
-        assert_eq!(req.target, PushTarget::SerialPort(0));
+        assert_eq!(req.target, KeyTarget::SerialPort(0));
         let req = serial(serde_json::json!({"InstanceId": "i-abcd1234", "SerialPort": 0, "SSHPublicKey": SEED_KEY})).unwrap();
-        assert_eq!(req.target, PushTarget::SerialPort(0));
+        assert_eq!(req.target, KeyTarget::SerialPort(0));
         let (code, msg) = err_code(serial(
             serde_json::json!({"InstanceId": "i-abcd1234", "SerialPort": 1, "SSHPublicKey": SEED_KEY}),
         ));

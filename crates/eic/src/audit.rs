@@ -51,7 +51,7 @@ const MAX_SUMMARY_SOURCES: usize = 32;
 /// A summary of suppressed refusals is written at most this often.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How the log protects its disk ([audit] in the config).
+/// How the log protects its disk (`[audit]` in the config).
 #[derive(Debug, Clone, Copy)]
 pub struct AuditLimits {
     /// Refusals stop being written line by line below this much free space.
@@ -630,60 +630,33 @@ impl AuditLog {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ`, CloudTrail's `eventTime` and `aws:CurrentTime`.
+/// CloudTrail's `eventTime` and `aws:CurrentTime`: ISO 8601 in UTC to the
+/// second.
+const ISO8601: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, CloudTrail's `eventTime` and `aws:CurrentTime`
+/// (a time before 1970 is written as 1970-01-01T00:00:00Z).
 pub fn format_iso8601(time: SystemTime) -> String {
-    let unix_secs = time
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let days = (unix_secs / 86_400) as i64;
-    let secs = unix_secs % 86_400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm); a
-    // date library for one format string is not worth the dependency.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    time::OffsetDateTime::from(time.max(UNIX_EPOCH))
+        .format(ISO8601)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
-/// Parses what `format_iso8601` writes, for `eic audit --since/--until`.
+/// What `format_iso8601` writes, or Unix seconds, for `eic audit
+/// --since/--until`; `None` for anything else, a date that does not exist
+/// (2024-02-31) included.
 pub fn parse_time(text: &str) -> Option<SystemTime> {
     if let Ok(secs) = text.parse::<u64>() {
         return Some(UNIX_EPOCH + std::time::Duration::from_secs(secs));
     }
-    let b = text.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from civil (the inverse of the algorithm above).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    u64::try_from(secs)
-        .ok()
-        .map(|s| UNIX_EPOCH + std::time::Duration::from_secs(s))
+    let at = SystemTime::from(
+        time::PrimitiveDateTime::parse(text, ISO8601)
+            .ok()?
+            .assume_utc(),
+    );
+    // Before 1970 is no time eic wrote, and no Unix seconds either.
+    (at >= UNIX_EPOCH).then_some(at)
 }
 
 #[cfg(test)]
@@ -707,6 +680,31 @@ mod tests {
         );
         assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(
+            format_iso8601(UNIX_EPOCH + Duration::from_millis(1_795_865_148_999)),
+            "2026-11-28T11:25:48Z",
+            "cut to the second"
+        );
+    }
+
+    #[test]
+    fn dates_that_do_not_exist_are_refused() {
+        for bad in [
+            "2024-02-31T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2026-04-31T12:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:60:00Z",
+            "2026-01-01T00:00:00",
+            "2026-01-01 00:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_time("2024-02-29T00:00:00Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_709_164_800))
+        );
     }
 
     fn open(dir: &Path, limits: AuditLimits) -> AuditLog {

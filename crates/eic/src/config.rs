@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use eic_serial::ConsoleBackend;
+use eic_store::{BucketRate, Durability};
 use serde::Deserialize;
 
 use crate::audit::AuditLimits;
@@ -72,21 +75,21 @@ pub struct TlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct ThrottlingConfig {
     #[serde(default = "ThrottlingConfig::default_principal")]
-    pub principal: RateConfig,
+    pub principal: BucketRate,
     #[serde(default = "ThrottlingConfig::default_instance")]
-    pub instance: RateConfig,
+    pub instance: BucketRate,
 }
 
 impl ThrottlingConfig {
-    fn default_principal() -> RateConfig {
-        RateConfig {
+    fn default_principal() -> BucketRate {
+        BucketRate {
             rate: 50.0,
             burst: 100.0,
         }
     }
 
-    fn default_instance() -> RateConfig {
-        RateConfig {
+    fn default_instance() -> BucketRate {
+        BucketRate {
             rate: 20.0,
             burst: 40.0,
         }
@@ -102,15 +105,6 @@ impl Default for ThrottlingConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateConfig {
-    /// Requests per second, sustained.
-    pub rate: f64,
-    /// Requests that may arrive at once.
-    pub burst: f64,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
@@ -124,7 +118,7 @@ pub struct AuditConfig {
     /// Refused calls written line by line per caller (each principal, and
     /// all unauthenticated callers together); beyond, they are counted.
     #[serde(default = "AuditConfig::default_refusals")]
-    pub refusals: RateConfig,
+    pub refusals: BucketRate,
 }
 
 impl AuditConfig {
@@ -132,21 +126,14 @@ impl AuditConfig {
         AuditLimits::default().reserve_bytes
     }
 
-    fn default_refusals() -> RateConfig {
-        let rate = AuditLimits::default().refusals;
-        RateConfig {
-            rate: rate.rate,
-            burst: rate.burst,
-        }
+    fn default_refusals() -> BucketRate {
+        AuditLimits::default().refusals
     }
 
     pub fn limits(&self) -> AuditLimits {
         AuditLimits {
             reserve_bytes: self.disk_reserve_bytes,
-            refusals: eic_store::BucketRate {
-                rate: self.refusals.rate,
-                burst: self.refusals.burst,
-            },
+            refusals: self.refusals,
         }
     }
 }
@@ -224,29 +211,15 @@ impl SerialConsoleConfig {
     }
 }
 
-/// Where an instance's serial console is reached.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum ConsoleBackendConfig {
-    /// ser2net, QEMU `-serial tcp:…`: `address = "host:port"`.
-    Tcp { address: String },
-    /// QEMU, libvirt, Firecracker: `path = "/run/…sock"`.
-    Unix { path: PathBuf },
-    /// `virsh console`, `ipmitool sol activate`: run on a pty.
-    Command {
-        program: String,
-        #[serde(default)]
-        args: Vec<String>,
-    },
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     #[serde(default)]
     pub kind: StoreKind,
+    /// `"fsync"`, `"interval"` (default) or `"process-crash"`; after
+    /// [`Config::load`], an interval is `sync_interval_ms`.
     #[serde(default)]
-    pub durability: DurabilityConfig,
+    pub durability: Durability,
     /// With `durability = "interval"`: the most acknowledged pushes a power
     /// loss can take back, in milliseconds.
     #[serde(default = "StoreConfig::default_sync_interval_ms")]
@@ -258,7 +231,7 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     fn default_sync_interval_ms() -> u64 {
-        10
+        eic_store::DEFAULT_SYNC_INTERVAL.as_millis() as u64
     }
 }
 
@@ -266,7 +239,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             kind: StoreKind::default(),
-            durability: DurabilityConfig::default(),
+            durability: Durability::default(),
             sync_interval_ms: StoreConfig::default_sync_interval_ms(),
             urls: Vec::new(),
         }
@@ -282,19 +255,6 @@ pub enum StoreKind {
     /// `redis-cluster://h:p,h:p` or several `redis://` for a cluster,
     /// `redis-sentinel://h:p,h:p/MASTER` for a Sentinel-monitored master).
     Redis,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DurabilityConfig {
-    /// Group-committed fdatasync before every acknowledgement.
-    Fsync,
-    /// Written before acknowledgement, fdatasync'ed in the background
-    /// within `sync_interval_ms`.
-    #[default]
-    Interval,
-    /// Written to the kernel before acknowledgement; no fsync.
-    ProcessCrash,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -358,7 +318,7 @@ pub struct InstanceConfig {
     #[serde(default)]
     pub availability: Availability,
     /// The instance's serial console, for the serial console gateway.
-    pub serial_console: Option<ConsoleBackendConfig>,
+    pub serial_console: Option<ConsoleBackend>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -453,6 +413,10 @@ impl Config {
         if let Some(audit) = config.audit.path.as_mut().filter(|p| p.is_relative()) {
             *audit = base.join(&*audit);
         }
+        config.store.durability = config
+            .store
+            .durability
+            .with_sync_interval(Duration::from_millis(config.store.sync_interval_ms));
         for (name, r) in [
             ("principal", config.throttling.principal),
             ("instance", config.throttling.instance),
@@ -521,5 +485,82 @@ impl ServerConfigArgs {
             Config::load_with_data_dir(&self.config, self.data_dir.as_deref())?
                 .with_store_url(self.store_url.clone()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eic.toml");
+        let text = format!(
+            "region = \"us-west-2\"\ndata_dir = \"data\"\n[api]\nlisten = \"127.0.0.1:0\"\n{extra}"
+        );
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn durability_is_named_and_interval_takes_sync_interval_ms() {
+        let durability = |extra: &str| load(extra).unwrap().store.durability;
+        assert_eq!(
+            durability(""),
+            Durability::Interval(Duration::from_millis(10))
+        );
+        assert_eq!(
+            durability("[store]\nsync_interval_ms = 25\n"),
+            Durability::Interval(Duration::from_millis(25))
+        );
+        assert_eq!(
+            durability("[store]\ndurability = \"interval\"\nsync_interval_ms = 0\n"),
+            Durability::Interval(Duration::from_millis(1))
+        );
+        assert_eq!(
+            durability("[store]\ndurability = \"fsync\"\nsync_interval_ms = 25\n"),
+            Durability::Fsync
+        );
+        assert_eq!(
+            durability("[store]\ndurability = \"process-crash\"\n"),
+            Durability::ProcessCrash
+        );
+        let e = load("[store]\ndurability = \"sometimes\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `sometimes`"), "{e}");
+    }
+
+    #[test]
+    fn rates_and_consoles_are_the_library_types_with_unknown_fields_refused() {
+        let config = load(
+            "[throttling]\nprincipal = { rate = 2.0, burst = 3.0 }\n\
+             [[accounts]]\nid = \"111122223333\"\n\
+             [[instances]]\nid = \"i-0123456789abcdef0\"\naccount = \"111122223333\"\n\
+             state = \"running\"\navailability_zone = \"us-west-2a\"\ninstance_type = \"m5.large\"\n\
+             serial_console = { kind = \"command\", program = \"virsh\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.throttling.principal,
+            BucketRate {
+                rate: 2.0,
+                burst: 3.0
+            }
+        );
+        assert_eq!(
+            config.instances[0].serial_console,
+            Some(ConsoleBackend::Command {
+                program: "virsh".into(),
+                args: Vec::new()
+            })
+        );
+        for bad in [
+            "[throttling]\nprincipal = { rate = 2.0, burst = 3.0, brust = 1.0 }\n",
+            "[audit]\nrefusals = { rate = 2.0, burst = 3.0, typo = 1 }\n",
+            "[[accounts]]\nid = \"111122223333\"\n[[instances]]\nid = \"i-0123456789abcdef0\"\n\
+             account = \"111122223333\"\nstate = \"running\"\navailability_zone = \"us-west-2a\"\n\
+             instance_type = \"m5.large\"\nserial_console = { kind = \"tcp\", adress = \"h:1\" }\n",
+        ] {
+            assert!(matches!(load(bad), Err(ConfigError::Parse { .. })), "{bad}");
+        }
     }
 }

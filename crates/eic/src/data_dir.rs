@@ -151,15 +151,14 @@ impl SettingsFile {
 
     fn read(&self) -> std::io::Result<BTreeMap<String, Value>> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| std::io::Error::other(format!("{}: {e}", self.path.display()))),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(e),
         }
     }
 
     fn error(&self, e: std::io::Error) -> StoreError {
-        StoreError::Unavailable(format!("{}: {e}", self.path.display()))
+        StoreError::backend(self.path.display().to_string(), e)
     }
 }
 

@@ -1,36 +1,13 @@
-//! `eic`: one binary for every role. See README.md for what each command is
-//! for and ARCHITECTURE.md for how the pieces fit.
-
-mod agent;
-mod agent_aws;
-mod agent_install;
-mod api;
-mod audit;
-mod audit_cli;
-mod authz;
-mod config;
-mod credentials;
-mod data_dir;
-mod descriptors;
-mod http_errors;
-mod instance_api;
-mod instance_credentials;
-mod keys_cli;
-mod os;
-mod registry;
-mod secret;
-mod serial;
-mod serial_cli;
-mod server;
-mod settings;
-mod signing;
-mod tls;
+//! `eic`: one binary for every role. The command line and its dispatch
+//! only; what each command does is in the library (`lib.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use eic::{agent, cli, server};
 
 #[derive(Parser)]
 #[command(
@@ -69,76 +46,36 @@ enum Command {
     /// Issue short-lived credentials (access key, secret, session token) for a principal.
     Credentials {
         #[command(subcommand)]
-        command: CredentialsCommand,
+        command: cli::credentials::CredentialsCommand,
     },
     /// Read and filter the audit log.
-    Audit(audit_cli::AuditArgs),
+    Audit(cli::audit::AuditArgs),
     /// sshd's AuthorizedKeysCommand: print the valid keys pushed for USER on this instance.
     AuthorizedKeys(agent::AuthorizedKeysArgs),
     /// Install or remove eic as sshd's AuthorizedKeysCommand (an sshd_config.d drop-in).
     Agent {
         #[command(subcommand)]
-        command: agent_install::AgentCommand,
+        command: agent::install::AgentCommand,
     },
     /// Print the agent configuration for one instance.
-    AgentConfig(agent::AgentConfigArgs),
+    AgentConfig(cli::agent::AgentConfigArgs),
     /// Rotate or revoke an instance's credential.
     InstanceCredential {
         #[command(subcommand)]
-        command: agent::InstanceCredentialCommand,
+        command: cli::agent::InstanceCredentialCommand,
     },
     /// Enable, disable or show serial console access for an account (takes effect on a running server).
     SerialConsoleAccess {
         #[command(subcommand)]
-        command: serial_cli::AccessCommand,
+        command: cli::serial::AccessCommand,
     },
     /// Print the serial console gateway's host key fingerprint, to pin it in known_hosts.
-    SerialHostKey(serial_cli::HostKeyArgs),
+    SerialHostKey(cli::serial::HostKeyArgs),
     /// Inspect the keys in an embedded store's data directory.
     Keys {
         #[command(subcommand)]
-        command: keys_cli::KeysCommand,
+        command: cli::keys::KeysCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum CredentialsCommand {
-    /// Print temporary credentials as JSON (the shape of STS's Credentials).
-    Issue {
-        /// The server's TOML configuration.
-        #[arg(long)]
-        config: PathBuf,
-        /// The server's data directory, if overridden at its start.
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-        /// The principal's ARN, as in the configuration.
-        #[arg(long)]
-        principal: String,
-        /// Validity, e.g. 900s, 30m, 1h (at most 12h).
-        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
-        ttl: std::time::Duration,
-    },
-}
-
-fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 30m"))?;
-    let secs = match unit {
-        "" | "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        _ => return Err(format!("unknown unit '{unit}' (use s, m or h)")),
-    };
-    let ttl = std::time::Duration::from_secs(secs);
-    if ttl.is_zero() || ttl > credentials::MAX_TTL {
-        return Err("the validity must be between 1s and 12h".into());
-    }
-    Ok(ttl)
 }
 
 /// mimalloc rather than glibc's allocator: a server holding a million live
@@ -155,15 +92,7 @@ fn main() -> ExitCode {
     if let Command::AuthorizedKeys(args) = cli.command {
         return agent::authorized_keys(args);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, not for journald or a file.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    eic::init_logging();
     let result = match cli.command {
         Command::Server {
             config,
@@ -172,8 +101,8 @@ fn main() -> ExitCode {
             serial_listen,
             store_url,
             data_dir,
-        } => run_server(
-            config,
+        } => server::main(
+            &config,
             server::Overrides {
                 store_url,
                 api_listen,
@@ -182,23 +111,15 @@ fn main() -> ExitCode {
                 data_dir,
             },
         ),
-        Command::Keys { command } => keys_cli::run(command),
+        Command::Keys { command } => cli::keys::run(command),
         Command::AuthorizedKeys(_) => unreachable!("handled before logging is set up"),
-        Command::AgentConfig(args) => agent::agent_config(args),
-        Command::Agent { command } => agent_install::run(command),
-        Command::SerialConsoleAccess { command } => serial_cli::access(command),
-        Command::SerialHostKey(args) => serial_cli::host_key(args),
-        Command::InstanceCredential { command } => agent::instance_credential(command),
-        Command::Audit(args) => audit_cli::run(args),
-        Command::Credentials {
-            command:
-                CredentialsCommand::Issue {
-                    config,
-                    data_dir,
-                    principal,
-                    ttl,
-                },
-        } => issue_credentials(config, data_dir, &principal, ttl),
+        Command::AgentConfig(args) => cli::agent::agent_config(args),
+        Command::Agent { command } => agent::install::run(command),
+        Command::SerialConsoleAccess { command } => cli::serial::access(command),
+        Command::SerialHostKey(args) => cli::serial::host_key(args),
+        Command::InstanceCredential { command } => cli::agent::instance_credential(command),
+        Command::Audit(args) => cli::audit::run(args),
+        Command::Credentials { command } => cli::credentials::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,57 +127,5 @@ fn main() -> ExitCode {
             eprintln!("eic: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn run_server(config_path: PathBuf, overrides: server::Overrides) -> anyhow::Result<()> {
-    let config = config::Config::load(&config_path)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(server::run(config, overrides, shutdown_signal()))
-}
-
-fn issue_credentials(
-    config_path: PathBuf,
-    data_dir: Option<PathBuf>,
-    principal: &str,
-    ttl: std::time::Duration,
-) -> anyhow::Result<()> {
-    let config = config::Config::load_with_data_dir(&config_path, data_dir.as_deref())?;
-    let registry = registry::Registry::from_config(&config)?;
-    if registry.principal(principal).is_none() {
-        anyhow::bail!("no principal {principal} in {}", config_path.display());
-    }
-    let data_dir = data_dir::DataDir::for_command(&config.data_dir)?;
-    let issued = credentials::TemporaryCredentials::load(&data_dir)?.issue(
-        principal,
-        ttl,
-        std::time::SystemTime::now(),
-    );
-    let out = serde_json::json!({
-        "AccessKeyId": issued.access_key_id,
-        "SecretAccessKey": issued.secret_access_key.expose(),
-        "SessionToken": issued.session_token,
-        "Expiration": audit::format_iso8601(issued.expiration),
-    });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping only on Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -5,9 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::{
-    AccessKeyStatus, Availability, Config, ConfigError, ConsoleBackendConfig, InstanceState,
-};
+use crate::config::{AccessKeyStatus, Availability, Config, ConfigError, InstanceState};
 use crate::secret::Secret;
 
 #[derive(Debug)]
@@ -159,17 +157,7 @@ impl Registry {
                 instance_type: i.instance_type.clone(),
                 tags: i.tags.clone(),
                 availability: i.availability,
-                serial_console: i.serial_console.clone().map(|b| match b {
-                    ConsoleBackendConfig::Tcp { address } => {
-                        eic_serial::ConsoleBackend::Tcp { address }
-                    }
-                    ConsoleBackendConfig::Unix { path } => {
-                        eic_serial::ConsoleBackend::Unix { path }
-                    }
-                    ConsoleBackendConfig::Command { program, args } => {
-                        eic_serial::ConsoleBackend::Command { program, args }
-                    }
-                }),
+                serial_console: i.serial_console.clone(),
             });
             if instances.insert(i.id.clone(), instance).is_some() {
                 return invalid(format!("instance {} is defined twice", i.id));

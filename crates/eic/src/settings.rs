@@ -1,11 +1,13 @@
 //! Where a node's runtime settings live: a file in the data dir on the
 //! embedded store (one node), a Redis hash when nodes share Redis, so a
-//! command run against any node's configuration changes them for all.
+//! command run against any node's configuration changes them for all; and
+//! [`SerialConsoleAccess`], the typed view of one of them (the other,
+//! credential generations, is read by [`crate::instance_credentials`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use eic_store::Settings;
+use eic_store::{Settings, StoreError};
 use eic_store_redis::{RedisConnection, RedisSettings, DEFAULT_OP_TIMEOUT};
 
 use crate::config::{Config, StoreKind};
@@ -57,4 +59,36 @@ pub fn block_on<T>(
         .enable_all()
         .build()?
         .block_on(work)
+}
+
+/// Serial console access per account, changed at runtime by `eic
+/// serial-console-access` (see [`for_server`] and [`for_command`] for where it is kept);
+/// the configuration's `serial_console_access` is the value until it is
+/// first changed.
+pub struct SerialConsoleAccess {
+    settings: Arc<dyn Settings>,
+}
+
+impl SerialConsoleAccess {
+    pub fn new(settings: Arc<dyn Settings>) -> SerialConsoleAccess {
+        SerialConsoleAccess { settings }
+    }
+
+    /// The account's setting, or `default` when never changed. Settings that
+    /// cannot be read, or hold something else than a boolean, are an error:
+    /// the caller refuses rather than guesses.
+    pub fn enabled(&self, account: &str, default: bool) -> Result<bool, StoreError> {
+        match self.settings.get(account)? {
+            None => Ok(default),
+            Some(value) => value.as_bool().ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "serial console access of {account} is not a boolean"
+                ))
+            }),
+        }
+    }
+
+    pub async fn set(&self, account: &str, enabled: bool) -> Result<(), StoreError> {
+        self.settings.set(account, enabled.into()).await
+    }
 }

@@ -1,42 +1,55 @@
 //! `eic server`: binds the listeners, serves until SIGTERM or Ctrl-C, then
 //! drains in-flight requests and closes the store so that every push that
 //! was answered 200 is on disk.
+//!
+//! `run` is a few named steps: the config with its overrides, the
+//! registry and policies, `Sockets::bind` (before anything is written),
+//! the descriptor budget, `DataDir::for_server`, `open_state` (the
+//! store, and Redis when shared), the audit log, then each role built from
+//! `Shared`: `Shared::instance_api`, `Shared::serial_gateway` and
+//! `Shared::api`, each served on its socket.
+//!
+//! The roles: [`api`] (the pipeline every push goes through) with [`authz`];
+//! [`instance_api`] (instances fetch their signed keys); [`serial`] (the
+//! serial console gateway's wiring). Beside them: [`listen`] (listeners,
+//! HTTP serving, the API listener's hyper adapter), [`tls`],
+//! [`http_errors`] (hyper's own refusals in AWS's shape) and
+//! [`descriptors`] (connection caps against RLIMIT_NOFILE).
 
-use std::convert::Infallible;
+pub mod api;
+pub mod authz;
+pub mod descriptors;
+pub mod http_errors;
+pub mod instance_api;
+pub mod listen;
+pub mod serial;
+pub mod tls;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
-use eic_store::{Clock, Durability, EmbeddedStore, Store, SystemClock};
-use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
+use eic_serial::{Gateway, GatewayConfig};
+use eic_store::{Clock, EmbeddedStore, LocalSessionLocks, SessionLocks, Store, SystemClock};
 
-use crate::api::{Api, ApiParts, ApiRequest, ApiResponse, SerialState};
 use crate::audit::AuditLog;
-use crate::authz::Authorizer;
-use crate::config::{Config, DurabilityConfig, StoreKind};
+use crate::config::{Config, StoreKind};
 use crate::credentials::TemporaryCredentials;
 use crate::data_dir::DataDir;
-use crate::descriptors;
-use crate::http_errors::AwsShapedErrors;
-use crate::instance_api::InstanceApi;
 use crate::instance_credentials::InstanceCredentials;
 use crate::registry::Registry;
-use crate::serial::{AuditedSessions, SerialConsoleAccess, StoreSerialKeys};
-use crate::settings::{self, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
+use crate::settings::{self, SerialConsoleAccess, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
 use crate::signing::Signing;
-use crate::tls::Tls;
-use eic_serial::{Gateway, GatewayConfig, LocalSessionLocks, SessionLocks};
+use api::{Api, ApiParts, SerialState};
+use authz::Authorizer;
+use instance_api::InstanceApi;
+use listen::{announce, bind, handle_api, serve_http, HttpListener};
+use serial::{AuditedSessions, StoreSerialKeys};
+use tls::Tls;
 
 /// Command-line settings that take precedence over the config file.
 #[derive(Debug, Default, Clone)]
@@ -49,14 +62,17 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
 }
 
-/// A slow client may take this long to send its headers, and as long again
-/// for its body; then the connection is dropped.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a drain waits for in-flight requests before giving up on them.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// Bounds the request line and headers together.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// `eic server`: loads the config, and serves on a multi-threaded runtime
+/// until SIGTERM or Ctrl-C.
+pub fn main(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(config, overrides, shutdown_signal()))
+}
 
+/// Serves `config` with `overrides` until `shutdown` resolves, then drains.
 pub async fn run(
     config: Config,
     overrides: Overrides,
@@ -82,39 +98,31 @@ pub async fn run(
     let shared = Shared {
         config: &config,
         data_dir: &data_dir,
-        registry: registry.clone(),
+        registry,
         state: &state,
         audit: audit.clone(),
-        clock: clock.clone(),
+        clock,
     };
     let instance_api = match sockets.instance_api {
-        Some(listener) => Some((listener, shared.instance_api()?)),
+        Some(listener) => Some(Bound {
+            listener,
+            role: shared.instance_api()?,
+        }),
         None => None,
     };
     let serial = match sockets.serial {
-        Some(listener) => Some((listener, shared.serial_gateway(caps.serial)?)),
+        Some(listener) => Some(Bound {
+            listener,
+            role: shared.serial_gateway(caps.serial)?,
+        }),
         None => None,
     };
-    let serial_state = SerialState {
-        access: SerialConsoleAccess::new(settings::for_server(
-            &config.data_dir,
-            state.redis.as_ref(),
-            SERIAL_CONSOLE_ACCESS,
-        )),
-        locks: serial.as_ref().map(|(_, gateway)| gateway.locks.clone()),
-    };
     let tls = config.api.tls.as_ref().map(Tls::load).transpose()?;
-    tokio::spawn(reload_on_sighup(audit.clone(), tls.clone()));
-    let api = Arc::new(Api::new(ApiParts {
-        registry,
+    tokio::spawn(reload_on_sighup(audit, tls.clone()));
+    let api = Arc::new(shared.api(
         authorizer,
-        temporary: TemporaryCredentials::load(&data_dir)?,
-        throttling: config.throttling.clone(),
-        store: state.store.clone(),
-        audit,
-        clock,
-        serial: serial_state,
-    }));
+        serial.as_ref().map(|serial| serial.role.locks.clone()),
+    )?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_addr = sockets.api.local_addr()?;
@@ -127,11 +135,15 @@ pub async fn run(
             max_connections: caps.api,
             aws_errors: true,
         },
-        move |peer, request| handle(api_for_listener.clone(), peer, request, secure),
+        move |peer, request| handle_api(api_for_listener.clone(), peer, request, secure),
         stop_rx.clone(),
     ))];
     announce("api", api_addr);
-    if let Some((listener, instance_api)) = instance_api {
+    if let Some(Bound {
+        listener,
+        role: instance_api,
+    }) = instance_api
+    {
         let addr = listener.local_addr()?;
         tasks.push(tokio::spawn(serve_http(
             HttpListener {
@@ -145,7 +157,11 @@ pub async fn run(
         )));
         announce("instance-api", addr);
     }
-    if let Some((listener, gateway)) = serial {
+    if let Some(Bound {
+        listener,
+        role: gateway,
+    }) = serial
+    {
         let addr = listener.local_addr()?;
         tasks.push(tokio::spawn(
             gateway.gateway.serve(listener, stop_rx.clone()),
@@ -166,6 +182,12 @@ pub async fn run(
     drop(state);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A role and the socket it serves on.
+struct Bound<T> {
+    listener: TcpListener,
+    role: T,
 }
 
 impl Overrides {
@@ -251,23 +273,14 @@ fn open_state(config: &Config, data_dir: &DataDir, clock: Arc<dyn Clock>) -> any
                 store: Arc::new(store),
             }
         }
-        StoreKind::Embedded => {
-            let durability = match config.store.durability {
-                DurabilityConfig::Fsync => Durability::Fsync,
-                DurabilityConfig::Interval => Durability::Interval(Duration::from_millis(
-                    config.store.sync_interval_ms.max(1),
-                )),
-                DurabilityConfig::ProcessCrash => Durability::ProcessCrash,
-            };
-            State {
-                store: Arc::new(EmbeddedStore::open(
-                    &data_dir.path().join("keys"),
-                    durability,
-                    clock,
-                )?),
-                redis: None,
-            }
-        }
+        StoreKind::Embedded => State {
+            store: Arc::new(EmbeddedStore::open(
+                &data_dir.path().join("keys"),
+                config.store.durability,
+                clock,
+            )?),
+            redis: None,
+        },
     })
 }
 
@@ -289,6 +302,31 @@ struct SerialGateway {
 }
 
 impl Shared<'_> {
+    /// The API pipeline; `locks` are the serial gateway's, when it runs.
+    fn api(
+        &self,
+        authorizer: Authorizer,
+        locks: Option<Arc<dyn SessionLocks>>,
+    ) -> anyhow::Result<Api> {
+        Ok(Api::new(ApiParts {
+            registry: self.registry.clone(),
+            authorizer,
+            temporary: TemporaryCredentials::load(self.data_dir)?,
+            throttling: self.config.throttling.clone(),
+            store: self.state.store.clone(),
+            audit: self.audit.clone(),
+            clock: self.clock.clone(),
+            serial: SerialState {
+                access: SerialConsoleAccess::new(settings::for_server(
+                    self.data_dir.path(),
+                    self.state.redis.as_ref(),
+                    SERIAL_CONSOLE_ACCESS,
+                )),
+                locks,
+            },
+        }))
+    }
+
     fn instance_api(&self) -> anyhow::Result<Arc<InstanceApi>> {
         let settings = self
             .config
@@ -417,210 +455,19 @@ async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Option<Tls>) {
     }
 }
 
-/// Connections the kernel completes and queues for `accept`: above the
-/// default of 128, so a burst (or a listener at its connection cap) does
-/// not make clients' SYNs drop and retry for seconds.
-const LISTEN_BACKLOG: u32 = 4096;
-
-async fn bind(role: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let listen = || -> std::io::Result<TcpListener> {
-        let socket = match addr {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        socket.listen(LISTEN_BACKLOG)
-    };
-    listen().map_err(|e| anyhow::anyhow!("cannot listen on {addr} for {role}: {e}"))
-}
-
-/// The line scripts and tests wait for: `listening <role> <address>`.
-fn announce(role: &str, addr: SocketAddr) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening {role} {addr}");
-    let _ = out.flush();
-    tracing::info!(role, %addr, "listening");
-}
-
-/// A bound socket and how to serve it.
-pub struct HttpListener {
-    pub tcp: TcpListener,
-    pub tls: Option<Tls>,
-    pub max_connections: usize,
-    /// hyper's own refusals (unparsable requests) in AWS's error shape.
-    pub aws_errors: bool,
-}
-
-/// Serves HTTP/1.1 (over TLS when given) on `listener` with `handler` until
-/// `stop`, then drains. Every role's listener shares these bounds and
-/// timeouts.
-pub async fn serve_http<H, F>(listener: HttpListener, handler: H, mut stop: watch::Receiver<bool>)
-where
-    H: Fn(SocketAddr, Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: std::future::Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
-{
-    let HttpListener {
-        tcp: listener,
-        tls,
-        max_connections,
-        aws_errors,
-    } = listener;
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let graceful = GracefulShutdown::new();
-    loop {
-        // A slot first: at the limit, connections wait in the kernel's
-        // backlog rather than each costing a task and buffers here.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            _ = stop.changed() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors or similar: back off briefly
-                    // rather than spin; the listener itself stays up.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |request| handler(peer, request));
-        let http = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(READ_TIMEOUT)
-            .max_buf_size(MAX_HEADER_BYTES.max(8192))
-            // A client that shuts down its write side after its request
-            // (`shutdown(SHUT_WR)`, `nc -N`) still gets its answer.
-            .half_close(true)
-            .clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let served = match tls {
-                None => {
-                    let io = TokioIo::new(AwsShapedErrors::new(stream, aws_errors));
-                    watcher.watch(http.serve_connection(io, service)).await
-                }
-                Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => {
-                        let io = TokioIo::new(AwsShapedErrors::new(stream, aws_errors));
-                        watcher.watch(http.serve_connection(io, service)).await
-                    }
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timed out; closing remaining connections");
-    }
-}
-
-async fn handle(
-    api: Arc<Api>,
-    peer: SocketAddr,
-    request: Request<Incoming>,
-    secure_transport: bool,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (parts, body) = request.into_parts();
-    // For load balancers: 200 when this node can take pushes, 503 when its
-    // store cannot (Redis unreachable), so traffic moves to other nodes.
-    if parts.method == http::Method::GET && parts.uri.path() == "/ready" {
-        let (status, text) = match api.ready().await {
-            Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
-        };
-        let mut reply = Response::new(Full::new(Bytes::from(text)));
-        *reply.status_mut() = status;
-        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-            reply.headers_mut().insert("x-amzn-requestid", id);
-        }
-        return Ok(reply);
-    }
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::SerializationException,
-            format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
-        )
-    };
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Ok(reply(refusal(&too_large(), 413)));
-    }
-    let body = match tokio::time::timeout(
-        READ_TIMEOUT,
-        Limited::new(body, MAX_BODY_BYTES).collect(),
-    )
-    .await
-    {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(reply(refusal(&too_large(), 413)))
-        }
-        Ok(Err(_)) | Err(_) => {
-            let error = ApiError::new(
-                ErrorCode::SerializationException,
-                "The request body could not be read completely.",
-            );
-            return Ok(reply(refusal(&error, 400)));
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping only on Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
         }
     };
-    let response = api
-        .handle(ApiRequest {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or(""),
-            headers: &parts.headers,
-            secure_transport,
-            body: &body,
-            source_ip: peer.ip(),
-        })
-        .await;
-    Ok(reply(response))
-}
-
-fn refusal(error: &ApiError, status: u16) -> ApiResponse {
-    let mut response = ApiResponse::error(uuid::Uuid::new_v4().to_string(), error);
-    response.status = status;
-    response
-}
-
-fn reply(response: ApiResponse) -> Response<Full<Bytes>> {
-    let mut reply = Response::new(Full::new(Bytes::from(response.body)));
-    *reply.status_mut() =
-        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = reply.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
-    );
-    if let Ok(id) = HeaderValue::from_str(&response.request_id) {
-        headers.insert("x-amzn-requestid", id);
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
-    if let Some(code) = response.error {
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(code.as_str()));
-    }
-    reply
 }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use eic_policy::{denial_message, evaluate, Policy, RequestContext};
-use eic_wire::{ApiError, ErrorCode, PushRequest, PushTarget};
+use eic_wire::{ApiError, ErrorCode, KeyTarget, PushRequest};
 
 use crate::audit::format_iso8601;
 use crate::config::{Config, ConfigError};
@@ -81,7 +81,7 @@ impl Authorizer {
         );
         let action = push.operation.iam_action();
         let mut ctx = RequestContext::new(action, resource.as_str());
-        if let PushTarget::OsUser(user) = &push.target {
+        if let KeyTarget::OsUser(user) = &push.target {
             ctx.set("ec2:osuser", user.clone());
         }
         if let Some(instance) = visible_instance {

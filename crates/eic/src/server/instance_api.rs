@@ -133,7 +133,10 @@ impl InstanceApi {
             .credentials
             .verify(credential.trim())
             .map_err(|e| {
-                tracing::error!(error = %e, "instance credential generations unknown; fetch refused");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "instance credential generations unknown; fetch refused"
+                );
                 StatusCode::SERVICE_UNAVAILABLE
             })?
             .ok_or(StatusCode::UNAUTHORIZED)?;
@@ -156,7 +159,10 @@ impl InstanceApi {
             .live_keys(&instance.id, &KeyTarget::OsUser(user.to_owned()), now)
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, "key store unavailable for an instance fetch");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "key store unavailable for an instance fetch"
+                );
                 StatusCode::SERVICE_UNAVAILABLE
             })?;
         let served: Vec<_> = keys

@@ -7,8 +7,7 @@ use clap::{Args, Subcommand};
 
 use crate::config::{Config, ServerConfigArgs};
 use crate::data_dir::DataDir;
-use crate::serial::SerialConsoleAccess;
-use crate::settings::{self, SERIAL_CONSOLE_ACCESS};
+use crate::settings::{self, SerialConsoleAccess, SERIAL_CONSOLE_ACCESS};
 
 #[derive(Args)]
 pub struct AccountArgs {

@@ -8,7 +8,6 @@
 //! rather than clobber an AuthorizedKeysCommand configured anywhere sshd
 //! reads, and leaves sshd_config's `Include` to the administrator.
 
-use crate::os::user_gid;
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -18,7 +17,8 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use crate::agent::AgentConfig;
+use super::AgentConfig;
+use crate::os::user_gid;
 
 /// Sorted before distributions' own `*.conf` drop-ins would override it:
 /// sshd keeps the first value it reads.

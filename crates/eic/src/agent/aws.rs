@@ -26,7 +26,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use eic_keyblob::OcspStaples;
 
-use crate::agent::{
+use super::{
     trust_anchors, verify_and_print, Fetched, Log, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT,
     TOTAL_BUDGET,
 };
@@ -54,7 +54,7 @@ enum Stop {
     Fail(u8, String),
 }
 
-pub fn run(user: &str, fingerprint: Option<&str>, log: &Log) -> ExitCode {
+pub(super) fn run(user: &str, fingerprint: Option<&str>, log: &Log) -> ExitCode {
     match fetch_and_verify(user, fingerprint, log) {
         Ok(code) => code,
         Err(Stop::Quiet) => ExitCode::SUCCESS,

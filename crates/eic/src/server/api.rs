@@ -2,32 +2,35 @@
 //!
 //! Checks run in a fixed order (ARCHITECTURE.md): method and path,
 //! authentication, the principal's throttle, operation, validation,
-//! authorization, the instance's own state, the instance's throttle, then
-//! the store and the audit log. Authorization comes before any instance
-//! lookup, and is evaluated for an unknown or foreign instance as for one
-//! without tags, so a caller learns nothing about instances it may not
-//! touch; for the same reason only callers allowed to push to an instance
-//! draw on its throttle, so nobody can starve an instance they cannot use.
+//! authorization, the instance's own state, for serial pushes the session
+//! (console, session locks, console probe), the instance's throttle, then
+//! the audit event, and only then the store: a key is never live without
+//! its event (`tests/pipeline.rs` holds this order in a table).
+//!
+//! Authorization comes before any instance lookup, and is evaluated for an
+//! unknown or foreign instance as for one without tags, so a caller learns
+//! nothing about instances it may not touch; for the same reason only
+//! callers allowed to push to an instance draw on its throttle, so nobody
+//! can starve an instance they cannot use.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use eic_sigv4::{Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verifier};
-use eic_store::{unix_millis, BucketRate, Clock, KeyTarget, PushedKey, Store};
-use eic_wire::{parse_request, ApiError, ErrorCode, Operation, PushRequest, PushTarget};
-use http::HeaderMap;
+use eic_store::{unix_millis, BucketRate, Clock, PushedKey, Store};
+use eic_wire::{parse_request, ApiError, ErrorCode, KeyTarget, Operation, PushRequest};
 
+use super::authz::Authorizer;
 use crate::audit::{
     Admission, Admitted, ApiCall, ApiCallKind, AuditError, AuditLog, Identity, Recorded,
     RequestParameters,
 };
-use crate::authz::Authorizer;
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
 use crate::registry::{supports_serial_console, Instance, Principal, Registry};
-use crate::serial::SerialConsoleAccess;
-use eic_serial::SessionLocks;
+use crate::settings::SerialConsoleAccess;
+use eic_store::{PortState, SessionLocks};
 
 /// How long a pushed key lets its holder in, as at AWS.
 pub const KEY_LIFETIME: Duration = Duration::from_secs(60);
@@ -70,11 +73,8 @@ const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A request as the listener received it.
 pub struct ApiRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub headers: &'a HeaderMap,
-    pub body: &'a [u8],
+    /// What SigV4 covers: method, path, query, headers and body.
+    pub http: RequestParts<'a>,
     pub source_ip: IpAddr,
     /// Whether the request came over TLS (`aws:SecureTransport`).
     pub secure_transport: bool,
@@ -136,9 +136,9 @@ impl Api {
 
     /// Whether this node can take a push now: its store answers and has
     /// room, and its audit log can admit the push's events.
-    pub async fn ready(&self) -> Result<(), String> {
-        self.store.ready().await.map_err(|e| e.to_string())?;
-        self.audit.ready().map_err(|e| e.to_string())
+    pub async fn ready(&self) -> anyhow::Result<()> {
+        self.store.ready().await?;
+        Ok(self.audit.ready()?)
     }
 
     pub async fn handle(&self, request: ApiRequest<'_>) -> ApiResponse {
@@ -189,7 +189,7 @@ impl Api {
         request_id: &str,
         call: &mut Call<'a>,
     ) -> Result<(), ApiError> {
-        if request.method != "POST" || request.path != "/" {
+        if request.http.method != "POST" || request.http.path != "/" {
             return Err(ApiError::new(
                 ErrorCode::UnknownOperationException,
                 "Operations are sent as POST / with an X-Amz-Target header.",
@@ -204,12 +204,13 @@ impl Api {
         .await?;
 
         let target = request
+            .http
             .headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok());
         let operation = Operation::from_target(target)?;
         call.operation = Some(operation);
-        let push = parse_request(operation, request.body)?;
+        let push = parse_request(operation, request.http.body)?;
         let push = &*call.push.insert(push);
 
         let instance = self
@@ -224,7 +225,7 @@ impl Api {
             now,
         )?;
         let instance = self.check_instance(push, &principal, instance)?;
-        if let PushTarget::SerialPort(port) = push.target {
+        if let KeyTarget::SerialPort(port) = push.target {
             self.check_serial_session(instance, port).await?;
         }
         self.throttle(&format!("instance:{}", instance.id), now, |t| t.instance)
@@ -234,10 +235,7 @@ impl Api {
         let key = PushedKey {
             request_id: request_id.to_owned(),
             instance_id: instance.id.clone(),
-            target: match &push.target {
-                PushTarget::OsUser(user) => KeyTarget::OsUser(user.clone()),
-                PushTarget::SerialPort(port) => KeyTarget::SerialPort(*port),
-            },
+            target: push.target.clone(),
             public_key: push.key.line.clone(),
             fingerprint: push.key.fingerprint.clone(),
             caller_arn: principal.arn.clone(),
@@ -256,7 +254,11 @@ impl Api {
             call.admitted = Some(admitted);
         }
         self.store.push(key).await.map_err(|e| {
-            tracing::error!(request_id, error = %e, "push not stored");
+            tracing::error!(
+                request_id,
+                error = &e as &dyn std::error::Error,
+                "push not stored"
+            );
             ApiError::plain(ErrorCode::ServiceException)
         })
     }
@@ -267,17 +269,10 @@ impl Api {
         request: &ApiRequest<'_>,
         call: &mut Call<'_>,
     ) -> Result<Arc<Principal>, ApiError> {
-        let parts = RequestParts {
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            body: request.body,
-        };
         let now = self.clock.now();
         let verified = self
             .verifier
-            .verify(&parts, now, |access_key_id, session_token| {
+            .verify(&request.http, now, |access_key_id, session_token| {
                 call.access_key_id = Some(access_key_id.to_owned());
                 match session_token {
                     None => {
@@ -341,22 +336,17 @@ impl Api {
         &self,
         bucket: &str,
         now: std::time::SystemTime,
-        rate: impl Fn(&ThrottlingConfig) -> crate::config::RateConfig,
+        rate: impl Fn(&ThrottlingConfig) -> BucketRate,
     ) -> Result<(), ApiError> {
-        let rate = rate(&self.throttling);
         let allowed = self
             .store
-            .take_token(
-                bucket,
-                BucketRate {
-                    rate: rate.rate,
-                    burst: rate.burst,
-                },
-                now,
-            )
+            .take_token(bucket, rate(&self.throttling), now)
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, "throttle state unavailable");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "throttle state unavailable"
+                );
                 ApiError::plain(ErrorCode::ServiceException)
             })?;
         if allowed {
@@ -397,7 +387,10 @@ impl Api {
                     .access
                     .enabled(&principal.account, a.serial_console_access)
                     .map_err(|e| {
-                        tracing::error!(error = %e, "serial console access unknown; push refused");
+                        tracing::error!(
+                            error = &e as &dyn std::error::Error,
+                            "serial console access unknown; push refused"
+                        );
                         ApiError::plain(ErrorCode::ServiceException)
                     })?,
                 None => false,
@@ -449,14 +442,28 @@ impl Api {
         let Some(locks) = &self.serial.locks else {
             return Err(unavailable("no serial console gateway runs".into()));
         };
-        if locks
-            .is_busy(&instance.id, port)
-            .await
-            .map_err(unavailable)?
-        {
-            return Err(ApiError::plain(
-                ErrorCode::SerialConsoleSessionLimitExceededException,
-            ));
+        let state = locks.port_state(&instance.id, port).await.map_err(|e| {
+            tracing::warn!(instance = %instance.id, error = &e as &dyn std::error::Error, "serial console unavailable: session locks unavailable");
+            ApiError::plain(ErrorCode::SerialConsoleSessionUnavailableException)
+        })?;
+        match state {
+            PortState::Free => {}
+            // AWS's own words for an open session.
+            PortState::InSession => {
+                return Err(ApiError::plain(
+                    ErrorCode::SerialConsoleSessionLimitExceededException,
+                ))
+            }
+            PortState::TearingDown => {
+                return Err(ApiError::new(
+                    ErrorCode::SerialConsoleSessionLimitExceededException,
+                    format!(
+                        "The instance {} is in its serial console teardown period after a session ended; try again in up to {} seconds.",
+                        instance.id,
+                        locks.teardown().as_secs()
+                    ),
+                ))
+            }
         }
         eic_serial::probe_backend(backend, BACKEND_PROBE_TIMEOUT)
             .await
@@ -474,12 +481,12 @@ impl Api {
         let request_parameters = call.push.as_ref().map(|push| RequestParameters {
             instance_id: &push.instance_id,
             os_user: match &push.target {
-                PushTarget::OsUser(user) => Some(user.as_str()),
-                PushTarget::SerialPort(_) => None,
+                KeyTarget::OsUser(user) => Some(user.as_str()),
+                KeyTarget::SerialPort(_) => None,
             },
             serial_port: match push.target {
-                PushTarget::OsUser(_) => None,
-                PushTarget::SerialPort(port) => Some(port),
+                KeyTarget::OsUser(_) => None,
+                KeyTarget::SerialPort(port) => Some(port),
             },
             availability_zone: push.availability_zone.as_deref(),
             ssh_public_key_fingerprint: &push.key.fingerprint,
@@ -499,6 +506,7 @@ impl Api {
                 },
                 source_ip: request.source_ip,
                 user_agent: request
+                    .http
                     .headers
                     .get(http::header::USER_AGENT)
                     .and_then(|v| v.to_str().ok()),

@@ -1,11 +1,13 @@
 //! The serial console role: wires the `eic-serial` gateway to the key
-//! store, the audit log and the runtime serial console access settings.
+//! store (the keys it admits) and the audit log (the sessions it opens and
+//! ends). The API consults runtime serial console access through
+//! [`crate::settings::SerialConsoleAccess`].
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use eic_serial::{SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord};
-use eic_store::{Clock, KeyTarget, Settings, Store, StoreError};
+use eic_store::{Clock, KeyTarget, Store, StoreError};
 use serde_json::json;
 
 use crate::audit::{format_iso8601, Admission, AuditLog, EVENT_SOURCE};
@@ -18,12 +20,11 @@ pub struct StoreSerialKeys {
 
 #[async_trait::async_trait]
 impl SerialKeys for StoreSerialKeys {
-    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, String> {
+    async fn live_keys(&self, instance_id: &str, port: u8) -> Result<Vec<SerialKey>, StoreError> {
         let keys = self
             .store
             .live_keys(instance_id, &KeyTarget::SerialPort(port), self.clock.now())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(keys
             .into_iter()
             .map(|k| SerialKey {
@@ -89,37 +90,5 @@ impl SessionEvents for AuditedSessions {
                 "reason": format!("{:?}", end.reason),
             }),
         );
-    }
-}
-
-/// Serial console access per account, changed at runtime by `eic
-/// serial-console-access` (see [`crate::settings`] for where it is kept);
-/// the configuration's `serial_console_access` is the value until it is
-/// first changed.
-pub struct SerialConsoleAccess {
-    settings: Arc<dyn Settings>,
-}
-
-impl SerialConsoleAccess {
-    pub fn new(settings: Arc<dyn Settings>) -> SerialConsoleAccess {
-        SerialConsoleAccess { settings }
-    }
-
-    /// The account's setting, or `default` when never changed. Settings that
-    /// cannot be read, or hold something else than a boolean, are an error:
-    /// the caller refuses rather than guesses.
-    pub fn enabled(&self, account: &str, default: bool) -> Result<bool, StoreError> {
-        match self.settings.get(account)? {
-            None => Ok(default),
-            Some(value) => value.as_bool().ok_or_else(|| {
-                StoreError::Unavailable(format!(
-                    "serial console access of {account} is not a boolean"
-                ))
-            }),
-        }
-    }
-
-    pub async fn set(&self, account: &str, enabled: bool) -> Result<(), StoreError> {
-        self.settings.set(account, enabled.into()).await
     }
 }

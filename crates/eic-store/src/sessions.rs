@@ -1,9 +1,10 @@
-//! One serial console session per instance port across the gateway.
+//! One serial console session per instance port.
 //!
-//! A port counts as busy while a session holds its lease and for a teardown
-//! period after the lease is dropped, as at AWS (30 s). The API asks
-//! [`SessionLocks::is_busy`] to answer `SerialConsoleSessionLimitExceededException`,
-//! so the teardown belongs to the lock, not to the gateway.
+//! A port is taken while a session holds its lease and for a teardown
+//! period after the lease is dropped, as at AWS (30 s). The gateway takes
+//! the lease when a session opens; the API asks [`SessionLocks::port_state`]
+//! to answer `SerialConsoleSessionLimitExceededException`, so the teardown
+//! belongs to the lock, not to the gateway.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,24 +12,41 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::StoreError;
+
 /// The teardown period AWS applies after a session closes.
 pub const AWS_TEARDOWN: Duration = Duration::from_secs(30);
+
+/// What holds an instance port now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortState {
+    /// Nothing: a session may open.
+    Free,
+    /// A session holds the lease.
+    InSession,
+    /// A session ended less than the teardown period ago.
+    TearingDown,
+}
 
 /// Exclusive sessions per (instance, port).
 ///
 /// Methods are async and fallible so that an implementation shared between
 /// gateway nodes (Redis) fits; an error is reported to the client as the
-/// console being unavailable, never as busy or free.
+/// console being unavailable, never as taken or free.
 #[async_trait]
 pub trait SessionLocks: Send + Sync {
-    /// Takes the port if it is neither in a session nor tearing down.
+    /// Takes the port if it is [`PortState::Free`].
     async fn try_acquire(
         &self,
         instance_id: &str,
         port: u8,
-    ) -> Result<Option<SessionLease>, String>;
-    /// True while a session holds the port and during the teardown after it.
-    async fn is_busy(&self, instance_id: &str, port: u8) -> Result<bool, String>;
+    ) -> Result<Option<SessionLease>, StoreError>;
+
+    /// Whether a session holds the port, is tearing down, or neither.
+    async fn port_state(&self, instance_id: &str, port: u8) -> Result<PortState, StoreError>;
+
+    /// How long a port stays taken after its session ends.
+    fn teardown(&self) -> Duration;
 }
 
 /// Proof of holding a port; dropping it starts the teardown period.
@@ -60,7 +78,7 @@ impl std::fmt::Debug for SessionLease {
     }
 }
 
-/// In-memory [`SessionLocks`] for a single gateway node.
+/// In-memory [`SessionLocks`] for a single node.
 #[derive(Clone)]
 pub struct LocalSessionLocks {
     teardown: Duration,
@@ -75,7 +93,7 @@ enum Slot {
 }
 
 impl LocalSessionLocks {
-    /// Locks whose ports stay busy for `teardown` after a session closes.
+    /// Locks whose ports stay taken for `teardown` after a session closes.
     pub fn new(teardown: Duration) -> Self {
         Self {
             teardown,
@@ -102,7 +120,7 @@ fn lock(slots: &Mutex<HashMap<(String, u8), Slot>>) -> MutexGuard<'_, HashMap<(S
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Forgets finished teardowns, so the map only holds busy ports.
+/// Forgets finished teardowns, so the map only holds taken ports.
 fn expire(slots: &mut HashMap<(String, u8), Slot>, now: Instant) {
     slots.retain(|_, slot| !matches!(slot, Slot::TearingDown(until) if *until <= now));
 }
@@ -113,7 +131,7 @@ impl SessionLocks for LocalSessionLocks {
         &self,
         instance_id: &str,
         port: u8,
-    ) -> Result<Option<SessionLease>, String> {
+    ) -> Result<Option<SessionLease>, StoreError> {
         let mut slots = self.lock();
         expire(&mut slots, Instant::now());
         let key = (instance_id.to_string(), port);
@@ -130,10 +148,18 @@ impl SessionLocks for LocalSessionLocks {
         })))
     }
 
-    async fn is_busy(&self, instance_id: &str, port: u8) -> Result<bool, String> {
+    async fn port_state(&self, instance_id: &str, port: u8) -> Result<PortState, StoreError> {
         let mut slots = self.lock();
         expire(&mut slots, Instant::now());
-        Ok(slots.contains_key(&(instance_id.to_string(), port)))
+        Ok(match slots.get(&(instance_id.to_string(), port)) {
+            None => PortState::Free,
+            Some(Slot::Open) => PortState::InSession,
+            Some(Slot::TearingDown(_)) => PortState::TearingDown,
+        })
+    }
+
+    fn teardown(&self) -> Duration {
+        self.teardown
     }
 }
 
@@ -144,6 +170,8 @@ mod tests {
     #[tokio::test]
     async fn one_lease_per_port_then_teardown() {
         let locks = LocalSessionLocks::new(Duration::from_millis(200));
+        let state = || locks.port_state("i-1", 0);
+        assert_eq!(state().await.expect("local"), PortState::Free);
         let lease = locks
             .try_acquire("i-1", 0)
             .await
@@ -151,18 +179,16 @@ mod tests {
             .expect("free");
         assert!(locks.try_acquire("i-1", 0).await.expect("local").is_none());
         assert!(locks.try_acquire("i-2", 0).await.expect("local").is_some());
-        assert!(locks.is_busy("i-1", 0).await.expect("local"));
+        assert_eq!(state().await.expect("local"), PortState::InSession);
         drop(lease);
-        assert!(
-            locks.is_busy("i-1", 0).await.expect("local"),
-            "busy during teardown"
-        );
+        assert_eq!(state().await.expect("local"), PortState::TearingDown);
         assert!(locks.try_acquire("i-1", 0).await.expect("local").is_none());
         let deadline = Instant::now() + Duration::from_secs(5);
-        while locks.is_busy("i-1", 0).await.expect("local") {
+        while state().await.expect("local") != PortState::Free {
             assert!(Instant::now() < deadline, "teardown never ended");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(locks.try_acquire("i-1", 0).await.expect("local").is_some());
+        assert_eq!(locks.teardown(), Duration::from_millis(200));
     }
 }

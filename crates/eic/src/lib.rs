@@ -1,0 +1,45 @@
+//! eic: a self-hosted, wire-compatible AWS EC2 Instance Connect. The `eic`
+//! binary (`main.rs`) parses the command line and calls into this library;
+//! see README.md for what each command is for and ARCHITECTURE.md for how
+//! the pieces fit.
+//!
+//! By role:
+//! - [`server`]: `eic server`, its listeners and the roles it serves (the
+//!   API pipeline, authorization, the instance-facing API, the serial
+//!   console gateway's wiring);
+//! - [`agent`]: the instance side, `eic authorized-keys` in its three modes
+//!   and `eic agent install|uninstall`;
+//! - [`cli`]: the admin commands.
+//!
+//! The shared core, used by several roles: [`config`] (the TOML schema),
+//! [`registry`] (accounts, principals, instances), [`audit`] (the audit
+//! log), [`credentials`] (temporary credentials), [`instance_credentials`],
+//! [`data_dir`], [`settings`] (runtime settings), [`signing`] (the CA and
+//! signer of key blobs), [`secret`] and [`os`] (the libc calls).
+
+pub mod agent;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod credentials;
+pub mod data_dir;
+pub mod instance_credentials;
+pub mod os;
+pub mod registry;
+pub mod secret;
+pub mod server;
+pub mod settings;
+pub mod signing;
+
+/// Logs to stderr at `RUST_LOG` (default `info`), coloured only for a
+/// person at a terminal, not for journald or a file.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
