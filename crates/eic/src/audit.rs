@@ -18,10 +18,9 @@
 //! past the end of the file, so the pair always holds.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -449,11 +448,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         eic_store::disk::create_private_dir(dir)?;
     }
     // The log names principals and instances: readable by its owner only.
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    eic_store::disk::open_private_append(path)
 }
 
 /// Who made a call, as CloudTrail's `userIdentity`.
