@@ -32,6 +32,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 pub const EVENT_SOURCE: &str = "ec2instanceconnect.amazonaws.com";
+/// CloudTrail's `eventSource` for EC2's own API (DescribeInstances).
+pub const EC2_EVENT_SOURCE: &str = "ec2.amazonaws.com";
 
 /// Room kept preallocated past the end of the file for the lines that
 /// admitted work still owes (a push's outcome after its success event);
@@ -468,6 +470,8 @@ pub struct Identity<'a> {
 /// The parts of an API call's event that vary.
 pub struct ApiCall<'a> {
     pub time: SystemTime,
+    /// [`EVENT_SOURCE`], or [`EC2_EVENT_SOURCE`] for the EC2 Query API.
+    pub event_source: &'static str,
     pub region: &'a str,
     pub event_name: Option<&'a str>,
     pub identity: Identity<'a>,
@@ -599,7 +603,7 @@ impl AuditLog {
                 }),
             },
             event_time: format_iso8601(call.time),
-            event_source: EVENT_SOURCE,
+            event_source: call.event_source,
             event_name: call.event_name.unwrap_or("Unknown"),
             aws_region: call.region,
             source_ip_address: call.source_ip,

@@ -32,6 +32,11 @@ pub struct Instance {
     pub tags: BTreeMap<String, String>,
     pub availability: Availability,
     pub serial_console: Option<eic_serial::ConsoleBackend>,
+    pub private_ip_address: Option<std::net::Ipv4Addr>,
+    pub public_ip_address: Option<std::net::Ipv4Addr>,
+    pub ipv6_address: Option<std::net::Ipv6Addr>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
 }
 
 pub struct AccessKey {
@@ -158,6 +163,11 @@ impl Registry {
                 tags: i.tags.clone(),
                 availability: i.availability,
                 serial_console: i.serial_console.clone(),
+                private_ip_address: i.private_ip_address,
+                public_ip_address: i.public_ip_address,
+                ipv6_address: i.ipv6_address,
+                vpc_id: i.vpc_id.clone(),
+                subnet_id: i.subnet_id.clone(),
             });
             if instances.insert(i.id.clone(), instance).is_some() {
                 return invalid(format!("instance {} is defined twice", i.id));
@@ -192,6 +202,16 @@ impl Registry {
 
     /// The instance, if it exists in `account`. An instance of another
     /// account is indistinguishable from one that does not exist.
+    /// The account's instances, for DescribeInstances.
+    pub fn instances_in_account<'a>(
+        &'a self,
+        account: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Instance>> + 'a {
+        self.instances
+            .values()
+            .filter(move |i| i.account == account)
+    }
+
     pub fn instance_in_account(&self, id: &str, account: &str) -> Option<&Arc<Instance>> {
         self.instances.get(id).filter(|i| i.account == account)
     }

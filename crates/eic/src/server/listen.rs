@@ -23,6 +23,7 @@ use eic_sigv4::RequestParts;
 use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
 
 use super::api::{Api, ApiRequest, ApiResponse};
+use super::ec2::{is_ec2_query, Ec2Response};
 use super::http_errors::AwsShapedErrors;
 use super::tls::Tls;
 
@@ -209,20 +210,37 @@ pub async fn handle_api(
             return Ok(reply(refusal(&error, 400)));
         }
     };
-    let response = api
-        .handle(ApiRequest {
-            http: RequestParts {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query().unwrap_or(""),
-                headers: &parts.headers,
-                body: &body,
-            },
-            source_ip: peer.ip(),
-            secure_transport,
-        })
-        .await;
+    let request = ApiRequest {
+        http: RequestParts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body: &body,
+        },
+        source_ip: peer.ip(),
+        secure_transport,
+    };
+    if is_ec2_query(parts.method.as_str(), parts.uri.path(), &parts.headers) {
+        return Ok(ec2_reply(api.handle_ec2(request).await));
+    }
+    let response = api.handle(request).await;
     Ok(reply(response))
+}
+
+fn ec2_reply(response: Ec2Response) -> Response<Full<Bytes>> {
+    let mut reply = Response::new(Full::new(Bytes::from(response.body)));
+    *reply.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = reply.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(eic_ec2::CONTENT_TYPE),
+    );
+    if let Ok(id) = HeaderValue::from_str(&response.request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    reply
 }
 
 fn refusal(error: &ApiError, status: u16) -> ApiResponse {
