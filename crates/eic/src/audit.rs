@@ -472,6 +472,8 @@ pub struct ApiCall<'a> {
     pub time: SystemTime,
     /// [`EVENT_SOURCE`], or [`EC2_EVENT_SOURCE`] for the EC2 Query API.
     pub event_source: &'static str,
+    /// CloudTrail's `readOnly`: true for Describe calls.
+    pub read_only: bool,
     pub region: &'a str,
     pub event_name: Option<&'a str>,
     pub identity: Identity<'a>,
@@ -617,7 +619,7 @@ impl AuditLog {
             event_id: uuid::Uuid::new_v4()
                 .hyphenated()
                 .encode_lower(&mut event_id),
-            read_only: false,
+            read_only: call.read_only,
             event_type: "AwsApiCall",
             management_event: true,
             recipient_account_id: identity.account,

@@ -29,3 +29,16 @@ fn describe_instances_with_boto3() {
     let server = Server::start_in(data.path(), EXTRA);
     run_python("describe_instances_boto3.py", &server);
 }
+
+/// The principal's bucket (shared with pushes) refuses with EC2's
+/// RequestLimitExceeded.
+#[test]
+fn describe_instances_throttled() {
+    let server = Server::start(
+        r#"
+[throttling]
+principal = { rate = 0.001, burst = 3.0 }
+"#,
+    );
+    run_python("describe_throttled_boto3.py", &server);
+}

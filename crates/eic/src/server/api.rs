@@ -524,6 +524,7 @@ impl Api {
             &ApiCall {
                 time: self.clock.now(),
                 event_source: crate::audit::EVENT_SOURCE,
+                read_only: false,
                 region: &self.registry.region,
                 event_name: call.operation.map(Operation::name),
                 identity: Identity {

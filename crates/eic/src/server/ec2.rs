@@ -72,6 +72,7 @@ impl Api {
             &ApiCall {
                 time: self.clock.now(),
                 event_source: EC2_EVENT_SOURCE,
+                read_only: true,
                 region: &self.registry.region,
                 event_name: Some("DescribeInstances"),
                 identity: Identity {

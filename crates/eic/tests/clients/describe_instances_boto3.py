@@ -2,11 +2,13 @@
 DescribeInstances by id, with filters, paginated, DryRun, across accounts,
 its errors, IAM, the audit log, and Instance Connect pushes in the same run.
 """
+import datetime
 import http.client
 import json
 import os
 import unittest
 import urllib.parse
+from unittest import mock
 
 import boto3
 import botocore.auth
@@ -135,6 +137,26 @@ class DescribeInstances(unittest.TestCase):
         code, _ = error_code(lambda: client(creds=("AKIDNOSUCHKEY", "x")).describe_instances())
         self.assertEqual(code, "AuthFailure")
 
+    def test_unsigned_and_expired(self):
+        url = urllib.parse.urlparse(ENDPOINT)
+        form = "Action=DescribeInstances&Version=2016-11-15"
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        conn.request("POST", "/", body=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        reply = conn.getresponse()
+        body = reply.read().decode()
+        conn.close()
+        self.assertEqual(reply.status, 401, body)
+        self.assertTrue(reply.getheader("Content-Type").startswith("text/xml"))
+        self.assertIsNotNone(reply.getheader("x-amzn-RequestId"))
+        self.assertIn("<Code>MissingAuthenticationToken</Code>", body)
+        for minutes in (-20, 20):
+            skewed = (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+                      + datetime.timedelta(minutes=minutes))
+            with mock.patch("botocore.auth.get_current_datetime", return_value=skewed):
+                code, _ = error_code(lambda: client().describe_instances())
+            self.assertEqual(code, "RequestExpired")
+
     def test_instance_connect_in_the_same_run(self):
         response = client("ec2-instance-connect").send_ssh_public_key(
             InstanceId="i-abcd1234", InstanceOSUser="ec2-user", SSHPublicKey=SEED_KEY,
@@ -167,6 +189,8 @@ class DescribeInstances(unittest.TestCase):
         self.assertEqual(len(allowed), 1, ec2)
         self.assertEqual(allowed[0]["eventName"], "DescribeInstances")
         self.assertNotIn("errorCode", allowed[0])
+        self.assertTrue(allowed[0]["readOnly"])
+        self.assertEqual(allowed[0]["userIdentity"]["arn"], "arn:aws:iam::111122223333:user/admin")
         refused = [e for e in ec2 if e.get("errorCode") == "UnauthorizedOperation"]
         self.assertTrue(refused)
         self.assertEqual(refused[-1]["userIdentity"]["arn"], "arn:aws:iam::111122223333:user/pusher")
