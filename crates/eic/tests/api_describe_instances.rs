@@ -21,6 +21,10 @@ policies = ['''
   }]
 }
 ''']
+
+[[principals]]
+arn = "arn:aws:iam::111122223333:user/retired"
+access_keys = [{ id = "AKIDINACTIVEEXAMPLE", secret = "inactiveSecret/EXAMPLE000000000000000", status = "inactive" }]
 "#;
 
 #[test]

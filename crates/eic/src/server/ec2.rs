@@ -211,3 +211,52 @@ impl Api {
         view
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_ec2_query;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, http::HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn only_a_form_post_to_the_root_without_a_target_is_ec2() {
+        let form = "application/x-www-form-urlencoded; charset=utf-8";
+        assert!(is_ec2_query(
+            "POST",
+            "/",
+            &headers(&[("content-type", form)])
+        ));
+        assert!(is_ec2_query(
+            "POST",
+            "/",
+            &headers(&[("content-type", "Application/X-WWW-Form-Urlencoded")])
+        ));
+        assert!(!is_ec2_query(
+            "GET",
+            "/",
+            &headers(&[("content-type", form)])
+        ));
+        assert!(!is_ec2_query(
+            "POST",
+            "/x",
+            &headers(&[("content-type", form)])
+        ));
+        assert!(!is_ec2_query(
+            "POST",
+            "/",
+            &headers(&[("content-type", form), ("x-amz-target", "A.B")])
+        ));
+        assert!(!is_ec2_query(
+            "POST",
+            "/",
+            &headers(&[("content-type", "application/x-amz-json-1.1")])
+        ));
+        assert!(!is_ec2_query("POST", "/", &headers(&[])));
+    }
+}

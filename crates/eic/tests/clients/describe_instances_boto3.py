@@ -6,6 +6,7 @@ import datetime
 import http.client
 import json
 import os
+import subprocess
 import unittest
 import urllib.parse
 from unittest import mock
@@ -23,6 +24,7 @@ REGION = "us-west-2"
 ADMIN = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 ALICE = ("AKIDALICEEXAMPLE", "aliceSecretKey/EXAMPLE0000000000000000000")
 BOB = ("AKIDBOBEXAMPLE", "bobSecretKey/EXAMPLE00000000000000000000000")
+INACTIVE = ("AKIDINACTIVEEXAMPLE", "inactiveSecret/EXAMPLE000000000000000")
 PUSHER = ("AKIDPUSHEREXAMPLE", "pusherSecret/EXAMPLE00000000000000000")
 SEED_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC3FlHqj2eqCdrGHuA6dRjfZXQ4HX5lXEIRHaNbxEwE5Te7xNF7StwhrDtiV7IdT5fDqbRyGw/szPj3xGkNTVoElCZ2dDFb2qYZ1WLIpZwj/UhO9l2mgfjR56UojjQut5Jvn2KZ1OcyrNO0J83kCaJCV7JoVbXY79FBMUccYNY45zmv9+1FMCfY6i2jdIhwR6+yLk8oubL8lIPyq7X+6b9S0yKCkB7Peml1DvghlybpAIUrC9vofHt6XP4V1i0bImw1IlljQS+DUmULRFSccATDscCX9ajnj7Crhm0HAZC0tBPXpFdHkPwL3yzYo546SCS9LKEwz62ymxxbL9k7h09t"
 ADMIN_INSTANCES = [
@@ -35,13 +37,14 @@ ADMIN_INSTANCES = [
 ]
 
 
-def client(service="ec2", creds=ADMIN):
+def client(service="ec2", creds=ADMIN, token=None):
     return boto3.client(
         service,
         region_name=REGION,
         endpoint_url=ENDPOINT,
         aws_access_key_id=creds[0],
         aws_secret_access_key=creds[1],
+        aws_session_token=token,
         config=Config(retries={"max_attempts": 1, "mode": "standard"}),
     )
 
@@ -135,6 +138,20 @@ class DescribeInstances(unittest.TestCase):
         code, _ = error_code(lambda: client(creds=("AKIDEXAMPLE", "wrong")).describe_instances())
         self.assertEqual(code, "AuthFailure")
         code, _ = error_code(lambda: client(creds=("AKIDNOSUCHKEY", "x")).describe_instances())
+        self.assertEqual(code, "AuthFailure")
+        code, _ = error_code(lambda: client(creds=INACTIVE).describe_instances())
+        self.assertEqual(code, "AuthFailure")
+
+    def test_temporary_credentials(self):
+        out = subprocess.run([os.environ["EIC_BIN"], "credentials", "issue", "--config", os.environ["EIC_CONFIG"],
+                              "--data-dir", DATA_DIR, "--principal", "arn:aws:iam::111122223333:user/alice",
+                              "--ttl", "1h"], check=True, capture_output=True, text=True).stdout
+        creds = json.loads(out)
+        c = client(creds=(creds["AccessKeyId"], creds["SecretAccessKey"]), token=creds["SessionToken"])
+        found = instances(c.describe_instances(InstanceIds=["i-abcd1234"]))
+        self.assertEqual(found[0]["InstanceId"], "i-abcd1234")
+        code, _ = error_code(lambda: client(creds=(creds["AccessKeyId"], creds["SecretAccessKey"]),
+                                            token="FwoGZXIvYXdzEXAMPLETOKEN").describe_instances())
         self.assertEqual(code, "AuthFailure")
 
     def test_unsigned_and_expired(self):
