@@ -479,9 +479,20 @@ pub struct ApiCall<'a> {
     pub identity: Identity<'a>,
     pub source_ip: IpAddr,
     pub user_agent: Option<&'a str>,
-    pub request_parameters: Option<RequestParameters<'a>>,
+    pub request_parameters: Option<CallParameters<'a>>,
     pub request_id: &'a str,
     pub error: Option<(&'a str, &'a str)>,
+}
+
+/// An event's `requestParameters`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum CallParameters<'a> {
+    /// A push's.
+    Push(RequestParameters<'a>),
+    /// DescribeInstances' in CloudTrail's shape (`instancesSet`,
+    /// `filterSet`, `maxResults`), built and bounded by its caller.
+    Describe(Value),
 }
 
 /// What the call asked for; the key itself is never logged, only its
@@ -514,7 +525,7 @@ struct ApiCallEvent<'a> {
     #[serde(rename = "sourceIPAddress")]
     source_ip_address: IpAddr,
     user_agent: Option<&'a str>,
-    request_parameters: &'a Option<RequestParameters<'a>>,
+    request_parameters: &'a Option<CallParameters<'a>>,
     response_elements: Option<ResponseElements<'a>>,
     #[serde(rename = "requestID")]
     request_id: &'a str,

@@ -23,8 +23,8 @@ use eic_wire::{parse_request, ApiError, ErrorCode, KeyTarget, Operation, PushReq
 
 use super::authz::Authorizer;
 use crate::audit::{
-    Admission, Admitted, ApiCall, ApiCallKind, AuditError, AuditLog, Identity, Recorded,
-    RequestParameters,
+    Admission, Admitted, ApiCall, ApiCallKind, AuditError, AuditLog, CallParameters, Identity,
+    Recorded, RequestParameters,
 };
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
@@ -506,18 +506,20 @@ impl Api {
         error: Option<&ApiError>,
         kind: ApiCallKind<'_>,
     ) -> Result<Recorded<'_>, AuditError> {
-        let request_parameters = call.push.as_ref().map(|push| RequestParameters {
-            instance_id: &push.instance_id,
-            os_user: match &push.target {
-                KeyTarget::OsUser(user) => Some(user.as_str()),
-                KeyTarget::SerialPort(_) => None,
-            },
-            serial_port: match push.target {
-                KeyTarget::OsUser(_) => None,
-                KeyTarget::SerialPort(port) => Some(port),
-            },
-            availability_zone: push.availability_zone.as_deref(),
-            ssh_public_key_fingerprint: &push.key.fingerprint,
+        let request_parameters = call.push.as_ref().map(|push| {
+            CallParameters::Push(RequestParameters {
+                instance_id: &push.instance_id,
+                os_user: match &push.target {
+                    KeyTarget::OsUser(user) => Some(user.as_str()),
+                    KeyTarget::SerialPort(_) => None,
+                },
+                serial_port: match push.target {
+                    KeyTarget::OsUser(_) => None,
+                    KeyTarget::SerialPort(port) => Some(port),
+                },
+                availability_zone: push.availability_zone.as_deref(),
+                ssh_public_key_fingerprint: &push.key.fingerprint,
+            })
         });
         let principal = call.principal.as_deref();
         self.audit.record_api_call(

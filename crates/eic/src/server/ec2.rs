@@ -16,7 +16,7 @@ use eic_sigv4::SigV4ErrorKind;
 use eic_wire::ErrorCode;
 
 use super::api::{Api, ApiRequest};
-use crate::audit::{Admission, ApiCall, ApiCallKind, Identity, EC2_EVENT_SOURCE};
+use crate::audit::{Admission, ApiCall, ApiCallKind, CallParameters, Identity, EC2_EVENT_SOURCE};
 use crate::config::InstanceState;
 use crate::registry::{Instance, Principal};
 
@@ -49,6 +49,48 @@ struct Caller {
     access_key_id: Option<String>,
     principal: Option<Arc<Principal>>,
     temporary: bool,
+    /// The event's `requestParameters`, once the body parsed.
+    parameters: Option<serde_json::Value>,
+}
+
+/// How many instance ids and filters an event lists at most, so no caller
+/// makes an audit line large (the rest are counted).
+const AUDITED_ITEMS: usize = 20;
+
+/// CloudTrail's `requestParameters` for DescribeInstances: instance ids,
+/// filter names (not their values, which are compiled patterns by now),
+/// `maxResults`; at most [`AUDITED_ITEMS`] of each.
+fn audited_parameters(request: &eic_ec2::DescribeInstancesRequest) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut parameters = Map::new();
+    if !request.instance_ids.is_empty() {
+        let items: Vec<Value> = request
+            .instance_ids
+            .iter()
+            .take(AUDITED_ITEMS)
+            .map(|id| json!({ "instanceId": id }))
+            .collect();
+        parameters.insert(
+            "instancesSet".into(),
+            json!({ "items": items, "count": request.instance_ids.len() }),
+        );
+    }
+    if !request.filters.is_empty() {
+        let items: Vec<Value> = request
+            .filters
+            .iter()
+            .take(AUDITED_ITEMS)
+            .map(|f| json!({ "name": f.name.as_string() }))
+            .collect();
+        parameters.insert(
+            "filterSet".into(),
+            json!({ "items": items, "count": request.filters.len() }),
+        );
+    }
+    if let Some(n) = request.max_results {
+        parameters.insert("maxResults".into(), json!(n));
+    }
+    Value::Object(parameters)
 }
 
 impl Api {
@@ -88,7 +130,7 @@ impl Api {
                     .headers
                     .get(http::header::USER_AGENT)
                     .and_then(|v| v.to_str().ok()),
-                request_parameters: None,
+                request_parameters: caller.parameters.take().map(CallParameters::Describe),
                 request_id: &request_id,
                 error: error.map(|e| (e.code.as_str(), e.message.as_str())),
             },
@@ -159,6 +201,8 @@ impl Api {
         })?;
 
         let query = eic_ec2::parse_query(request.http.body)?;
+        let QueryRequest::DescribeInstances(describe) = &query;
+        caller.parameters = Some(audited_parameters(describe));
         let action = query.iam_action();
         if let Some(reason) = self.authorizer.authorize_unscoped(
             &principal,
@@ -174,7 +218,6 @@ impl Api {
             ));
         }
         query.dry_run_outcome()?;
-        let QueryRequest::DescribeInstances(describe) = &query;
         let mine: BTreeMap<String, InstanceView> = self
             .registry
             .instances_in_account(&principal.account)

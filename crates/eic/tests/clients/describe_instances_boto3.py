@@ -207,6 +207,8 @@ class DescribeInstances(unittest.TestCase):
         self.assertEqual(allowed[0]["eventName"], "DescribeInstances")
         self.assertNotIn("errorCode", allowed[0])
         self.assertTrue(allowed[0]["readOnly"])
+        self.assertEqual(allowed[0]["requestParameters"]["instancesSet"]["items"],
+                         [{"instanceId": "i-abcd1234"}])
         self.assertEqual(allowed[0]["userIdentity"]["arn"], "arn:aws:iam::111122223333:user/admin")
         refused = [e for e in ec2 if e.get("errorCode") == "UnauthorizedOperation"]
         self.assertTrue(refused)
