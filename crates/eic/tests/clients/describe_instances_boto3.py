@@ -174,6 +174,16 @@ class DescribeInstances(unittest.TestCase):
                 code, _ = error_code(lambda: client().describe_instances())
             self.assertEqual(code, "RequestExpired")
 
+    def test_aws_cli(self):
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=ADMIN[0], AWS_SECRET_ACCESS_KEY=ADMIN[1],
+                   AWS_DEFAULT_REGION=REGION)
+        out = subprocess.run(["aws", "ec2", "describe-instances", "--endpoint-url", ENDPOINT,
+                              "--filters", "Name=availability-zone,Values=us-west-2b",
+                              "--query", "Reservations[].Instances[].InstanceId", "--output", "json"],
+                             env=env, capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout), ["i-0123456789abcdef0"])
+
     def test_instance_connect_in_the_same_run(self):
         response = client("ec2-instance-connect").send_ssh_public_key(
             InstanceId="i-abcd1234", InstanceOSUser="ec2-user", SSHPublicKey=SEED_KEY,
