@@ -120,6 +120,21 @@ class DescribeInstances(unittest.TestCase):
         mine = instances(client(creds=BOB).describe_instances())
         self.assertEqual([i["InstanceId"] for i in mine], ["i-0eeeeeeeeeeeeeee5"])
 
+    def test_large_bodies(self):
+        ids = ["i-%017x" % (0xf00000000000000 + n) for n in range(1000)]
+        code, e = error_code(lambda: client().describe_instances(InstanceIds=ids))
+        self.assertEqual(code, "InvalidInstanceID.NotFound")
+        url = urllib.parse.urlparse(ENDPOINT)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        conn.request("POST", "/", body="Action=DescribeInstances&x=" + "a" * 300_000, headers={
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        reply = conn.getresponse()
+        body = reply.read().decode()
+        conn.close()
+        self.assertEqual(reply.status, 400, body)
+        self.assertIn("<Code>InvalidParameterValue</Code>", body)
+        self.assertTrue(reply.getheader("Content-Type").startswith("text/xml"))
+
     def test_malformed_id(self):
         code, _ = error_code(lambda: client().describe_instances(InstanceIds=["not-an-id"]))
         self.assertEqual(code, "InvalidInstanceID.Malformed")
