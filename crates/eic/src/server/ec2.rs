@@ -246,6 +246,14 @@ impl Api {
             self.launch_time,
         );
         view.private_ip = instance.private_ip_address;
+        // EC2's own naming for a private address (us-east-1 has its own).
+        view.private_dns_name = instance.private_ip_address.map(|ip| {
+            let [a, b, c, d] = ip.octets();
+            match self.registry.region.as_str() {
+                "us-east-1" => format!("ip-{a}-{b}-{c}-{d}.ec2.internal"),
+                region => format!("ip-{a}-{b}-{c}-{d}.{region}.compute.internal"),
+            }
+        });
         view.public_ip = instance.public_ip_address;
         view.ipv6 = instance.ipv6_address;
         view.vpc_id = instance.vpc_id.clone();

@@ -66,6 +66,7 @@ class DescribeInstances(unittest.TestCase):
         self.assertEqual(set(found), {"i-abcd1234", "i-0123456789abcdef0"})
         dev = found["i-abcd1234"]
         self.assertEqual(dev["PrivateIpAddress"], "127.0.0.1")
+        self.assertEqual(dev["PrivateDnsName"], "ip-127-0-0-1.us-west-2.compute.internal")
         self.assertEqual(dev["VpcId"], "vpc-0de00000000000001")
         self.assertEqual(dev["SubnetId"], "subnet-0de00000000000001")
         self.assertEqual(dev["Placement"]["AvailabilityZone"], "us-west-2a")
