@@ -154,6 +154,25 @@ impl Registry {
                     i.id, i.availability_zone
                 ));
             }
+            for (field, value, prefix) in [
+                ("vpc_id", &i.vpc_id, "vpc-"),
+                ("subnet_id", &i.subnet_id, "subnet-"),
+            ] {
+                if let Some(value) = value {
+                    if !is_resource_id(value, prefix) {
+                        return invalid(format!(
+                            "instance {}: {field} '{value}' does not match ^{prefix}[a-f0-9]+$ (8 to 17 hex digits)",
+                            i.id
+                        ));
+                    }
+                }
+            }
+            if i.subnet_id.is_some() && i.vpc_id.is_none() {
+                return invalid(format!(
+                    "instance {}: a subnet_id needs the vpc_id it is in",
+                    i.id
+                ));
+            }
             let instance = Arc::new(Instance {
                 id: i.id.clone(),
                 account: i.account.clone(),
@@ -284,6 +303,17 @@ pub fn supports_serial_console(instance_type: &str) -> bool {
         .any(|f| *f == family || *f == instance_type)
 }
 
+/// An EC2 resource id such as `vpc-0de00000000000001`: the prefix, then 8
+/// or 17 lowercase hex digits (anything from 8 to 17 is accepted).
+fn is_resource_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|hex| {
+        (8..=17).contains(&hex.len())
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,6 +346,17 @@ mod tests {
         ] {
             assert!(!supports_serial_console(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn resource_ids() {
+        assert!(super::is_resource_id("vpc-0de00000000000001", "vpc-"));
+        assert!(super::is_resource_id("subnet-0de00000000000001", "subnet-"));
+        assert!(super::is_resource_id("vpc-12345678", "vpc-"));
+        assert!(!super::is_resource_id("vpc-1234567", "vpc-"));
+        assert!(!super::is_resource_id("vpc-0DE00000000000001", "vpc-"));
+        assert!(!super::is_resource_id("subnet-0de00000000000001", "vpc-"));
+        assert!(!super::is_resource_id("vpc-0de000000000000001", "vpc-"));
     }
 
     #[test]
