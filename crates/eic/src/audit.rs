@@ -31,6 +31,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 pub const EVENT_SOURCE: &str = "ec2instanceconnect.amazonaws.com";
+/// CloudTrail's `eventSource` for EC2's own API (DescribeInstances).
+pub const EC2_EVENT_SOURCE: &str = "ec2.amazonaws.com";
 
 /// Room kept preallocated past the end of the file for the lines that
 /// admitted work still owes (a push's outcome after its success event);
@@ -463,14 +465,29 @@ pub struct Identity<'a> {
 /// The parts of an API call's event that vary.
 pub struct ApiCall<'a> {
     pub time: SystemTime,
+    /// [`EVENT_SOURCE`], or [`EC2_EVENT_SOURCE`] for the EC2 Query API.
+    pub event_source: &'static str,
+    /// CloudTrail's `readOnly`: true for Describe calls.
+    pub read_only: bool,
     pub region: &'a str,
     pub event_name: Option<&'a str>,
     pub identity: Identity<'a>,
     pub source_ip: IpAddr,
     pub user_agent: Option<&'a str>,
-    pub request_parameters: Option<RequestParameters<'a>>,
+    pub request_parameters: Option<CallParameters<'a>>,
     pub request_id: &'a str,
     pub error: Option<(&'a str, &'a str)>,
+}
+
+/// An event's `requestParameters`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum CallParameters<'a> {
+    /// A push's.
+    Push(RequestParameters<'a>),
+    /// DescribeInstances' in CloudTrail's shape (`instancesSet`,
+    /// `filterSet`, `maxResults`), built and bounded by its caller.
+    Describe(Value),
 }
 
 /// What the call asked for; the key itself is never logged, only its
@@ -503,7 +520,7 @@ struct ApiCallEvent<'a> {
     #[serde(rename = "sourceIPAddress")]
     source_ip_address: IpAddr,
     user_agent: Option<&'a str>,
-    request_parameters: &'a Option<RequestParameters<'a>>,
+    request_parameters: &'a Option<CallParameters<'a>>,
     response_elements: Option<ResponseElements<'a>>,
     #[serde(rename = "requestID")]
     request_id: &'a str,
@@ -594,7 +611,7 @@ impl AuditLog {
                 }),
             },
             event_time: format_iso8601(call.time),
-            event_source: EVENT_SOURCE,
+            event_source: call.event_source,
             event_name: call.event_name.unwrap_or("Unknown"),
             aws_region: call.region,
             source_ip_address: call.source_ip,
@@ -608,7 +625,7 @@ impl AuditLog {
             event_id: uuid::Uuid::new_v4()
                 .hyphenated()
                 .encode_lower(&mut event_id),
-            read_only: false,
+            read_only: call.read_only,
             event_type: "AwsApiCall",
             management_event: true,
             recipient_account_id: identity.account,

@@ -319,6 +319,17 @@ pub struct InstanceConfig {
     pub availability: Availability,
     /// The instance's serial console, for the serial console gateway.
     pub serial_console: Option<ConsoleBackend>,
+    /// What DescribeInstances reports: addresses, VPC and subnet.
+    #[serde(default)]
+    pub private_ip_address: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub public_ip_address: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub ipv6_address: Option<std::net::Ipv6Addr>,
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub subnet_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

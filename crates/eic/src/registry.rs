@@ -32,6 +32,11 @@ pub struct Instance {
     pub tags: BTreeMap<String, String>,
     pub availability: Availability,
     pub serial_console: Option<eic_serial::ConsoleBackend>,
+    pub private_ip_address: Option<std::net::Ipv4Addr>,
+    pub public_ip_address: Option<std::net::Ipv4Addr>,
+    pub ipv6_address: Option<std::net::Ipv6Addr>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
 }
 
 pub struct AccessKey {
@@ -149,6 +154,25 @@ impl Registry {
                     i.id, i.availability_zone
                 ));
             }
+            for (field, value, prefix) in [
+                ("vpc_id", &i.vpc_id, "vpc-"),
+                ("subnet_id", &i.subnet_id, "subnet-"),
+            ] {
+                if let Some(value) = value {
+                    if !is_resource_id(value, prefix) {
+                        return invalid(format!(
+                            "instance {}: {field} '{value}' does not match ^{prefix}[a-f0-9]+$ (8 to 17 hex digits)",
+                            i.id
+                        ));
+                    }
+                }
+            }
+            if i.subnet_id.is_some() && i.vpc_id.is_none() {
+                return invalid(format!(
+                    "instance {}: a subnet_id needs the vpc_id it is in",
+                    i.id
+                ));
+            }
             let instance = Arc::new(Instance {
                 id: i.id.clone(),
                 account: i.account.clone(),
@@ -158,6 +182,11 @@ impl Registry {
                 tags: i.tags.clone(),
                 availability: i.availability,
                 serial_console: i.serial_console.clone(),
+                private_ip_address: i.private_ip_address,
+                public_ip_address: i.public_ip_address,
+                ipv6_address: i.ipv6_address,
+                vpc_id: i.vpc_id.clone(),
+                subnet_id: i.subnet_id.clone(),
             });
             if instances.insert(i.id.clone(), instance).is_some() {
                 return invalid(format!("instance {} is defined twice", i.id));
@@ -192,6 +221,16 @@ impl Registry {
 
     /// The instance, if it exists in `account`. An instance of another
     /// account is indistinguishable from one that does not exist.
+    /// The account's instances, for DescribeInstances.
+    pub fn instances_in_account<'a>(
+        &'a self,
+        account: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Instance>> + 'a {
+        self.instances
+            .values()
+            .filter(move |i| i.account == account)
+    }
+
     pub fn instance_in_account(&self, id: &str, account: &str) -> Option<&Arc<Instance>> {
         self.instances.get(id).filter(|i| i.account == account)
     }
@@ -264,6 +303,17 @@ pub fn supports_serial_console(instance_type: &str) -> bool {
         .any(|f| *f == family || *f == instance_type)
 }
 
+/// An EC2 resource id such as `vpc-0de00000000000001`: the prefix, then 8
+/// or 17 lowercase hex digits (anything from 8 to 17 is accepted).
+fn is_resource_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|hex| {
+        (8..=17).contains(&hex.len())
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +346,17 @@ mod tests {
         ] {
             assert!(!supports_serial_console(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn resource_ids() {
+        assert!(super::is_resource_id("vpc-0de00000000000001", "vpc-"));
+        assert!(super::is_resource_id("subnet-0de00000000000001", "subnet-"));
+        assert!(super::is_resource_id("vpc-12345678", "vpc-"));
+        assert!(!super::is_resource_id("vpc-1234567", "vpc-"));
+        assert!(!super::is_resource_id("vpc-0DE00000000000001", "vpc-"));
+        assert!(!super::is_resource_id("subnet-0de00000000000001", "vpc-"));
+        assert!(!super::is_resource_id("vpc-0de000000000000001", "vpc-"));
     }
 
     #[test]

@@ -23,8 +23,8 @@ use eic_wire::{parse_request, ApiError, ErrorCode, KeyTarget, Operation, PushReq
 
 use super::authz::Authorizer;
 use crate::audit::{
-    Admission, Admitted, ApiCall, ApiCallKind, AuditError, AuditLog, Identity, Recorded,
-    RequestParameters,
+    Admission, Admitted, ApiCall, ApiCallKind, AuditError, AuditLog, CallParameters, Identity,
+    Recorded, RequestParameters,
 };
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
@@ -38,15 +38,20 @@ pub const KEY_LIFETIME: Duration = Duration::from_secs(60);
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
 pub struct Api {
-    registry: Arc<Registry>,
-    authorizer: Authorizer,
+    pub(super) registry: Arc<Registry>,
+    pub(super) authorizer: Authorizer,
     verifier: Verifier,
+    /// SigV4 for the EC2 Query API (service `ec2`, server/ec2.rs).
+    pub(super) ec2_verifier: Verifier,
     temporary: TemporaryCredentials,
     throttling: ThrottlingConfig,
     store: Arc<dyn Store>,
-    audit: Arc<AuditLog>,
-    clock: Arc<dyn Clock>,
+    pub(super) audit: Arc<AuditLog>,
+    pub(super) clock: Arc<dyn Clock>,
     serial: SerialState,
+    /// Every instance's `LaunchTime` in DescribeInstances: when this server
+    /// started (the configuration knows no launch times).
+    pub(super) launch_time: std::time::SystemTime,
 }
 
 /// What the pipeline is built from.
@@ -121,10 +126,14 @@ impl Api {
             parts.registry.regions.clone(),
             MAX_CLOCK_SKEW,
         );
+        let ec2_verifier = Verifier::new("ec2", parts.registry.regions.clone(), MAX_CLOCK_SKEW);
+        let launch_time = parts.clock.now();
         Api {
             registry: parts.registry,
             authorizer: parts.authorizer,
             verifier,
+            ec2_verifier,
+            launch_time,
             temporary: parts.temporary,
             throttling: parts.throttling,
             store: parts.store,
@@ -269,47 +278,13 @@ impl Api {
         request: &ApiRequest<'_>,
         call: &mut Call<'_>,
     ) -> Result<Arc<Principal>, ApiError> {
-        let now = self.clock.now();
-        let verified = self
-            .verifier
-            .verify(&request.http, now, |access_key_id, session_token| {
-                call.access_key_id = Some(access_key_id.to_owned());
-                match session_token {
-                    None => {
-                        let key = self
-                            .registry
-                            .access_key(access_key_id)
-                            .ok_or_else(SigV4Error::unrecognized_client)?;
-                        Ok(Credential {
-                            secret: key.secret.expose().clone(),
-                            principal: (key.principal.clone(), key.active),
-                        })
-                    }
-                    Some(token) => {
-                        let (arn, secret) = self
-                            .temporary
-                            .resolve(access_key_id, token, now)
-                            .map_err(|e| match e {
-                                TokenError::Invalid => SigV4Error::unrecognized_client(),
-                                TokenError::Expired => SigV4Error::new(
-                                    SigV4ErrorKind::ExpiredToken,
-                                    "The security token included in the request is expired",
-                                ),
-                            })?;
-                        // A principal removed from the configuration takes
-                        // its temporary credentials with it.
-                        let principal = self
-                            .registry
-                            .principal(&arn)
-                            .ok_or_else(SigV4Error::unrecognized_client)?;
-                        call.temporary = true;
-                        Ok(Credential {
-                            secret,
-                            principal: (principal.clone(), true),
-                        })
-                    }
-                }
-            })
+        let (principal, key_active) = self
+            .verify_caller(
+                &self.verifier,
+                &request.http,
+                &mut call.access_key_id,
+                &mut call.temporary,
+            )
             .map_err(|e| {
                 let code = match e.kind {
                     SigV4ErrorKind::MissingAuthenticationToken => {
@@ -322,7 +297,6 @@ impl Api {
                 };
                 ApiError::new(code, e.message)
             })?;
-        let (principal, key_active) = verified.principal;
         call.principal = Some(principal.clone());
         // Checked only after the signature, so only the key's holder learns
         // that it is inactive.
@@ -332,7 +306,61 @@ impl Api {
         Ok(principal)
     }
 
-    async fn throttle(
+    /// SigV4 with `verifier` (one per service) and the credentials lookup
+    /// shared by every API: long-term access keys and temporary
+    /// credentials. Gives the principal and whether its key is active;
+    /// records the access key id and whether it was temporary as soon as
+    /// they are known.
+    pub(super) fn verify_caller(
+        &self,
+        verifier: &Verifier,
+        http: &RequestParts<'_>,
+        access_key: &mut Option<String>,
+        temporary: &mut bool,
+    ) -> Result<(Arc<Principal>, bool), SigV4Error> {
+        let now = self.clock.now();
+        let verified = verifier.verify(http, now, |access_key_id, session_token| {
+            *access_key = Some(access_key_id.to_owned());
+            match session_token {
+                None => {
+                    let key = self
+                        .registry
+                        .access_key(access_key_id)
+                        .ok_or_else(SigV4Error::unrecognized_client)?;
+                    Ok(Credential {
+                        secret: key.secret.expose().clone(),
+                        principal: (key.principal.clone(), key.active),
+                    })
+                }
+                Some(token) => {
+                    let (arn, secret) =
+                        self.temporary
+                            .resolve(access_key_id, token, now)
+                            .map_err(|e| match e {
+                                TokenError::Invalid => SigV4Error::unrecognized_client(),
+                                TokenError::Expired => SigV4Error::new(
+                                    SigV4ErrorKind::ExpiredToken,
+                                    "The security token included in the request is expired",
+                                ),
+                            })?;
+                    // A principal removed from the configuration takes
+                    // its temporary credentials with it.
+                    let principal = self
+                        .registry
+                        .principal(&arn)
+                        .ok_or_else(SigV4Error::unrecognized_client)?;
+                    *temporary = true;
+                    Ok(Credential {
+                        secret,
+                        principal: (principal.clone(), true),
+                    })
+                }
+            }
+        })?;
+        Ok(verified.principal)
+    }
+
+    pub(super) async fn throttle(
         &self,
         bucket: &str,
         now: std::time::SystemTime,
@@ -478,23 +506,27 @@ impl Api {
         error: Option<&ApiError>,
         kind: ApiCallKind<'_>,
     ) -> Result<Recorded<'_>, AuditError> {
-        let request_parameters = call.push.as_ref().map(|push| RequestParameters {
-            instance_id: &push.instance_id,
-            os_user: match &push.target {
-                KeyTarget::OsUser(user) => Some(user.as_str()),
-                KeyTarget::SerialPort(_) => None,
-            },
-            serial_port: match push.target {
-                KeyTarget::OsUser(_) => None,
-                KeyTarget::SerialPort(port) => Some(port),
-            },
-            availability_zone: push.availability_zone.as_deref(),
-            ssh_public_key_fingerprint: &push.key.fingerprint,
+        let request_parameters = call.push.as_ref().map(|push| {
+            CallParameters::Push(RequestParameters {
+                instance_id: &push.instance_id,
+                os_user: match &push.target {
+                    KeyTarget::OsUser(user) => Some(user.as_str()),
+                    KeyTarget::SerialPort(_) => None,
+                },
+                serial_port: match push.target {
+                    KeyTarget::OsUser(_) => None,
+                    KeyTarget::SerialPort(port) => Some(port),
+                },
+                availability_zone: push.availability_zone.as_deref(),
+                ssh_public_key_fingerprint: &push.key.fingerprint,
+            })
         });
         let principal = call.principal.as_deref();
         self.audit.record_api_call(
             &ApiCall {
                 time: self.clock.now(),
+                event_source: crate::audit::EVENT_SOURCE,
+                read_only: false,
                 region: &self.registry.region,
                 event_name: call.operation.map(Operation::name),
                 identity: Identity {

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use eic_policy::{denial_message, evaluate, Policy, RequestContext};
+use eic_policy::{denial_message, evaluate, Decision, Policy, RequestContext};
 use eic_wire::{ApiError, ErrorCode, KeyTarget, PushRequest};
 
 use crate::audit::format_iso8601;
@@ -89,34 +89,76 @@ impl Authorizer {
                 ctx.set_resource_tag(tag, value.clone());
             }
         }
-        for (tag, value) in &principal.tags {
-            ctx.set(&format!("aws:PrincipalTag/{tag}"), value.clone());
-        }
-        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        ctx.set("aws:CurrentTime", format_iso8601(now));
-        ctx.set("aws:EpochTime", since_epoch.as_secs().to_string());
-        ctx.set("aws:SourceIp", source_ip.to_string());
-        ctx.set("aws:PrincipalArn", principal.arn.clone());
-        ctx.set("aws:PrincipalAccount", principal.account.clone());
-        ctx.set(
-            "aws:SecureTransport",
-            if secure_transport { "true" } else { "false" },
-        );
-        if principal.arn.contains(":user/") {
-            // IAM defines aws:username for IAM users only.
-            ctx.set("aws:username", principal.name.clone());
-        }
+        global_keys(&mut ctx, principal, source_ip, secure_transport, now);
 
+        let decision = self.decide(principal, &ctx);
+        match denial_message(&principal.arn, action, &resource, decision) {
+            None => Ok(()),
+            Some(message) => Err(ApiError::new(ErrorCode::AccessDeniedException, message)),
+        }
+    }
+
+    /// Decides an action without resource-level permissions (resource
+    /// `*`), such as `ec2:DescribeInstances`: `None` when allowed, else
+    /// IAM's reason, e.g. `because no identity-based policy allows the
+    /// ec2:DescribeInstances action`.
+    pub fn authorize_unscoped(
+        &self,
+        principal: &Principal,
+        action: &str,
+        source_ip: IpAddr,
+        secure_transport: bool,
+        now: SystemTime,
+    ) -> Option<String> {
+        let mut ctx = RequestContext::new(action, "*");
+        global_keys(&mut ctx, principal, source_ip, secure_transport, now);
+        let decision = self.decide(principal, &ctx);
+        let message = denial_message(&principal.arn, action, "*", decision)?;
+        let prefix = format!(
+            "User: {} is not authorized to perform: {action} on resource: * ",
+            principal.arn
+        );
+        Some(
+            message
+                .strip_prefix(&prefix)
+                .map_or(message.clone(), str::to_owned),
+        )
+    }
+
+    fn decide(&self, principal: &Principal, ctx: &RequestContext) -> Decision {
         let identity = self
             .identity
             .get(&principal.arn)
             .map(Vec::as_slice)
             .unwrap_or_default();
         let boundary = self.boundaries.get(&principal.account).map(Vec::as_slice);
-        let decision = evaluate(identity, boundary, &ctx);
-        match denial_message(&principal.arn, action, &resource, decision) {
-            None => Ok(()),
-            Some(message) => Err(ApiError::new(ErrorCode::AccessDeniedException, message)),
-        }
+        evaluate(identity, boundary, ctx)
+    }
+}
+
+/// The global condition keys every request carries.
+fn global_keys(
+    ctx: &mut RequestContext,
+    principal: &Principal,
+    source_ip: IpAddr,
+    secure_transport: bool,
+    now: SystemTime,
+) {
+    for (tag, value) in &principal.tags {
+        ctx.set(&format!("aws:PrincipalTag/{tag}"), value.clone());
+    }
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    ctx.set("aws:CurrentTime", format_iso8601(now));
+    ctx.set("aws:EpochTime", since_epoch.as_secs().to_string());
+    ctx.set("aws:SourceIp", source_ip.to_string());
+    ctx.set("aws:PrincipalArn", principal.arn.clone());
+    ctx.set("aws:PrincipalAccount", principal.account.clone());
+    ctx.set(
+        "aws:SecureTransport",
+        if secure_transport { "true" } else { "false" },
+    );
+    if principal.arn.contains(":user/") {
+        // IAM defines aws:username for IAM users only.
+        ctx.set("aws:username", principal.name.clone());
     }
 }

@@ -23,6 +23,7 @@ use eic_sigv4::RequestParts;
 use eic_wire::{ApiError, ErrorCode, CONTENT_TYPE, MAX_BODY_BYTES};
 
 use super::api::{Api, ApiRequest, ApiResponse};
+use super::ec2::{is_ec2_query, Ec2Response};
 use super::http_errors::AwsShapedErrors;
 use super::tls::Tls;
 
@@ -31,6 +32,10 @@ use super::tls::Tls;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a drain waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bounds an EC2 Query body: above the largest legitimate DescribeInstances
+/// (1,000 ids, or 200 filter values of 255 characters percent-encoded),
+/// below `eic_ec2::MAX_BODY_BYTES`.
+const EC2_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Bounds the request line and headers together.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
@@ -177,52 +182,90 @@ pub async fn handle_api(
         }
         return Ok(reply);
     }
+    // EC2 Query bodies (DescribeInstances with 1,000 ids or long filter
+    // values) are larger than any Instance Connect body; both are bounded,
+    // and refused in their own API's error shape.
+    let ec2 = is_ec2_query(parts.method.as_str(), parts.uri.path(), &parts.headers);
+    let limit = if ec2 {
+        EC2_MAX_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
     let too_large = || {
-        ApiError::new(
+        if ec2 {
+            let error = eic_ec2::Ec2Error::invalid_parameter_value(format!(
+                "The request body exceeds {limit} bytes."
+            ));
+            return ec2_refusal(&error);
+        }
+        let error = ApiError::new(
             ErrorCode::SerializationException,
-            format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
-        )
+            format!("The request body exceeds {limit} bytes."),
+        );
+        reply(refusal(&error, 413))
     };
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Ok(reply(refusal(&too_large(), 413)));
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(too_large());
     }
-    let body = match tokio::time::timeout(
-        READ_TIMEOUT,
-        Limited::new(body, MAX_BODY_BYTES).collect(),
-    )
-    .await
-    {
+    let body = match tokio::time::timeout(READ_TIMEOUT, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(reply(refusal(&too_large(), 413)))
-        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return Ok(too_large()),
         Ok(Err(_)) | Err(_) => {
-            let error = ApiError::new(
-                ErrorCode::SerializationException,
-                "The request body could not be read completely.",
-            );
+            let message = "The request body could not be read completely.";
+            if ec2 {
+                return Ok(ec2_refusal(&eic_ec2::Ec2Error::invalid_parameter_value(
+                    message,
+                )));
+            }
+            let error = ApiError::new(ErrorCode::SerializationException, message);
             return Ok(reply(refusal(&error, 400)));
         }
     };
-    let response = api
-        .handle(ApiRequest {
-            http: RequestParts {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query().unwrap_or(""),
-                headers: &parts.headers,
-                body: &body,
-            },
-            source_ip: peer.ip(),
-            secure_transport,
-        })
-        .await;
+    let request = ApiRequest {
+        http: RequestParts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body: &body,
+        },
+        source_ip: peer.ip(),
+        secure_transport,
+    };
+    if ec2 {
+        return Ok(ec2_reply(api.handle_ec2(request).await));
+    }
+    let response = api.handle(request).await;
     Ok(reply(response))
+}
+
+fn ec2_refusal(error: &eic_ec2::Ec2Error) -> Response<Full<Bytes>> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    ec2_reply(Ec2Response {
+        status: error.status(),
+        body: error.render(&request_id),
+        request_id,
+    })
+}
+
+fn ec2_reply(response: Ec2Response) -> Response<Full<Bytes>> {
+    let mut reply = Response::new(Full::new(Bytes::from(response.body)));
+    *reply.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = reply.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(eic_ec2::CONTENT_TYPE),
+    );
+    if let Ok(id) = HeaderValue::from_str(&response.request_id) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    reply
 }
 
 fn refusal(error: &ApiError, status: u16) -> ApiResponse {

@@ -19,6 +19,7 @@
 pub mod api;
 pub mod authz;
 pub mod descriptors;
+pub mod ec2;
 pub mod http_errors;
 pub mod instance_api;
 pub mod listen;

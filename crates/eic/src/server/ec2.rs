@@ -1,0 +1,313 @@
+//! EC2's Query API on the API listener: DescribeInstances, through the
+//! pure core `eic-ec2`.
+//!
+//! The order: SigV4 (service `ec2`, the same credentials as the Instance
+//! Connect API), the principal's throttle (the same bucket as pushes),
+//! the form body, authorization of `ec2:DescribeInstances` on `*`, DryRun,
+//! then the caller's account's instances only: another account's instance
+//! is `InvalidInstanceID.NotFound` exactly like an unknown one. Every call,
+//! allowed or refused, is audited with eventSource `ec2.amazonaws.com`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use eic_ec2::{Ec2Error, InstanceView, QueryRequest};
+use eic_sigv4::SigV4ErrorKind;
+use eic_wire::ErrorCode;
+
+use super::api::{Api, ApiRequest};
+use crate::audit::{Admission, ApiCall, ApiCallKind, CallParameters, Identity, EC2_EVENT_SOURCE};
+use crate::config::InstanceState;
+use crate::registry::{Instance, Principal};
+
+/// What to send back: status, request id (also in the XML) and the XML.
+pub struct Ec2Response {
+    pub status: u16,
+    pub request_id: String,
+    pub body: String,
+}
+
+/// Whether a request is for the EC2 Query API: `POST /` without
+/// `X-Amz-Target`, with a form body.
+pub fn is_ec2_query(method: &str, path: &str, headers: &http::HeaderMap) -> bool {
+    method == "POST"
+        && path == "/"
+        && !headers.contains_key("x-amz-target")
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+}
+
+/// Who called, as far as it is known, for the audit event.
+#[derive(Default)]
+struct Caller {
+    access_key_id: Option<String>,
+    principal: Option<Arc<Principal>>,
+    temporary: bool,
+    /// The event's `requestParameters`, once the body parsed.
+    parameters: Option<serde_json::Value>,
+}
+
+/// How many instance ids and filters an event lists at most, so no caller
+/// makes an audit line large (the rest are counted).
+const AUDITED_ITEMS: usize = 20;
+
+/// CloudTrail's `requestParameters` for DescribeInstances: instance ids,
+/// filter names (not their values, which are compiled patterns by now),
+/// `maxResults`; at most [`AUDITED_ITEMS`] of each.
+fn audited_parameters(request: &eic_ec2::DescribeInstancesRequest) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut parameters = Map::new();
+    if !request.instance_ids.is_empty() {
+        let items: Vec<Value> = request
+            .instance_ids
+            .iter()
+            .take(AUDITED_ITEMS)
+            .map(|id| json!({ "instanceId": id }))
+            .collect();
+        parameters.insert(
+            "instancesSet".into(),
+            json!({ "items": items, "count": request.instance_ids.len() }),
+        );
+    }
+    if !request.filters.is_empty() {
+        let items: Vec<Value> = request
+            .filters
+            .iter()
+            .take(AUDITED_ITEMS)
+            .map(|f| json!({ "name": f.name.as_string() }))
+            .collect();
+        parameters.insert(
+            "filterSet".into(),
+            json!({ "items": items, "count": request.filters.len() }),
+        );
+    }
+    if let Some(n) = request.max_results {
+        parameters.insert("maxResults".into(), json!(n));
+    }
+    Value::Object(parameters)
+}
+
+impl Api {
+    pub async fn handle_ec2(&self, request: ApiRequest<'_>) -> Ec2Response {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut caller = Caller::default();
+        let outcome = self
+            .describe_instances(&request, &request_id, &mut caller)
+            .await;
+        let error = outcome.as_ref().err();
+        let admission = match error {
+            None => Admission::Outcome,
+            Some(e) => Admission::Refusal {
+                principal: caller.principal.as_deref().map(|p| p.arn.as_str()),
+                source_ip: request.source_ip,
+                code: e.code.as_str(),
+            },
+        };
+        let principal = caller.principal.as_deref();
+        let recorded = self.audit.record_api_call(
+            &ApiCall {
+                time: self.clock.now(),
+                event_source: EC2_EVENT_SOURCE,
+                read_only: true,
+                region: &self.registry.region,
+                event_name: Some("DescribeInstances"),
+                identity: Identity {
+                    arn: principal.map(|p| p.arn.as_str()),
+                    account: principal.map(|p| p.account.as_str()),
+                    user_name: principal.map(|p| p.name.as_str()),
+                    access_key_id: caller.access_key_id.as_deref(),
+                    temporary: caller.temporary,
+                },
+                source_ip: request.source_ip,
+                user_agent: request
+                    .http
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+                request_parameters: caller.parameters.take().map(CallParameters::Describe),
+                request_id: &request_id,
+                error: error.map(|e| (e.code.as_str(), e.message.as_str())),
+            },
+            ApiCallKind::Other(admission),
+        );
+        if let Err(e) = recorded {
+            tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed");
+        }
+        match outcome {
+            Ok(body) => Ec2Response {
+                status: 200,
+                request_id,
+                body,
+            },
+            Err(e) => {
+                tracing::debug!(request_id, code = e.code.as_str(), message = %e.message, "EC2 request refused");
+                Ec2Response {
+                    status: e.status(),
+                    body: e.render(&request_id),
+                    request_id,
+                }
+            }
+        }
+    }
+
+    async fn describe_instances(
+        &self,
+        request: &ApiRequest<'_>,
+        request_id: &str,
+        caller: &mut Caller,
+    ) -> Result<String, Ec2Error> {
+        let now = self.clock.now();
+        let (principal, key_active) = self
+            .verify_caller(
+                &self.ec2_verifier,
+                &request.http,
+                &mut caller.access_key_id,
+                &mut caller.temporary,
+            )
+            .map_err(|e| match e.kind {
+                SigV4ErrorKind::MissingAuthenticationToken => {
+                    Ec2Error::missing_authentication_token()
+                }
+                SigV4ErrorKind::IncompleteSignature => Ec2Error::incomplete_signature(e.message),
+                SigV4ErrorKind::InvalidSignature
+                    if e.message.starts_with("Signature expired")
+                        || e.message.starts_with("Signature not yet current") =>
+                {
+                    Ec2Error::request_expired()
+                }
+                SigV4ErrorKind::ExpiredToken => Ec2Error::request_expired(),
+                SigV4ErrorKind::InvalidSignature | SigV4ErrorKind::UnrecognizedClient => {
+                    Ec2Error::auth_failure()
+                }
+            })?;
+        caller.principal = Some(principal.clone());
+        if !key_active {
+            return Err(Ec2Error::auth_failure());
+        }
+
+        self.throttle(&format!("principal:{}", principal.arn), now, |t| {
+            t.principal
+        })
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::ThrottlingException => Ec2Error::request_limit_exceeded(),
+            _ => Ec2Error::internal_error(),
+        })?;
+
+        let query = eic_ec2::parse_query(request.http.body)?;
+        let QueryRequest::DescribeInstances(describe) = &query;
+        caller.parameters = Some(audited_parameters(describe));
+        let action = query.iam_action();
+        if let Some(reason) = self.authorizer.authorize_unscoped(
+            &principal,
+            action,
+            request.source_ip,
+            request.secure_transport,
+            now,
+        ) {
+            return Err(Ec2Error::unauthorized_operation(
+                &principal.arn,
+                action,
+                &reason,
+            ));
+        }
+        query.dry_run_outcome()?;
+        let mine: BTreeMap<String, InstanceView> = self
+            .registry
+            .instances_in_account(&principal.account)
+            .map(|i| (i.id.clone(), self.view(i)))
+            .collect();
+        let page = eic_ec2::describe_map(describe, &mine)?;
+        Ok(eic_ec2::render_describe_instances(request_id, &page))
+    }
+
+    /// What DescribeInstances shows of an instance.
+    fn view(&self, instance: &Instance) -> InstanceView {
+        let state = match instance.state {
+            InstanceState::Pending => eic_ec2::InstanceState::Pending,
+            InstanceState::Running => eic_ec2::InstanceState::Running,
+            InstanceState::Stopping => eic_ec2::InstanceState::Stopping,
+            InstanceState::Stopped => eic_ec2::InstanceState::Stopped,
+            InstanceState::ShuttingDown => eic_ec2::InstanceState::ShuttingDown,
+            InstanceState::Terminated => eic_ec2::InstanceState::Terminated,
+        };
+        let mut view = InstanceView::new(
+            instance.id.as_str(),
+            instance.account.as_str(),
+            state,
+            instance.instance_type.as_str(),
+            instance.availability_zone.as_str(),
+            self.launch_time,
+        );
+        view.private_ip = instance.private_ip_address;
+        // EC2's own naming for a private address (us-east-1 has its own).
+        view.private_dns_name = instance.private_ip_address.map(|ip| {
+            let [a, b, c, d] = ip.octets();
+            match self.registry.region.as_str() {
+                "us-east-1" => format!("ip-{a}-{b}-{c}-{d}.ec2.internal"),
+                region => format!("ip-{a}-{b}-{c}-{d}.{region}.compute.internal"),
+            }
+        });
+        view.public_ip = instance.public_ip_address;
+        view.ipv6 = instance.ipv6_address;
+        view.vpc_id = instance.vpc_id.clone();
+        view.subnet_id = instance.subnet_id.clone();
+        view.tags = instance.tags.clone();
+        view
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ec2_query;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, http::HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn only_a_form_post_to_the_root_without_a_target_is_ec2() {
+        let form = "application/x-www-form-urlencoded; charset=utf-8";
+        assert!(is_ec2_query(
+            "POST",
+            "/",
+            &headers(&[("content-type", form)])
+        ));
+        assert!(is_ec2_query(
+            "POST",
+            "/",
+            &headers(&[("content-type", "Application/X-WWW-Form-Urlencoded")])
+        ));
+        assert!(!is_ec2_query(
+            "GET",
+            "/",
+            &headers(&[("content-type", form)])
+        ));
+        assert!(!is_ec2_query(
+            "POST",
+            "/x",
+            &headers(&[("content-type", form)])
+        ));
+        assert!(!is_ec2_query(
+            "POST",
+            "/",
+            &headers(&[("content-type", form), ("x-amz-target", "A.B")])
+        ));
+        assert!(!is_ec2_query(
+            "POST",
+            "/",
+            &headers(&[("content-type", "application/x-amz-json-1.1")])
+        ));
+        assert!(!is_ec2_query("POST", "/", &headers(&[])));
+    }
+}
