@@ -370,11 +370,14 @@ async fn redis_down_is_unavailable_then_service_returns() {
     let live = store.live_keys("i-d", &user("u"), now).await.unwrap();
     assert_eq!(ids(&live), ["req-3"]);
     assert!(store.take_token("b", rate, now).await.unwrap());
-    assert!(locks.try_acquire("i-d", 0).await.unwrap().is_some());
+    // Held while asked: a dropped lease starts its teardown at once.
+    let lease = locks.try_acquire("i-d", 0).await.unwrap();
+    assert!(lease.is_some());
     assert_eq!(
         locks.port_state("i-d", 0).await.unwrap(),
         PortState::InSession
     );
+    drop(lease);
 }
 
 #[tokio::test]
