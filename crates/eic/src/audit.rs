@@ -462,6 +462,31 @@ pub struct Identity<'a> {
     pub temporary: bool,
 }
 
+impl<'a> Identity<'a> {
+    /// The caller as far as authentication got: the principal once the
+    /// signature verified, the access key id it presented in any case.
+    pub fn of(
+        principal: Option<&'a crate::registry::Principal>,
+        access_key_id: Option<&'a str>,
+        temporary: bool,
+    ) -> Identity<'a> {
+        Identity {
+            arn: principal.map(|p| p.arn.as_str()),
+            account: principal.map(|p| p.account.as_str()),
+            user_name: principal.map(|p| p.name.as_str()),
+            access_key_id,
+            temporary,
+        }
+    }
+}
+
+/// The request's User-Agent, as events record it.
+pub fn user_agent(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The parts of an API call's event that vary.
 pub struct ApiCall<'a> {
     pub time: SystemTime,

@@ -529,19 +529,9 @@ impl Api {
                 read_only: false,
                 region: &self.registry.region,
                 event_name: call.operation.map(Operation::name),
-                identity: Identity {
-                    arn: principal.map(|p| p.arn.as_str()),
-                    account: principal.map(|p| p.account.as_str()),
-                    user_name: principal.map(|p| p.name.as_str()),
-                    access_key_id: call.access_key_id.as_deref(),
-                    temporary: call.temporary,
-                },
+                identity: Identity::of(principal, call.access_key_id.as_deref(), call.temporary),
                 source_ip: request.source_ip,
-                user_agent: request
-                    .http
-                    .headers
-                    .get(http::header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok()),
+                user_agent: crate::audit::user_agent(request.http.headers),
                 request_parameters,
                 request_id,
                 error: error.map(|e| (e.code.as_str(), e.message.as_str())),

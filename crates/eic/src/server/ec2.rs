@@ -117,19 +117,13 @@ impl Api {
                 read_only: true,
                 region: &self.registry.region,
                 event_name: Some("DescribeInstances"),
-                identity: Identity {
-                    arn: principal.map(|p| p.arn.as_str()),
-                    account: principal.map(|p| p.account.as_str()),
-                    user_name: principal.map(|p| p.name.as_str()),
-                    access_key_id: caller.access_key_id.as_deref(),
-                    temporary: caller.temporary,
-                },
+                identity: Identity::of(
+                    principal,
+                    caller.access_key_id.as_deref(),
+                    caller.temporary,
+                ),
                 source_ip: request.source_ip,
-                user_agent: request
-                    .http
-                    .headers
-                    .get(http::header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok()),
+                user_agent: crate::audit::user_agent(request.http.headers),
                 request_parameters: caller.parameters.take().map(CallParameters::Describe),
                 request_id: &request_id,
                 error: error.map(|e| (e.code.as_str(), e.message.as_str())),
