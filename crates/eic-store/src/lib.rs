@@ -24,6 +24,7 @@ mod buckets;
 mod clock;
 pub mod disk;
 mod embedded;
+pub mod fleet;
 mod log;
 mod sessions;
 mod settings;
@@ -36,6 +37,7 @@ pub use buckets::TokenBuckets;
 pub use clock::{unix_millis, Clock, ManualClock, SystemClock};
 pub use eic_wire::KeyTarget;
 pub use embedded::{Durability, EmbeddedStore, DEFAULT_SYNC_INTERVAL};
+pub use fleet::Fleet;
 pub use sessions::{LocalSessionLocks, PortState, SessionLease, SessionLocks, AWS_TEARDOWN};
 pub use settings::Settings;
 
