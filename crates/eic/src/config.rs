@@ -39,6 +39,8 @@ pub struct Config {
     #[serde(default)]
     pub audit: AuditConfig,
     #[serde(default)]
+    pub fleet: FleetConfig,
+    #[serde(default)]
     pub accounts: Vec<AccountConfig>,
     #[serde(default)]
     pub principals: Vec<PrincipalConfig>,
@@ -67,6 +69,59 @@ pub struct TlsConfig {
     pub certificate: PathBuf,
     /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
     pub private_key: PathBuf,
+}
+
+/// Enrolled machines: how often they heartbeat, when they count as
+/// connection-lost, and how fast one address may try join tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The interval the server tells agents to heartbeat at.
+    #[serde(default = "FleetConfig::default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
+    /// No heartbeat for this long: the instance is connection-lost and
+    /// pushes to it answer EC2InstanceUnavailableException.
+    #[serde(default = "FleetConfig::default_unavailable_after_secs")]
+    pub unavailable_after_secs: u64,
+    /// Join attempts per source address (a token is 256 random bits; this
+    /// bounds the work and the audit lines a stranger can cause).
+    #[serde(default = "FleetConfig::default_joins")]
+    pub joins: BucketRate,
+}
+
+impl FleetConfig {
+    fn default_heartbeat_secs() -> u64 {
+        30
+    }
+
+    fn default_unavailable_after_secs() -> u64 {
+        90
+    }
+
+    fn default_joins() -> BucketRate {
+        BucketRate {
+            rate: 5.0,
+            burst: 50.0,
+        }
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+
+    pub fn unavailable_after(&self) -> Duration {
+        Duration::from_secs(self.unavailable_after_secs)
+    }
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            heartbeat_secs: Self::default_heartbeat_secs(),
+            unavailable_after_secs: Self::default_unavailable_after_secs(),
+            joins: Self::default_joins(),
+        }
+    }
 }
 
 /// Token buckets: one per principal, one per instance. A flood from one
@@ -429,14 +484,26 @@ impl Config {
             .durability
             .with_sync_interval(Duration::from_millis(config.store.sync_interval_ms));
         for (name, r) in [
-            ("principal", config.throttling.principal),
-            ("instance", config.throttling.instance),
+            ("[throttling] principal", config.throttling.principal),
+            ("[throttling] instance", config.throttling.instance),
+            ("[fleet] joins", config.fleet.joins),
         ] {
             if !(r.rate > 0.0 && r.rate.is_finite() && r.burst >= 1.0 && r.burst.is_finite()) {
                 return Err(ConfigError::Invalid(format!(
-                    "[throttling] {name}: rate must be positive and burst at least 1"
+                    "{name}: rate must be positive and burst at least 1"
                 )));
             }
+        }
+        let fleet = &config.fleet;
+        // A heartbeat must be able to arrive at least twice within the
+        // bound, or one late packet makes a healthy machine connection-lost.
+        if !(1..=3600).contains(&fleet.heartbeat_secs)
+            || fleet.unavailable_after_secs < 2 * fleet.heartbeat_secs
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[fleet] heartbeat_secs must be 1 to 3600 and unavailable_after_secs at least twice it (they are {} and {})",
+                fleet.heartbeat_secs, fleet.unavailable_after_secs
+            )));
         }
         if let Some(serial) = &config.serial_console {
             // Renewal every third of it must not be busy-looping, nor a

@@ -24,6 +24,7 @@ pub mod config;
 pub mod credentials;
 pub mod data_dir;
 pub mod instance_credentials;
+pub mod join_token;
 pub mod os;
 pub mod registry;
 pub mod secret;
