@@ -134,10 +134,7 @@ enum Record {
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum LiveRecord<'a> {
-    Enroll {
-        enrollment: &'a Enrollment,
-        at: u64,
-    },
+    Enroll { enrollment: &'a Enrollment, at: u64 },
     Token(&'a JoinToken),
 }
 
@@ -177,11 +174,15 @@ impl View {
             }
             Record::Redeem { id, .. } => match self.tokens.get_mut(&id) {
                 Some(token) => token.used = token.used.saturating_add(1),
-                None => tracing::warn!(token_id = %id, "a fleet record redeems a token the log never created; ignored"),
+                None => {
+                    tracing::warn!(token_id = %id, "a fleet record redeems a token the log never created; ignored")
+                }
             },
             Record::Revoke { id } => match self.tokens.get_mut(&id) {
                 Some(token) => token.revoked = true,
-                None => tracing::warn!(token_id = %id, "a fleet record revokes a token the log never created; ignored"),
+                None => {
+                    tracing::warn!(token_id = %id, "a fleet record revokes a token the log never created; ignored")
+                }
             },
         }
     }
@@ -191,7 +192,9 @@ impl View {
     fn replace(&mut self, id: &str, new: impl FnOnce(&Enrollment) -> Enrollment) {
         match self.instances.get_mut(id) {
             Some(slot) => *slot = Enrolled::new(new(&slot.enrollment), slot.last_seen_ms()),
-            None => tracing::warn!(instance_id = %id, "a fleet record names an instance the log never enrolled; ignored"),
+            None => {
+                tracing::warn!(instance_id = %id, "a fleet record names an instance the log never enrolled; ignored")
+            }
         }
     }
 }
@@ -481,15 +484,16 @@ impl EmbeddedFleet {
         let (file, id) = open_log(&path, true)?;
         let (lock, file, id) = lock_current(&path, file, id)?;
         let (view, read) = replay(&file, &path, true)?;
-        let (lock, log) =
-            if read.lines > COMPACT_MIN_RECORDS && read.lines > 2 * view.live_records() {
-                let (new_lock, log) = compact(dir, &path, &view)?;
-                tracing::info!(path = %path.display(), before = read.lines, after = log.read.lines, "fleet log compacted");
-                drop(lock);
-                (new_lock, log)
-            } else {
-                (lock, LogFile { file, id, read })
-            };
+        let (lock, log) = if read.lines > COMPACT_MIN_RECORDS
+            && read.lines > 2 * view.live_records()
+        {
+            let (new_lock, log) = compact(dir, &path, &view)?;
+            tracing::info!(path = %path.display(), before = read.lines, after = log.read.lines, "fleet log compacted");
+            drop(lock);
+            (new_lock, log)
+        } else {
+            (lock, LogFile { file, id, read })
+        };
         drop(lock);
         let now_ms = unix_millis(SystemTime::now());
         for enrolled in view.instances.values() {
@@ -899,11 +903,22 @@ impl Fleet for EmbeddedFleet {
     }
 
     fn enrolled(&self, instance_id: &str) -> Result<Option<Arc<Enrolled>>, StoreError> {
-        Ok(self.shared.current_view()?.instances.get(instance_id).cloned())
+        Ok(self
+            .shared
+            .current_view()?
+            .instances
+            .get(instance_id)
+            .cloned())
     }
 
     fn all_enrolled(&self) -> Result<Vec<Arc<Enrolled>>, StoreError> {
-        Ok(self.shared.current_view()?.instances.values().cloned().collect())
+        Ok(self
+            .shared
+            .current_view()?
+            .instances
+            .values()
+            .cloned()
+            .collect())
     }
 }
 

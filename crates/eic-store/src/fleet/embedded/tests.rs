@@ -73,10 +73,7 @@ fn log_lines(dir: &tempfile::TempDir) -> usize {
 }
 
 fn append_raw(dir: &tempfile::TempDir, bytes: &[u8]) {
-    let mut file = OpenOptions::new()
-        .append(true)
-        .open(log_path(dir))
-        .unwrap();
+    let mut file = OpenOptions::new().append(true).open(log_path(dir)).unwrap();
     file.write_all(bytes).unwrap();
 }
 
@@ -232,7 +229,10 @@ async fn operators_tag_untag_and_terminate() {
         .change(&id(1), InstanceChange::Tag(tags.clone()), T0 + 1)
         .await
         .unwrap());
-    assert_eq!(fleet.enrolled(&id(1)).unwrap().unwrap().enrollment.tags, tags);
+    assert_eq!(
+        fleet.enrolled(&id(1)).unwrap().unwrap().enrollment.tags,
+        tags
+    );
     assert!(fleet
         .change(&id(1), InstanceChange::Untag(vec!["role".into()]), T0 + 2)
         .await
@@ -329,7 +329,9 @@ async fn tokens_are_refused_when_unknown_wrong_revoked_expired_or_used_up() {
         redeem("00000000000000aa", SECRET, expires).await,
         Err(TokenRefusal::Expired)
     );
-    assert!(redeem("00000000000000aa", SECRET, expires - 1).await.is_ok());
+    assert!(redeem("00000000000000aa", SECRET, expires - 1)
+        .await
+        .is_ok());
     assert_eq!(
         redeem("00000000000000aa", SECRET, T0).await,
         Err(TokenRefusal::UsedUp)
