@@ -37,7 +37,7 @@ pub use buckets::TokenBuckets;
 pub use clock::{unix_millis, Clock, ManualClock, SystemClock};
 pub use eic_wire::KeyTarget;
 pub use embedded::{Durability, EmbeddedStore, DEFAULT_SYNC_INTERVAL};
-pub use fleet::Fleet;
+pub use fleet::{EmbeddedFleet, Fleet};
 pub use sessions::{LocalSessionLocks, PortState, SessionLease, SessionLocks, AWS_TEARDOWN};
 pub use settings::Settings;
 

@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 
+mod embedded;
+
+pub use embedded::EmbeddedFleet;
+
 /// A join token as stored: everything but its secret, of which only the
 /// SHA-256 is kept (the secret is 256 random bits, so a plain hash is
 /// enough; it is compared in constant time).
@@ -150,6 +154,12 @@ impl Enrolled {
     /// of order on two threads keep the later one).
     pub fn seen(&self, at_ms: u64) {
         self.last_seen_ms.fetch_max(at_ms, Ordering::Relaxed);
+    }
+
+    /// [`Enrolled::seen`], returning the last-seen time before it: what a
+    /// heartbeat reports as the previous one's time.
+    pub fn heartbeat(&self, at_ms: u64) -> u64 {
+        self.last_seen_ms.fetch_max(at_ms, Ordering::Relaxed)
     }
 }
 
