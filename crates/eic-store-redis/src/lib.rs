@@ -1,20 +1,23 @@
 //! The Redis backend: pushed keys, throttling buckets, serial session
-//! locks and runtime settings shared by several eic server nodes, on
-//! standalone Redis, a Redis Cluster, or the master a set of Sentinels
-//! names (followed across failovers). It implements `eic-store`'s traits
-//! ([`eic_store::Store`], [`eic_store::SessionLocks`],
-//! [`eic_store::Settings`]) and depends on nothing above them.
+//! locks, runtime settings and the fleet shared by several eic server
+//! nodes, on standalone Redis, a Redis Cluster, or the master a set of
+//! Sentinels names (followed across failovers). It implements
+//! `eic-store`'s traits ([`eic_store::Store`], [`eic_store::SessionLocks`],
+//! [`eic_store::Settings`], [`eic_store::Fleet`]) and depends on nothing
+//! above them.
 //!
 //! Every key of one instance carries the instance id as its hash tag
 //! (`eic:{i-abc}:…`), so a multi-key operation on one instance stays in one
-//! cluster slot. Every Redis error and every answer slower than the
-//! operation timeout becomes [`StoreError::Backend`] (the API answers
-//! `ServiceException`); the connection reconnects on its own, so service
-//! returns when Redis does.
+//! cluster slot; the fleet (enrolled machines, join tokens) is under the
+//! one tag `{fleet}` (see [`RedisFleet`]). Every Redis error and every
+//! answer slower than the operation timeout becomes [`StoreError::Backend`]
+//! (the API answers `ServiceException`); the connection reconnects on its
+//! own, so service returns when Redis does.
 //!
 //! What an acknowledged push survives is Redis's own durability: see
 //! [`RedisStore`].
 
+mod fleet;
 mod locks;
 mod settings;
 mod store;
@@ -35,6 +38,7 @@ use redis::{
     ServerErrorKind, Value,
 };
 
+pub use fleet::{RedisFleet, CHANGES_KEPT, FLEET_REFRESH, FLEET_STALENESS};
 pub use locks::RedisSessionLocks;
 pub use settings::{RedisSettings, SETTINGS_REFRESH, SETTINGS_STALENESS};
 pub use store::RedisStore;
