@@ -13,6 +13,9 @@
 //! [`Settings`] are the runtime settings commands change and every node
 //! reads: a file in the data dir for one node, a Redis hash for several.
 //!
+//! [`Fleet`] holds the enrolled instances and their join tokens:
+//! [`EmbeddedFleet`] in a log in the data dir for one node.
+//!
 //! [`SessionLocks`] hold one serial console session per instance port:
 //! [`LocalSessionLocks`] in memory for one node, a Redis lease for several.
 //!

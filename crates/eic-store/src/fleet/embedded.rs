@@ -484,15 +484,26 @@ impl EmbeddedFleet {
         let (file, id) = open_log(&path, true)?;
         let (lock, file, id) = lock_current(&path, file, id)?;
         let (view, read) = replay(&file, &path, true)?;
+        let uncompacted = LogFile { file, id, read };
         let (lock, log) = if read.lines > COMPACT_MIN_RECORDS
             && read.lines > 2 * view.live_records()
         {
-            let (new_lock, log) = compact(dir, &path, &view)?;
-            tracing::info!(path = %path.display(), before = read.lines, after = log.read.lines, "fleet log compacted");
-            drop(lock);
-            (new_lock, log)
+            match compact(dir, &path, &view) {
+                Ok((new_lock, log)) => {
+                    tracing::info!(path = %path.display(), before = read.lines, after = log.read.lines, "fleet log compacted");
+                    (new_lock, log)
+                }
+                // Only an optimisation: the server still starts (a full
+                // disk is when it fails). Had the rename happened, the
+                // file's new inode makes the next write or look reload.
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot compact the fleet log; keeping it as it is");
+                    let _ = std::fs::remove_file(dir.join(COMPACTING_FILE));
+                    (lock, uncompacted)
+                }
+            }
         } else {
-            (lock, LogFile { file, id, read })
+            (lock, uncompacted)
         };
         drop(lock);
         let now_ms = unix_millis(SystemTime::now());

@@ -581,6 +581,39 @@ async fn compaction_while_another_handle_is_open_keeps_its_later_writes() {
 }
 
 #[tokio::test]
+async fn a_compaction_that_fails_leaves_the_log_and_the_start_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fleet = EmbeddedFleet::open(dir.path()).unwrap();
+        fleet.enroll(enrollment(1), T0).await.unwrap();
+    }
+    let mut dead = Vec::new();
+    for n in 0..1_200u32 {
+        let change = tag("generation", &n.to_string());
+        dead.extend(
+            encode(&Record::Change {
+                id: id(1),
+                change,
+                at: T0,
+            })
+            .unwrap(),
+        );
+    }
+    append_raw(&dir, &dead);
+    // Where compaction writes, something it cannot replace.
+    std::fs::create_dir(dir.path().join(COMPACTING_FILE)).unwrap();
+    std::fs::write(dir.path().join(COMPACTING_FILE).join("x"), b"").unwrap();
+    let fleet = EmbeddedFleet::open(dir.path()).unwrap();
+    assert_eq!(log_lines(&dir), 1_201);
+    assert_eq!(
+        fleet.enrolled(&id(1)).unwrap().unwrap().enrollment.tags["generation"],
+        "1199"
+    );
+    fleet.change(&id(1), tag("later", "yes"), T0).await.unwrap();
+    assert_eq!(log_lines(&dir), 1_202);
+}
+
+#[tokio::test]
 async fn a_small_log_is_not_compacted() {
     let dir = tempfile::tempdir().unwrap();
     {
