@@ -23,7 +23,10 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod data_dir;
+pub mod enrollment;
+pub mod fleet;
 pub mod instance_credentials;
+pub mod instances;
 pub mod join_token;
 pub mod os;
 pub mod registry;
@@ -31,6 +34,7 @@ pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod signing;
+pub mod tls_ca;
 
 /// Logs to stderr at `RUST_LOG` (default `info`), coloured only for a
 /// person at a terminal, not for journald or a file.

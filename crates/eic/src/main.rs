@@ -71,6 +71,16 @@ enum Command {
     },
     /// Print the serial console gateway's host key fingerprint, to pin it in known_hosts.
     SerialHostKey(cli::serial::HostKeyArgs),
+    /// Create, list and revoke the tokens machines join the fleet with.
+    JoinToken {
+        #[command(subcommand)]
+        command: cli::fleet::JoinTokenCommand,
+    },
+    /// List, show, tag, untag and remove instances (enrolled and configured).
+    Instances {
+        #[command(subcommand)]
+        command: cli::fleet::InstancesCommand,
+    },
     /// Inspect the keys in an embedded store's data directory.
     Keys {
         #[command(subcommand)]
@@ -112,6 +122,8 @@ fn main() -> ExitCode {
             },
         ),
         Command::Keys { command } => cli::keys::run(command),
+        Command::JoinToken { command } => cli::fleet::join_token(command),
+        Command::Instances { command } => cli::fleet::instances(command),
         Command::AuthorizedKeys(_) => unreachable!("handled before logging is set up"),
         Command::AgentConfig(args) => cli::agent::agent_config(args),
         Command::Agent { command } => agent::install::run(command),

@@ -37,6 +37,9 @@ pub struct Instance {
     pub ipv6_address: Option<std::net::Ipv6Addr>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
+    /// When it first enrolled; `None` for a static instance, which shows
+    /// the server's start.
+    pub launch_time: Option<std::time::SystemTime>,
 }
 
 pub struct AccessKey {
@@ -187,6 +190,7 @@ impl Registry {
                 ipv6_address: i.ipv6_address,
                 vpc_id: i.vpc_id.clone(),
                 subnet_id: i.subnet_id.clone(),
+                launch_time: None,
             });
             if instances.insert(i.id.clone(), instance).is_some() {
                 return invalid(format!("instance {} is defined twice", i.id));

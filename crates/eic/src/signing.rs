@@ -96,6 +96,16 @@ impl Signing {
         })
     }
 
+    /// The CA's certificate, which instances trust blobs under.
+    pub fn ca_pem(&self) -> String {
+        self.ca.cert_pem()
+    }
+
+    /// The CN instances require of the signer, as `eic agent-config` writes it.
+    pub fn signer_cn(&self) -> String {
+        format!("managed-ssh-signer.{}.{}", self.region, self.domain)
+    }
+
     pub fn current(&self) -> Arc<Leaf> {
         self.leaf.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -405,8 +405,14 @@ impl Fixture {
             .unwrap(),
         );
         let locks = Arc::new(TestLocks(Mutex::new(Ok(PortState::Free))));
+        let fleet = eic_store::EmbeddedFleet::open(data_dir.path()).unwrap();
+        let instances = Arc::new(
+            eic::instances::Instances::new(registry.clone(), fleet, Duration::from_secs(90))
+                .unwrap(),
+        );
         let api = Api::new(ApiParts {
             registry,
+            instances,
             authorizer,
             temporary: TemporaryCredentials::load(&data_dir).unwrap(),
             throttling: config.throttling.clone(),

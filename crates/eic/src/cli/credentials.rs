@@ -55,21 +55,8 @@ pub fn run(command: CredentialsCommand) -> anyhow::Result<()> {
 }
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 30m"))?;
-    let secs = match unit {
-        "" | "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        _ => return Err(format!("unknown unit '{unit}' (use s, m or h)")),
-    };
-    let ttl = Duration::from_secs(secs);
-    if ttl.is_zero() || ttl > MAX_TTL {
+    let ttl = super::parse_duration(text)?;
+    if ttl > MAX_TTL {
         return Err("the validity must be between 1s and 12h".into());
     }
     Ok(ttl)

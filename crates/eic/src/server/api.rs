@@ -28,6 +28,7 @@ use crate::audit::{
 };
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
+use crate::instances::Instances;
 use crate::registry::{supports_serial_console, Instance, Principal, Registry};
 use crate::settings::SerialConsoleAccess;
 use eic_store::{PortState, SessionLocks};
@@ -39,6 +40,8 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
 pub struct Api {
     pub(super) registry: Arc<Registry>,
+    /// Static and enrolled instances.
+    pub(super) instances: Arc<Instances>,
     pub(super) authorizer: Authorizer,
     verifier: Verifier,
     /// SigV4 for the EC2 Query API (service `ec2`, server/ec2.rs).
@@ -49,14 +52,15 @@ pub struct Api {
     pub(super) audit: Arc<AuditLog>,
     pub(super) clock: Arc<dyn Clock>,
     serial: SerialState,
-    /// Every instance's `LaunchTime` in DescribeInstances: when this server
-    /// started (the configuration knows no launch times).
+    /// A static instance's `LaunchTime` in DescribeInstances: when this
+    /// server started (the configuration knows no launch times).
     pub(super) launch_time: std::time::SystemTime,
 }
 
 /// What the pipeline is built from.
 pub struct ApiParts {
     pub registry: Arc<Registry>,
+    pub instances: Arc<Instances>,
     pub authorizer: Authorizer,
     pub temporary: TemporaryCredentials,
     pub throttling: ThrottlingConfig,
@@ -130,6 +134,7 @@ impl Api {
         let launch_time = parts.clock.now();
         Api {
             registry: parts.registry,
+            instances: parts.instances,
             authorizer: parts.authorizer,
             verifier,
             ec2_verifier,
@@ -223,8 +228,16 @@ impl Api {
         let push = &*call.push.insert(push);
 
         let instance = self
-            .registry
-            .instance_in_account(&push.instance_id, &principal.account);
+            .instances
+            .in_account(&push.instance_id, &principal.account, now)
+            .map_err(|e| {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "fleet unavailable; push refused"
+                );
+                ApiError::plain(ErrorCode::ServiceException)
+            })?;
+        let instance = instance.as_ref();
         self.authorizer.authorize(
             &principal,
             push,

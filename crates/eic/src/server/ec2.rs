@@ -213,8 +213,16 @@ impl Api {
         }
         query.dry_run_outcome()?;
         let mine: BTreeMap<String, InstanceView> = self
-            .registry
-            .instances_in_account(&principal.account)
+            .instances
+            .all_in_account(&principal.account, now)
+            .map_err(|e| {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "fleet unavailable; DescribeInstances refused"
+                );
+                Ec2Error::internal_error()
+            })?
+            .iter()
             .map(|i| (i.id.clone(), self.view(i)))
             .collect();
         let page = eic_ec2::describe_map(describe, &mine)?;
@@ -237,7 +245,7 @@ impl Api {
             state,
             instance.instance_type.as_str(),
             instance.availability_zone.as_str(),
-            self.launch_time,
+            instance.launch_time.unwrap_or(self.launch_time),
         );
         view.private_ip = instance.private_ip_address;
         // EC2's own naming for a private address (us-east-1 has its own).

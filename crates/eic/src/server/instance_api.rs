@@ -22,23 +22,29 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eic_store::{Clock, KeyTarget, Store};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use super::fleet;
 use crate::audit::{format_iso8601, AuditLog, EVENT_SOURCE};
+use crate::config::{FleetConfig, InstanceState};
+use crate::enrollment;
 use crate::instance_credentials::InstanceCredentials;
-use crate::registry::{Instance, Registry};
+use crate::instances::Instances;
+use crate::registry::Instance;
 use crate::signing::Signing;
 
 pub struct InstanceApi {
-    pub registry: Arc<Registry>,
+    pub instances: Arc<Instances>,
     pub store: Arc<dyn Store>,
     pub credentials: InstanceCredentials,
     pub signing: Arc<Signing>,
     pub audit: Arc<AuditLog>,
     pub clock: Arc<dyn Clock>,
     pub domain: String,
+    pub region: String,
+    pub fleet: FleetConfig,
 }
 
 impl InstanceApi {
@@ -47,10 +53,47 @@ impl InstanceApi {
         peer: SocketAddr,
         request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
+        if request.method() == Method::POST {
+            return Ok(self.post(peer, request).await);
+        }
         Ok(self
             .route(peer, &request)
             .await
             .unwrap_or_else(|status| text(status, "")))
+    }
+
+    /// The fleet's requests (server/fleet.rs): a join, which carries its
+    /// own token, and a heartbeat, which is authenticated as fetches are.
+    async fn post(&self, peer: SocketAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        let heartbeat_of = match path.as_str() {
+            enrollment::JOIN_PATH => None,
+            enrollment::HEARTBEAT_PATH => match self.authenticate(&request) {
+                Ok(instance) => Some(instance.id.clone()),
+                Err(status) => return text(status, ""),
+            },
+            _ => return text(StatusCode::NOT_FOUND, ""),
+        };
+        let body = match Limited::new(request.into_body(), enrollment::MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return json_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Bytes::from_static(
+                        br#"{"message":"the request body is over 64 KiB or was cut off"}"#,
+                    ),
+                )
+            }
+        };
+        let result = match &heartbeat_of {
+            None => self.join(peer, &body).await,
+            Some(instance_id) => self.heartbeat(peer, instance_id, &body).await,
+        };
+        let (status, body) = fleet::status_and_body(result);
+        json_response(status, body)
     }
 
     async fn route(
@@ -140,9 +183,19 @@ impl InstanceApi {
                 StatusCode::SERVICE_UNAVAILABLE
             })?
             .ok_or(StatusCode::UNAUTHORIZED)?;
-        self.registry
-            .instance(&instance_id)
-            .cloned()
+        let instance = self
+            .instances
+            .get(&instance_id, self.clock.now())
+            .map_err(|e| {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "fleet unavailable; fetch refused"
+                );
+                StatusCode::SERVICE_UNAVAILABLE
+            })?;
+        // A terminated instance's credential dies with it.
+        instance
+            .filter(|i| i.state != InstanceState::Terminated)
             .ok_or(StatusCode::UNAUTHORIZED)
     }
 
@@ -225,6 +278,16 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
     response
 }

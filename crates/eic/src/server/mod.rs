@@ -20,6 +20,7 @@ pub mod api;
 pub mod authz;
 pub mod descriptors;
 pub mod ec2;
+pub mod fleet;
 pub mod http_errors;
 pub mod instance_api;
 pub mod listen;
@@ -35,13 +36,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use eic_serial::{Gateway, GatewayConfig};
-use eic_store::{Clock, EmbeddedStore, LocalSessionLocks, SessionLocks, Store, SystemClock};
+use eic_store::{Clock, EmbeddedStore, Fleet, LocalSessionLocks, SessionLocks, Store, SystemClock};
 
 use crate::audit::AuditLog;
 use crate::config::{Config, StoreKind};
 use crate::credentials::TemporaryCredentials;
 use crate::data_dir::DataDir;
 use crate::instance_credentials::InstanceCredentials;
+use crate::instances::Instances;
 use crate::registry::Registry;
 use crate::settings::{self, SerialConsoleAccess, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
 use crate::signing::Signing;
@@ -89,17 +91,28 @@ pub async fn run(
     let data_dir = DataDir::for_server(&config.data_dir)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = open_state(&config, &data_dir, clock.clone())?;
+    let instances = Arc::new(Instances::new(
+        registry.clone(),
+        state.fleet.clone(),
+        config.fleet.unavailable_after(),
+    )?);
     let audit = Arc::new(AuditLog::open(
         &config.audit_path(),
         &config.region,
         config.audit.limits(),
     )?);
     tokio::spawn(summarize_suppressed(audit.clone()));
+    tokio::spawn(fleet::sweep_liveness(
+        instances.clone(),
+        audit.clone(),
+        Duration::from_secs(1),
+    ));
 
     let shared = Shared {
         config: &config,
         data_dir: &data_dir,
         registry,
+        instances,
         state: &state,
         audit: audit.clone(),
         clock,
@@ -252,6 +265,7 @@ impl Sockets {
 /// store is Redis (runtime settings and session leases use it too).
 struct State {
     store: Arc<dyn Store>,
+    fleet: Arc<dyn Fleet>,
     redis: Option<eic_store_redis::RedisConnection>,
 }
 
@@ -270,6 +284,7 @@ fn open_state(config: &Config, data_dir: &DataDir, clock: Arc<dyn Clock>) -> any
                 )?,
             );
             State {
+                fleet: crate::fleet::open_redis(store.connection()),
                 redis: Some(store.connection().clone()),
                 store: Arc::new(store),
             }
@@ -280,6 +295,7 @@ fn open_state(config: &Config, data_dir: &DataDir, clock: Arc<dyn Clock>) -> any
                 config.store.durability,
                 clock,
             )?),
+            fleet: crate::fleet::open_embedded(data_dir)?,
             redis: None,
         },
     })
@@ -290,6 +306,7 @@ struct Shared<'a> {
     config: &'a Config,
     data_dir: &'a DataDir,
     registry: Arc<Registry>,
+    instances: Arc<Instances>,
     state: &'a State,
     audit: Arc<AuditLog>,
     clock: Arc<dyn Clock>,
@@ -311,6 +328,7 @@ impl Shared<'_> {
     ) -> anyhow::Result<Api> {
         Ok(Api::new(ApiParts {
             registry: self.registry.clone(),
+            instances: self.instances.clone(),
             authorizer,
             temporary: TemporaryCredentials::load(self.data_dir)?,
             throttling: self.config.throttling.clone(),
@@ -342,7 +360,7 @@ impl Shared<'_> {
         )?);
         tokio::spawn(rotate_signer(signing.clone(), self.clock.clone()));
         let instance_api = InstanceApi {
-            registry: self.registry.clone(),
+            instances: self.instances.clone(),
             store: self.state.store.clone(),
             credentials: InstanceCredentials::load(
                 self.data_dir,
@@ -356,6 +374,8 @@ impl Shared<'_> {
             audit: self.audit.clone(),
             clock: self.clock.clone(),
             domain: settings.domain.clone(),
+            region: self.config.region.clone(),
+            fleet: self.config.fleet.clone(),
         };
         Ok(Arc::new(instance_api))
     }

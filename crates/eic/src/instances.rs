@@ -1,0 +1,230 @@
+//! Every instance the server knows, behind one lookup: the static
+//! `[[instances]]` of the configuration ([`Registry`]) and the machines
+//! that enrolled themselves ([`Fleet`]). The API pipeline, DescribeInstances
+//! and the instance-facing API all ask here, so an enrolled instance's
+//! state, liveness, zone and tags feed IAM conditions and EC2's answers
+//! exactly as a static one's do.
+//!
+//! Liveness is decided on every lookup against the clock: a running
+//! instance whose last heartbeat is older than `[fleet]
+//! unavailable_after_secs` is connection-lost (unavailable), so no sweeper
+//! has to run for a push to be refused.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use eic_store::fleet::{Enrolled, FleetState};
+use eic_store::{unix_millis, Fleet, StoreError};
+
+use crate::config::{Availability, ConfigError, InstanceState};
+use crate::registry::{Instance, Registry};
+
+pub struct Instances {
+    registry: Arc<Registry>,
+    fleet: Arc<dyn Fleet>,
+    unavailable_after: Duration,
+}
+
+/// What `eic instances` and the liveness audit say of an enrolled
+/// instance: its stored state, and connection-lost when a running one's
+/// heartbeats stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Running,
+    ConnectionLost,
+    Stopped,
+    Terminated,
+}
+
+impl Liveness {
+    pub fn of(enrolled: &Enrolled, now: SystemTime, unavailable_after: Duration) -> Liveness {
+        match enrolled.enrollment.state {
+            FleetState::Running => {
+                let silent_ms = unix_millis(now).saturating_sub(enrolled.last_seen_ms());
+                if silent_ms >= unavailable_after.as_millis() as u64 {
+                    Liveness::ConnectionLost
+                } else {
+                    Liveness::Running
+                }
+            }
+            FleetState::Stopped => Liveness::Stopped,
+            FleetState::Terminated => Liveness::Terminated,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Liveness::Running => "running",
+            Liveness::ConnectionLost => "connection-lost",
+            Liveness::Stopped => "stopped",
+            Liveness::Terminated => "terminated",
+        }
+    }
+}
+
+impl Instances {
+    /// Fails when an id is both static and enrolled: which one a push
+    /// reaches must never be a guess.
+    pub fn new(
+        registry: Arc<Registry>,
+        fleet: Arc<dyn Fleet>,
+        unavailable_after: Duration,
+    ) -> Result<Instances, ConfigError> {
+        // A shared fleet may not be readable yet (a node starts while Redis
+        // is down); then the check waits for the next start, and a lookup
+        // finds the static instance first meanwhile.
+        let enrolled = fleet.all_enrolled().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "fleet not readable at start; ids in both the config and the fleet are not checked");
+            Vec::new()
+        });
+        if let Some(both) = enrolled
+            .iter()
+            .find(|e| registry.instance(&e.enrollment.instance_id).is_some())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "instance {} is both in [[instances]] and enrolled; remove one (`eic instances remove` or the config block)",
+                both.enrollment.instance_id
+            )));
+        }
+        Ok(Instances {
+            registry,
+            fleet,
+            unavailable_after,
+        })
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn fleet(&self) -> &Arc<dyn Fleet> {
+        &self.fleet
+    }
+
+    pub fn unavailable_after(&self) -> Duration {
+        self.unavailable_after
+    }
+
+    /// The instance `id`, static or enrolled, as it is at `now`.
+    pub fn get(&self, id: &str, now: SystemTime) -> Result<Option<Arc<Instance>>, StoreError> {
+        if let Some(instance) = self.registry.instance(id) {
+            return Ok(Some(instance.clone()));
+        }
+        Ok(self
+            .fleet
+            .enrolled(id)?
+            .map(|e| Arc::new(self.instance_of(&e, now))))
+    }
+
+    /// The instance, if it exists in `account`. An instance of another
+    /// account is indistinguishable from one that does not exist.
+    pub fn in_account(
+        &self,
+        id: &str,
+        account: &str,
+        now: SystemTime,
+    ) -> Result<Option<Arc<Instance>>, StoreError> {
+        Ok(self.get(id, now)?.filter(|i| i.account == account))
+    }
+
+    /// Every instance of `account`, static and enrolled.
+    pub fn all_in_account(
+        &self,
+        account: &str,
+        now: SystemTime,
+    ) -> Result<Vec<Arc<Instance>>, StoreError> {
+        let mut all: Vec<Arc<Instance>> = self
+            .registry
+            .instances_in_account(account)
+            .cloned()
+            .collect();
+        all.extend(
+            self.fleet
+                .all_enrolled()?
+                .iter()
+                .filter(|e| e.enrollment.account == account)
+                .map(|e| Arc::new(self.instance_of(e, now))),
+        );
+        Ok(all)
+    }
+
+    /// An enrolled instance in the shape every role reads.
+    fn instance_of(&self, enrolled: &Enrolled, now: SystemTime) -> Instance {
+        let e = &enrolled.enrollment;
+        let (state, availability) = match Liveness::of(enrolled, now, self.unavailable_after) {
+            Liveness::Running => (InstanceState::Running, Availability::Available),
+            Liveness::ConnectionLost => (InstanceState::Running, Availability::Unavailable),
+            Liveness::Stopped => (InstanceState::Stopped, Availability::Available),
+            Liveness::Terminated => (InstanceState::Terminated, Availability::Available),
+        };
+        Instance {
+            id: e.instance_id.clone(),
+            account: e.account.clone(),
+            state,
+            availability_zone: e.availability_zone.clone(),
+            instance_type: e.instance_type.clone(),
+            tags: e.tags.clone(),
+            availability,
+            serial_console: None,
+            private_ip_address: e.facts.addresses.private_ipv4,
+            public_ip_address: e.facts.addresses.public_ipv4,
+            ipv6_address: e.facts.addresses.ipv6,
+            vpc_id: None,
+            subnet_id: None,
+            launch_time: Some(UNIX_EPOCH + Duration::from_millis(e.enrolled_at_ms)),
+        }
+    }
+}
+
+/// Tags as `K=V` arguments parse: one `=`, the key non-empty; EC2's limits
+/// (128-character keys, 256-character values, no `aws:` prefix).
+pub fn parse_tags<'a>(
+    pairs: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut tags = BTreeMap::new();
+    for pair in pairs {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("tag '{pair}' is not KEY=VALUE"))?;
+        check_tag_key(key)?;
+        if value.chars().count() > 256 {
+            return Err(format!("the value of tag '{key}' is over 256 characters"));
+        }
+        tags.insert(key.to_owned(), value.to_owned());
+    }
+    if tags.len() > 50 {
+        return Err("at most 50 tags".into());
+    }
+    Ok(tags)
+}
+
+pub fn check_tag_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.chars().count() > 128 {
+        return Err(format!("tag key '{key}' must be 1 to 128 characters"));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(format!("tag key '{key}': the aws: prefix is reserved"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("a tag key may not hold control characters".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_parse_as_ec2_allows() {
+        let tags = parse_tags(["Name=web 1", "env=", "k=v=w"]).unwrap();
+        assert_eq!(tags["Name"], "web 1");
+        assert_eq!(tags["env"], "");
+        assert_eq!(tags["k"], "v=w");
+        assert!(parse_tags(["novalue"]).is_err());
+        assert!(parse_tags(["=v"]).is_err());
+        assert!(parse_tags(["aws:x=v"]).is_err());
+        assert!(parse_tags([format!("{}=v", "k".repeat(129)).as_str()]).is_err());
+    }
+}
