@@ -212,16 +212,33 @@ impl Api {
             ));
         }
         query.dry_run_outcome()?;
-        let mine: BTreeMap<String, InstanceView> = self
-            .instances
-            .all_in_account(&principal.account, now)
-            .map_err(|e| {
-                tracing::error!(
-                    error = &e as &dyn std::error::Error,
-                    "fleet unavailable; DescribeInstances refused"
-                );
-                Ec2Error::internal_error()
-            })?
+        let unavailable = |e: eic_store::StoreError| {
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "fleet unavailable; DescribeInstances refused"
+            );
+            Ec2Error::internal_error()
+        };
+        // Ids name what to look at: only those are looked up, so asking for
+        // one instance costs the same in a fleet of any size.
+        let candidates = if describe.instance_ids.is_empty() {
+            self.instances
+                .all_in_account(&principal.account, now)
+                .map_err(unavailable)?
+        } else {
+            let mut found = Vec::with_capacity(describe.instance_ids.len());
+            for id in &describe.instance_ids {
+                if let Some(instance) = self
+                    .instances
+                    .in_account(id, &principal.account, now)
+                    .map_err(unavailable)?
+                {
+                    found.push(instance);
+                }
+            }
+            found
+        };
+        let mine: BTreeMap<String, InstanceView> = candidates
             .iter()
             .map(|i| (i.id.clone(), self.view(i)))
             .collect();
