@@ -15,7 +15,8 @@
 //! [`registry`] (accounts, principals, instances), [`audit`] (the audit
 //! log), [`credentials`] (temporary credentials), [`instance_credentials`],
 //! [`data_dir`], [`settings`] (runtime settings), [`signing`] (the CA and
-//! signer of key blobs), [`secret`] and [`os`] (the libc calls).
+//! signer of key blobs), [`tls_ca`] (the instance-facing listener's TLS CA
+//! and trust anchor), [`secret`] and [`os`] (the libc calls).
 
 pub mod agent;
 pub mod audit;
@@ -30,6 +31,7 @@ pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod signing;
+pub mod tls_ca;
 
 /// Logs to stderr at `RUST_LOG` (default `info`), coloured only for a
 /// person at a terminal, not for journald or a file.
