@@ -652,4 +652,51 @@ mod tests {
             assert!(matches!(load(bad), Err(ConfigError::Parse { .. })), "{bad}");
         }
     }
+
+    #[test]
+    fn instance_api_tls_is_auto_or_the_files_table() {
+        let section = |tls: &str| {
+            load(&format!(
+                "[instance_api]\nlisten = \"127.0.0.1:8081\"\n{tls}"
+            ))
+        };
+        let config = section("").unwrap();
+        let instance_api = config.instance_api.unwrap();
+        assert!(instance_api.tls.is_none());
+        assert_eq!(instance_api.url(), "http://127.0.0.1:8081");
+
+        let config =
+            section("tls = \"auto\"\ntls_names = [\"eic.example\", \"10.0.0.1\"]\n").unwrap();
+        let instance_api = config.instance_api.unwrap();
+        assert!(matches!(instance_api.tls, Some(InstanceApiTls::Auto)));
+        assert_eq!(instance_api.tls_names, ["eic.example", "10.0.0.1"]);
+        assert_eq!(instance_api.url(), "https://127.0.0.1:8081");
+
+        let config =
+            section("tls = { certificate = \"c.pem\", private_key = \"k.pem\" }\n").unwrap();
+        let Some(InstanceApiTls::Files(files)) = config.instance_api.unwrap().tls else {
+            panic!("files expected");
+        };
+        assert_eq!(files.certificate, PathBuf::from("c.pem"));
+
+        for (bad, message) in [
+            ("tls = \"on\"\n", "expected \"auto\" or { certificate"),
+            ("tls = true\n", "expected \"auto\" or { certificate"),
+            (
+                "tls = { certificate = \"c.pem\", private_key = \"k.pem\", key = \"x\" }\n",
+                "unknown field `key`",
+            ),
+            (
+                "tls_names = [\"a.example\"]\n",
+                "tls_names needs tls = \"auto\"",
+            ),
+            (
+                "tls = \"auto\"\ntls_names = [\"not a name\"]\n",
+                "neither a DNS name nor an IP address",
+            ),
+        ] {
+            let e = section(bad).unwrap_err();
+            assert!(e.to_string().contains(message), "{bad}: {e}");
+        }
+    }
 }

@@ -281,4 +281,65 @@ mod tests {
         assert_eq!(issued.key.cert.len(), 2);
         assert_eq!(issued.key.cert[1].as_ref(), first.ca.cert_der());
     }
+
+    fn config(dir: &Path, instance_api: &str) -> Config {
+        let path = dir.join("eic.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "region = \"us-west-2\"\ndata_dir = \"data\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+                 [instance_api]\nlisten = \"127.0.0.1:8081\"\n{instance_api}"
+            ),
+        )
+        .unwrap();
+        Config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_trust_anchor_is_the_tls_ca_the_chain_files_last_or_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::for_server(&dir.path().join("data")).unwrap();
+        assert_eq!(
+            instance_api_trust(&config(dir.path(), ""), &data_dir).unwrap(),
+            None
+        );
+
+        let auto = config(dir.path(), "tls = \"auto\"\n");
+        let e = instance_api_trust(&auto, &data_dir).unwrap_err();
+        assert!(format!("{e:#}").contains("first start"), "{e:#}");
+        let created = AutoCertificate::load_or_create(
+            &data_dir.path().join("pki"),
+            vec!["127.0.0.1".into()],
+            SystemTime::now(),
+        )
+        .unwrap();
+        let anchor = instance_api_trust(&auto, &data_dir).unwrap().unwrap();
+        assert_eq!(anchor.fingerprint, created.fingerprint());
+        assert_eq!(anchor.pem, created.ca.cert_pem());
+
+        let chain = dir.path().join("chain.pem");
+        std::fs::write(&chain, pem_certificate(b"leaf") + &pem_certificate(b"root")).unwrap();
+        let files = config(
+            dir.path(),
+            &format!(
+                "tls = {{ certificate = \"{}\", private_key = \"key.pem\" }}\n",
+                chain.display()
+            ),
+        );
+        let anchor = instance_api_trust(&files, &data_dir).unwrap().unwrap();
+        assert_eq!(anchor.pem, pem_certificate(b"root"));
+        assert_eq!(anchor.fingerprint, fingerprint(b"root"));
+    }
+
+    #[test]
+    fn server_names_are_the_listen_ip_the_public_host_and_tls_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let names =
+            |extra: &str| server_names(config(dir.path(), extra).instance_api.as_ref().unwrap());
+        assert_eq!(
+            names("tls = \"auto\"\npublic_url = \"https://[::1]:8443\"\ntls_names = [\"eic.example\", \"127.0.0.1\"]\n")
+                .unwrap(),
+            ["127.0.0.1", "::1", "eic.example"]
+        );
+    }
 }
