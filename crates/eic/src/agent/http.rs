@@ -44,10 +44,19 @@ pub enum Trust {
 
 /// An answer, and with [`Trust::Pinned`] over https the certificate that
 /// matched the pin (the CA to write into the agent config as `tls_ca`).
-#[derive(Debug)]
 pub struct Reply {
     pub response: Response<Vec<u8>>,
     pub pinned: Option<TrustAnchor>,
+}
+
+impl std::fmt::Debug for Reply {
+    /// The status only: a body can carry a credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.response.status())
+            .field("pinned", &self.pinned)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sends requests to the instance-facing listener.
