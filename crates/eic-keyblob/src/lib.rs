@@ -65,5 +65,8 @@ pub use blob::{
 pub use chain::{
     sha1_fingerprint_upper, verify_signer_chain, ChainError, OcspStaples, StapleStatus,
 };
-pub use pki::{issue_signer, ocsp_response, CertificateAuthority, PkiError, SignerCertificate};
+pub use pki::{
+    issue_signer, issue_tls_server, ocsp_response, CertificateAuthority, PkiError,
+    SignerCertificate, TlsServerCertificate,
+};
 pub use signer::{BlobSigner, SignerKey};

@@ -10,6 +10,9 @@
 //! matching authority key identifier, no EKU, and its name both as the last
 //! (only) RDN's CN and as a DNS SAN. The chain to serve is leaf then root,
 //! so only the leaf needs a staple.
+//!
+//! [`issue_tls_server`] issues under such a root too: the TLS server leaf of
+//! eic's instance-facing listener, under a CA of its own.
 
 use std::fmt;
 
@@ -17,8 +20,9 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use der::asn1::{BitString, ObjectIdentifier};
 use der::{DateTime, Decode};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod,
-    KeyPair, KeyUsagePurpose, PublicKeyData, RsaKeySize, SigningKey, PKCS_RSA_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData, RsaKeySize, SigningKey,
+    PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
 use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SignatureBitStringEncoding};
 use time::OffsetDateTime;
@@ -307,6 +311,63 @@ pub fn issue_signer(
     Ok(SignerCertificate {
         cert_der: cert.der().to_vec(),
         signer,
+    })
+}
+
+/// A TLS server certificate and its private key.
+pub struct TlsServerCertificate {
+    cert_der: Vec<u8>,
+    key_pkcs8_der: Vec<u8>,
+}
+
+impl fmt::Debug for TlsServerCertificate {
+    /// Never the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServerCertificate")
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsServerCertificate {
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The private key, PKCS#8 DER; keep it private.
+    pub fn key_pkcs8_der(&self) -> &[u8] {
+        &self.key_pkcs8_der
+    }
+}
+
+/// Issues an ECDSA P-256 TLS server leaf (serverAuth) for `names`, each a
+/// DNS name or an IP address, the first also its CN. ECDSA keeps the
+/// handshake cheap; the issuing CA may be any [`CertificateAuthority`].
+pub fn issue_tls_server(
+    ca: &CertificateAuthority,
+    names: &[String],
+    not_before: u64,
+    not_after: u64,
+) -> Result<TlsServerCertificate, PkiError> {
+    let first = names
+        .first()
+        .ok_or_else(|| PkiError::InvalidName("a TLS certificate needs a name".into()))?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
+    // IP strings become IP SANs, the rest DNS SANs.
+    let mut params = CertificateParams::new(names.to_vec()).map_err(generate_error)?;
+    params.distinguished_name = distinguished_name(first);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = offset_time(not_before)?;
+    params.not_after = offset_time(not_after)?;
+    params.serial_number = Some(random_serial()?);
+    let cert = params
+        .signed_by(&key, &ca.issuer())
+        .map_err(generate_error)?;
+    Ok(TlsServerCertificate {
+        cert_der: cert.der().to_vec(),
+        key_pkcs8_der: key.serialize_der(),
     })
 }
 

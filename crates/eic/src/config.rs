@@ -215,11 +215,67 @@ pub struct InstanceApiConfig {
     pub domain: String,
     /// As `[api] max_connections`.
     pub max_connections: Option<usize>,
+    /// Serve HTTPS: `"auto"` (a certificate from eic's own TLS CA, see
+    /// [`crate::tls_ca`]) or the operator's `{ certificate, private_key }`.
+    pub tls: Option<InstanceApiTls>,
+    /// With `tls = "auto"`: further DNS names or IP addresses for the
+    /// certificate, beside the listen IP and `public_url`'s host.
+    #[serde(default)]
+    pub tls_names: Vec<String>,
 }
 
 impl InstanceApiConfig {
     fn default_domain() -> String {
         "eic.internal".into()
+    }
+
+    /// What agent configs point at: `public_url`, else the listen address
+    /// with the scheme the listener serves.
+    pub fn url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None if self.tls.is_some() => format!("https://{}", self.listen),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// `[instance_api] tls`.
+#[derive(Debug, Clone)]
+pub enum InstanceApiTls {
+    /// A certificate eic issues itself, from its TLS CA in the data dir.
+    Auto,
+    /// The operator's files, reloaded on SIGHUP; the chain file must end
+    /// with the CA instances are to trust.
+    Files(TlsConfig),
+}
+
+impl<'de> Deserialize<'de> for InstanceApiTls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = InstanceApiTls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#""auto" or { certificate = PATH, private_key = PATH }"#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "auto" => Ok(InstanceApiTls::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                TlsConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(InstanceApiTls::Files)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -519,6 +575,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(instance_api) = &config.instance_api {
+            check_tls_names(instance_api)?;
+        }
         let caps = [
             ("[api]", config.api.max_connections),
             (
@@ -540,6 +599,25 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// `tls_names` only mean something with `tls = "auto"`, and each must be
+/// a name a client can check a certificate against.
+fn check_tls_names(instance_api: &InstanceApiConfig) -> Result<(), ConfigError> {
+    if !instance_api.tls_names.is_empty() && !matches!(instance_api.tls, Some(InstanceApiTls::Auto))
+    {
+        return Err(ConfigError::Invalid(
+            "[instance_api] tls_names needs tls = \"auto\"".into(),
+        ));
+    }
+    for name in &instance_api.tls_names {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "[instance_api] tls_names: {name:?} is neither a DNS name nor an IP address"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The flags every command that reads or changes a running service's state
@@ -639,6 +717,53 @@ mod tests {
              instance_type = \"m5.large\"\nserial_console = { kind = \"tcp\", adress = \"h:1\" }\n",
         ] {
             assert!(matches!(load(bad), Err(ConfigError::Parse { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn instance_api_tls_is_auto_or_the_files_table() {
+        let section = |tls: &str| {
+            load(&format!(
+                "[instance_api]\nlisten = \"127.0.0.1:8081\"\n{tls}"
+            ))
+        };
+        let config = section("").unwrap();
+        let instance_api = config.instance_api.unwrap();
+        assert!(instance_api.tls.is_none());
+        assert_eq!(instance_api.url(), "http://127.0.0.1:8081");
+
+        let config =
+            section("tls = \"auto\"\ntls_names = [\"eic.example\", \"10.0.0.1\"]\n").unwrap();
+        let instance_api = config.instance_api.unwrap();
+        assert!(matches!(instance_api.tls, Some(InstanceApiTls::Auto)));
+        assert_eq!(instance_api.tls_names, ["eic.example", "10.0.0.1"]);
+        assert_eq!(instance_api.url(), "https://127.0.0.1:8081");
+
+        let config =
+            section("tls = { certificate = \"c.pem\", private_key = \"k.pem\" }\n").unwrap();
+        let Some(InstanceApiTls::Files(files)) = config.instance_api.unwrap().tls else {
+            panic!("files expected");
+        };
+        assert_eq!(files.certificate, PathBuf::from("c.pem"));
+
+        for (bad, message) in [
+            ("tls = \"on\"\n", "expected \"auto\" or { certificate"),
+            ("tls = true\n", "expected \"auto\" or { certificate"),
+            (
+                "tls = { certificate = \"c.pem\", private_key = \"k.pem\", key = \"x\" }\n",
+                "unknown field `key`",
+            ),
+            (
+                "tls_names = [\"a.example\"]\n",
+                "tls_names needs tls = \"auto\"",
+            ),
+            (
+                "tls = \"auto\"\ntls_names = [\"not a name\"]\n",
+                "neither a DNS name nor an IP address",
+            ),
+        ] {
+            let e = section(bad).unwrap_err();
+            assert!(e.to_string().contains(message), "{bad}: {e}");
         }
     }
 }

@@ -15,7 +15,8 @@
 //! [`registry`] (accounts, principals, instances), [`audit`] (the audit
 //! log), [`credentials`] (temporary credentials), [`instance_credentials`],
 //! [`data_dir`], [`settings`] (runtime settings), [`signing`] (the CA and
-//! signer of key blobs), [`secret`] and [`os`] (the libc calls).
+//! signer of key blobs), [`tls_ca`] (the instance-facing listener's TLS CA
+//! and trust anchor), [`secret`] and [`os`] (the libc calls).
 
 pub mod agent;
 pub mod audit;

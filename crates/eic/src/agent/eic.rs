@@ -1,6 +1,7 @@
 //! eic mode of `eic authorized-keys --config AGENT.toml USER [FINGERPRINT]`:
 //! one request to eic's instance-facing listener with this instance's
-//! credential, which answers blob, chain and staples together.
+//! credential, which answers blob, chain and staples together. An https
+//! endpoint is trusted under the config's `tls_ca` only.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,9 +12,9 @@ use base64::Engine;
 use eic_keyblob::OcspStaples;
 use serde::Deserialize;
 
+use super::http::{Client, Trust};
 use super::{
-    pem_certificates, verify_and_print, AgentConfig, Fetched, Log, MAX_RESPONSE_BYTES,
-    REQUEST_TIMEOUT, TOTAL_BUDGET,
+    pem_certificates, verify_and_print, AgentConfig, Fetched, Log, REQUEST_TIMEOUT, TOTAL_BUDGET,
 };
 
 #[derive(Deserialize)]
@@ -39,23 +40,42 @@ pub(super) fn run(
     if !eic_wire::is_valid_os_user(user) {
         return Ok(ExitCode::SUCCESS);
     }
-    let agent = ureq::Agent::config_builder()
-        .timeout_global(Some(REQUEST_TIMEOUT.min(TOTAL_BUDGET)))
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let timeout = REQUEST_TIMEOUT.min(TOTAL_BUDGET);
+    let https = config.endpoint.starts_with("https://");
+    let client = match (&config.tls_ca, https) {
+        (Some(ca), true) => Client::new(Trust::Anchors(ca.clone()), false, timeout)
+            .map_err(|e| format!("{}: tls_ca: {e:#}", config_path.display()))?,
+        (None, true) => {
+            return Err(format!(
+                "{} has an https endpoint but no tls_ca (the CA of the instance-api listener's certificate, which eic agent-config writes): refusing to trust anything else",
+                config_path.display()
+            ))
+        }
+        // A TLS CA given for a plain endpoint: the config was meant for
+        // TLS, and fetching without it would be a silent downgrade.
+        (Some(_), false) => {
+            return Err(format!(
+                "{} has a tls_ca but a plain http endpoint: refusing to fetch keys without TLS",
+                config_path.display()
+            ))
+        }
+        (None, false) => Client::plain_http(timeout),
+    };
     let url = format!(
         "{}/eic/v1/authorized-keys/{user}",
         config.endpoint.trim_end_matches('/')
     );
-    let mut response = agent
-        .get(&url)
+    let request = http::Request::get(&url)
         .header(
             "Authorization",
-            &format!("Bearer {}", config.credential.expose()),
+            format!("Bearer {}", config.credential.expose()),
         )
-        .call()
-        .map_err(|e| format!("cannot reach {}: {e}", config.endpoint))?;
+        .body(Vec::new())
+        .map_err(|e| format!("{url}: {e}"))?;
+    let response = client
+        .send(request)
+        .map_err(|e| format!("{}: {e:#}", config.endpoint))?
+        .response;
     match response.status().as_u16() {
         200 => {}
         // No keys is the ordinary case: no output, no noise.
@@ -74,13 +94,7 @@ pub(super) fn run(
             ));
         }
     }
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_RESPONSE_BYTES)
-        .read_to_vec()
-        .map_err(|e| format!("unreadable answer from the server: {e}"))?;
-    let body: KeysResponse = serde_json::from_slice(&body)
+    let body: KeysResponse = serde_json::from_slice(response.body())
         .map_err(|e| format!("unreadable answer from the server: {e}"))?;
     let anchors = pem_certificates(&config.trust_anchor);
     let mut staples = OcspStaples::new();

@@ -1,8 +1,9 @@
 //! The instance side: `eic authorized-keys` (sshd's AuthorizedKeysCommand)
 //! in its three modes, each in its own module: `eic` (keys from eic's
 //! instance-facing listener), `parser` (AWS's `eic_parse_authorized_keys`
-//! flags) and `aws` (keys from AWS's instance metadata); and `install`,
-//! `eic agent install|uninstall`. What they share is here: the agent
+//! flags) and `aws` (keys from AWS's instance metadata); `http`, the
+//! client of eic's instance-facing listener (TLS trust, pinning for a join);
+//! and `install`, `eic agent install|uninstall`. What they share is here: the agent
 //! configuration, the official parser's checks and output
 //! (`verify_and_print`), and the log.
 //!
@@ -29,15 +30,16 @@ use crate::secret::Secret;
 
 mod aws;
 mod eic;
+pub mod http;
 pub mod install;
 mod parser;
 
 /// The whole run, as the official `timeout 5s` wrapper bounds it.
 pub(crate) const TOTAL_BUDGET: Duration = Duration::from_secs(5);
 /// One request, as the official `curl -m 1`.
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// A key blob for one user is a few kilobytes; more is refused.
-pub(crate) const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
 /// What an instance needs: printed by `eic agent-config`, read by
 /// `eic authorized-keys --config`.
@@ -54,6 +56,10 @@ pub struct AgentConfig {
     pub signer_cn: String,
     /// PEM of the CA that signs signer certificates.
     pub trust_anchor: String,
+    /// PEM of the CA the instance-facing listener's TLS certificate chains
+    /// to: the only one an https `endpoint` is trusted under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 #[derive(Args)]

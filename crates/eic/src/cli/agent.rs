@@ -9,6 +9,7 @@ use crate::data_dir::DataDir;
 use crate::instance_credentials::InstanceCredentials;
 use crate::registry::Registry;
 use crate::settings::{self, INSTANCE_CREDENTIALS};
+use crate::tls_ca;
 
 /// `eic agent-config`.
 #[derive(Args)]
@@ -18,7 +19,7 @@ pub struct AgentConfigArgs {
     /// The instance the configuration is for (an `[[instances]]` id).
     #[arg(long, value_name = "ID")]
     instance_id: String,
-    /// The URL the instance reaches the instance-facing API at (default: [instance_api] public_url, else http://<[instance_api] listen>).
+    /// The URL the instance reaches the instance-facing API at (default: [instance_api] public_url, else http(s)://<[instance_api] listen>, https when [instance_api] tls is set).
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
 }
@@ -46,10 +47,8 @@ pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
             ca_path.display()
         )
     })?;
-    let endpoint = args
-        .endpoint
-        .or_else(|| instance_api.public_url.clone())
-        .unwrap_or_else(|| format!("http://{}", instance_api.listen));
+    let endpoint = args.endpoint.unwrap_or_else(|| instance_api.url());
+    let tls_ca = tls_ca::instance_api_trust(&config, &data_dir)?.map(|anchor| anchor.pem);
     let agent = AgentConfig {
         endpoint,
         credential: settings::block_on(async {
@@ -62,6 +61,7 @@ pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
             config.region, instance_api.domain
         ),
         trust_anchor,
+        tls_ca,
     };
     print!("{}", toml::to_string(&agent)?);
     Ok(())

@@ -39,7 +39,7 @@ use eic_serial::{Gateway, GatewayConfig};
 use eic_store::{Clock, EmbeddedStore, Fleet, LocalSessionLocks, SessionLocks, Store, SystemClock};
 
 use crate::audit::AuditLog;
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, InstanceApiTls, StoreKind};
 use crate::credentials::TemporaryCredentials;
 use crate::data_dir::DataDir;
 use crate::instance_credentials::InstanceCredentials;
@@ -47,6 +47,7 @@ use crate::instances::Instances;
 use crate::registry::Registry;
 use crate::settings::{self, SerialConsoleAccess, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
 use crate::signing::Signing;
+use crate::tls_ca::{self, AutoCertificate};
 use api::{Api, ApiParts, SerialState};
 use authz::Authorizer;
 use instance_api::InstanceApi;
@@ -120,7 +121,7 @@ pub async fn run(
     let instance_api = match sockets.instance_api {
         Some(listener) => Some(Bound {
             listener,
-            role: shared.instance_api()?,
+            role: (shared.instance_api()?, shared.instance_api_tls()?),
         }),
         None => None,
     };
@@ -132,7 +133,14 @@ pub async fn run(
         None => None,
     };
     let tls = config.api.tls.as_ref().map(Tls::load).transpose()?;
-    tokio::spawn(reload_on_sighup(audit, tls.clone()));
+    let reloadable = [
+        tls.clone(),
+        instance_api.as_ref().and_then(|bound| bound.role.1.clone()),
+    ];
+    tokio::spawn(reload_on_sighup(
+        audit,
+        reloadable.into_iter().flatten().collect(),
+    ));
     let api = Arc::new(shared.api(
         authorizer,
         serial.as_ref().map(|serial| serial.role.locks.clone()),
@@ -155,14 +163,14 @@ pub async fn run(
     announce("api", api_addr);
     if let Some(Bound {
         listener,
-        role: instance_api,
+        role: (instance_api, instance_tls),
     }) = instance_api
     {
         let addr = listener.local_addr()?;
         tasks.push(tokio::spawn(serve_http(
             HttpListener {
                 tcp: listener,
-                tls: None,
+                tls: instance_tls,
                 max_connections: caps.instance_api,
                 aws_errors: false,
             },
@@ -380,6 +388,38 @@ impl Shared<'_> {
         Ok(Arc::new(instance_api))
     }
 
+    /// The instance-facing listener's TLS, if any; with `tls = "auto"`
+    /// the TLS CA (created on the first start) and a leaf renewed while
+    /// the server runs.
+    fn instance_api_tls(&self) -> anyhow::Result<Option<Tls>> {
+        let settings = self
+            .config
+            .instance_api
+            .as_ref()
+            .expect("bound only when configured");
+        match &settings.tls {
+            None => Ok(None),
+            Some(InstanceApiTls::Files(files)) => Ok(Some(Tls::load(files)?)),
+            Some(InstanceApiTls::Auto) => {
+                let auto = AutoCertificate::load_or_create(
+                    &self.data_dir.path().join("pki"),
+                    tls_ca::server_names(settings)?,
+                    self.clock.now(),
+                )?;
+                let issued = auto.issue(self.clock.now())?;
+                let tls = Tls::serving(issued.key)?;
+                tracing::info!(fingerprint = %auto.fingerprint(), "instance-api TLS CA");
+                tokio::spawn(renew_instance_api_certificate(
+                    auto,
+                    tls.clone(),
+                    issued.not_after,
+                    self.clock.clone(),
+                ));
+                Ok(Some(tls))
+            }
+        }
+    }
+
     fn serial_gateway(&self, max_connections: usize) -> anyhow::Result<SerialGateway> {
         let settings = self
             .config
@@ -445,9 +485,38 @@ async fn rotate_signer(signing: Arc<Signing>, clock: Arc<dyn Clock>) {
     }
 }
 
+/// Replaces the instance-api leaf once past half its life; checked every
+/// minute, as the signer leaf.
+async fn renew_instance_api_certificate(
+    auto: AutoCertificate,
+    tls: Tls,
+    mut not_after: u64,
+    clock: Arc<dyn Clock>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = clock.now();
+        if !tls_ca::renewal_due(not_after, now) {
+            continue;
+        }
+        match auto.issue(now) {
+            Ok(issued) => {
+                tls.replace(issued.key);
+                not_after = issued.not_after;
+                tracing::info!("renewed the instance-api TLS certificate");
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                "instance-api TLS renewal failed; the current certificate stays until it expires"
+            ),
+        }
+    }
+}
+
 /// SIGHUP: log rotation (the audit file was moved away: reopen the path)
 /// and certificate renewal (read the TLS files again).
-async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Option<Tls>) {
+async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Vec<Tls>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!(
@@ -456,7 +525,7 @@ async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Option<Tls>) {
         return;
     };
     while hangups.recv().await.is_some() {
-        if let Some(tls) = &tls {
+        for tls in &tls {
             match tls.reload() {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
                 Err(e) => {

@@ -1,9 +1,11 @@
-//! HTTPS for the API listener, on rustls with the aws-lc-rs provider (the
-//! crypto library the rest of eic already links).
+//! HTTPS for the API and instance-facing listeners, on rustls with the
+//! aws-lc-rs provider (the crypto library the rest of eic already links).
 //!
-//! The certificate is served through a resolver that SIGHUP can swap, so a
-//! renewed certificate (every 90 days or less with ACME) is picked up without
-//! dropping a connection. A reload that fails keeps the certificate in use.
+//! The certificate is served through a resolver that can be swapped, so a
+//! renewed certificate (every 90 days or less with ACME, read again on
+//! SIGHUP; or issued by eic itself for `[instance_api] tls = "auto"`) is
+//! picked up without dropping a connection. A reload that fails keeps the
+//! certificate in use.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -26,7 +28,7 @@ use crate::config::TlsConfig;
 /// never finishes one must not hold a task and a descriptor forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The API listener's TLS: an acceptor and the certificate it serves.
+/// A listener's TLS: an acceptor and the certificate it serves.
 #[derive(Clone)]
 pub struct Tls {
     acceptor: TlsAcceptor,
@@ -34,11 +36,27 @@ pub struct Tls {
 }
 
 impl Tls {
+    /// Serves the operator's files, read again by [`Tls::reload`].
     pub fn load(config: &TlsConfig) -> anyhow::Result<Tls> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = load_certified_key(config, &provider)?;
+        Tls::build(key, Some(config.clone()), provider)
+    }
+
+    /// Serves `key` until [`Tls::replace`] swaps it.
+    pub fn serving(key: Arc<CertifiedKey>) -> anyhow::Result<Tls> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        Tls::build(key, None, provider)
+    }
+
+    fn build(
+        key: Arc<CertifiedKey>,
+        files: Option<TlsConfig>,
+        provider: Arc<CryptoProvider>,
+    ) -> anyhow::Result<Tls> {
         let certificate = Arc::new(ReloadableCertificate {
-            current: RwLock::new(load_certified_key(config, &provider)?),
-            config: config.clone(),
+            current: RwLock::new(key),
+            files,
             provider: provider.clone(),
         });
         let mut server = ServerConfig::builder_with_provider(provider)
@@ -46,8 +64,8 @@ impl Tls {
             .context("TLS protocol versions")?
             .with_no_client_auth()
             .with_cert_resolver(certificate.clone());
-        // The API speaks HTTP/1.1 only; saying so lets clients that offer
-        // h2 settle on it in the handshake.
+        // The listeners speak HTTP/1.1 only; saying so lets clients that
+        // offer h2 settle on it in the handshake.
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(server)),
@@ -65,21 +83,30 @@ impl Tls {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))?
     }
 
-    /// Reads the certificate and key files again (on SIGHUP).
+    /// Reads the certificate and key files again (on SIGHUP); a
+    /// certificate eic issued itself has none and is left as it is.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let fresh = load_certified_key(&self.certificate.config, &self.certificate.provider)?;
+        let Some(files) = &self.certificate.files else {
+            return Ok(());
+        };
+        self.replace(load_certified_key(files, &self.certificate.provider)?);
+        Ok(())
+    }
+
+    /// Serves `key` from the next handshake on.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
         *self
             .certificate
             .current
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = fresh;
-        Ok(())
+            .unwrap_or_else(|p| p.into_inner()) = key;
     }
 }
 
 struct ReloadableCertificate {
     current: RwLock<Arc<CertifiedKey>>,
-    config: TlsConfig,
+    /// The operator's files, or `None` for a certificate eic issued.
+    files: Option<TlsConfig>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -87,7 +114,7 @@ impl fmt::Debug for ReloadableCertificate {
     /// Names the files, never the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReloadableCertificate")
-            .field("certificate", &self.config.certificate)
+            .field("certificate", &self.files.as_ref().map(|f| &f.certificate))
             .finish_non_exhaustive()
     }
 }
