@@ -6,8 +6,8 @@
 //! registry and policies, `Sockets::bind` (before anything is written),
 //! the descriptor budget, `DataDir::for_server`, `open_state` (the
 //! store, and Redis when shared), the audit log, then each role built from
-//! `Shared`: `Shared::instance_api`, `Shared::serial_gateway` and
-//! `Shared::api`, each served on its socket.
+//! `Shared`: `Shared::instance_api` (with `Shared::instance_api_tls`),
+//! `Shared::serial_gateway` and `Shared::api`, each served on its socket.
 //!
 //! The roles: [`api`] (the pipeline every push goes through) with [`authz`];
 //! [`instance_api`] (instances fetch their signed keys); [`serial`] (the
@@ -139,7 +139,11 @@ pub async fn run(
     ];
     tokio::spawn(reload_on_sighup(
         audit,
-        reloadable.into_iter().flatten().collect(),
+        reloadable
+            .into_iter()
+            .flatten()
+            .filter(Tls::has_files)
+            .collect(),
     ));
     let api = Arc::new(shared.api(
         authorizer,

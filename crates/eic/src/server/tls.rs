@@ -83,6 +83,12 @@ impl Tls {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))?
     }
 
+    /// Whether the certificate comes from the operator's files (and
+    /// [`Tls::reload`] reads them).
+    pub fn has_files(&self) -> bool {
+        self.certificate.files.is_some()
+    }
+
     /// Reads the certificate and key files again (on SIGHUP); a
     /// certificate eic issued itself has none and is left as it is.
     pub fn reload(&self) -> anyhow::Result<()> {
