@@ -287,7 +287,7 @@ struct Current {
 enum Replaced {
     Yes,
     Absent,
-    Changed(Current),
+    Changed(Box<Current>),
 }
 
 enum Polled {
@@ -529,16 +529,13 @@ impl RedisFleet {
             let mut c = self.connection.conn();
             let batch: Vec<(String, f64)> = self
                 .connection
-                .run(
-                    "fleet heartbeats",
-                    async move { command.query_async(&mut c).await },
-                )
+                .run("fleet heartbeats", async move {
+                    command.query_async(&mut c).await
+                })
                 .await?;
             // Scores are whole ms set by this code; `as` saturates.
-            let batch: Vec<(String, u64)> = batch
-                .into_iter()
-                .map(|(id, ms)| (id, ms as u64))
-                .collect();
+            let batch: Vec<(String, u64)> =
+                batch.into_iter().map(|(id, ms)| (id, ms as u64)).collect();
             each(&batch);
             let Some(&(_, last)) = batch.last() else {
                 return Ok(latest);
@@ -548,7 +545,11 @@ impl RedisFleet {
                 return Ok(latest);
             }
             let at_last = batch.iter().rev().take_while(|(_, ms)| *ms == last).count();
-            skip = if last == from { skip + at_last } else { at_last };
+            skip = if last == from {
+                skip + at_last
+            } else {
+                at_last
+            };
             from = last;
         }
     }
@@ -655,11 +656,11 @@ impl RedisFleet {
         match (reply.next().as_deref(), reply.next()) {
             (Some("replaced"), _) => Ok(Replaced::Yes),
             (Some("absent"), _) => Ok(Replaced::Absent),
-            (Some("changed"), Some(json)) => Ok(Replaced::Changed(Current {
+            (Some("changed"), Some(json)) => Ok(Replaced::Changed(Box::new(Current {
                 enrollment: decode_required(&next.instance_id, &json)?,
                 json,
                 last_seen_ms: current.last_seen_ms,
-            })),
+            }))),
             _ => Err(StoreError::Unavailable(
                 "redis fleet replace: unexpected reply".into(),
             )),
@@ -686,7 +687,8 @@ impl RedisFleet {
 }
 
 fn encode(enrollment: &Enrollment) -> Result<String, StoreError> {
-    serde_json::to_string(enrollment).map_err(|e| StoreError::backend("cannot encode enrollment", e))
+    serde_json::to_string(enrollment)
+        .map_err(|e| StoreError::backend("cannot encode enrollment", e))
 }
 
 fn encode_token(token: &JoinToken) -> Result<String, StoreError> {
@@ -732,7 +734,10 @@ async fn refresh_while_alive(fleet: Weak<RedisFleet>) {
             // Once per outage, not every interval.
             Err(e) if !failing => {
                 failing = true;
-                tracing::error!(error = &e as &dyn std::error::Error, "fleet view not refreshed; refusing fleet reads until it is");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "fleet view not refreshed; refusing fleet reads until it is"
+                );
             }
             Err(_) => {}
         }
@@ -743,14 +748,16 @@ async fn refresh_while_alive(fleet: Weak<RedisFleet>) {
 impl Fleet for RedisFleet {
     async fn create_token(&self, token: JoinToken) -> Result<(), StoreError> {
         let mut command = redis::cmd("HSETNX");
-        command.arg(TOKENS).arg(&token.id).arg(encode_token(&token)?);
+        command
+            .arg(TOKENS)
+            .arg(&token.id)
+            .arg(encode_token(&token)?);
         let mut c = self.connection.conn();
         let created: i64 = self
             .connection
-            .run(
-                "create join token",
-                async move { command.query_async(&mut c).await },
-            )
+            .run("create join token", async move {
+                command.query_async(&mut c).await
+            })
             .await?;
         if created == 1 {
             Ok(())
@@ -810,7 +817,11 @@ impl Fleet for RedisFleet {
         now_ms: u64,
     ) -> Result<Result<JoinToken, TokenRefusal>, StoreError> {
         let mut invocation = REDEEM.prepare_invoke();
-        invocation.key(TOKENS).arg(id).arg(secret_sha256).arg(now_ms);
+        invocation
+            .key(TOKENS)
+            .arg(id)
+            .arg(secret_sha256)
+            .arg(now_ms);
         let mut c = self.connection.conn();
         let reply: Vec<String> = self
             .connection
@@ -904,7 +915,7 @@ impl Fleet for RedisFleet {
                     return Ok(outcome);
                 }
                 Replaced::Absent => return Ok(HeartbeatOutcome::Unknown),
-                Replaced::Changed(changed) => current = changed,
+                Replaced::Changed(changed) => current = *changed,
             }
         }
         Err(Self::contended(instance_id))
@@ -940,7 +951,7 @@ impl Fleet for RedisFleet {
                     return Ok(true);
                 }
                 Replaced::Absent => return Ok(false),
-                Replaced::Changed(changed) => current = changed,
+                Replaced::Changed(changed) => current = *changed,
             }
         }
         Err(Self::contended(instance_id))
