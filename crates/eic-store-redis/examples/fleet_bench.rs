@@ -11,6 +11,7 @@
 //!
 //! - full load: a fresh `RedisFleet`'s first refresh, timed;
 //! - memory: the process's VmRSS before and after that load, per machine;
+//! - for reference, the records' HSCAN alone and their decoding alone;
 //! - heartbeats: unchanged facts, 64 in flight, until 200,000 calls or
 //!   10 s, with the view refreshed every 250 ms meanwhile.
 #![allow(clippy::unwrap_used)] // a panic is how a test or benchmark reports failure
@@ -198,6 +199,45 @@ async fn main() {
         after as f64 / 1e6,
         (after.saturating_sub(before)) as f64 / f64::from(instances)
     );
+
+    // For reference: the records' transfer alone, without decoding.
+    let started = Instant::now();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let (mut cursor, mut bytes) = (0u64, 0usize);
+    let mut records = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
+            .arg(FLEET_KEYS[0])
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        bytes += batch.iter().map(|(_, json)| json.len()).sum::<usize>();
+        records.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    println!(
+        "HSCAN of the records alone: {:.1} MB in {:.3} s",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let decoded: Vec<Enrollment> = records
+        .iter()
+        .map(|(_, json)| serde_json::from_slice(json).unwrap())
+        .collect();
+    println!(
+        "decoding them alone: {} in {:.3} s",
+        decoded.len(),
+        started.elapsed().as_secs_f64()
+    );
+    drop((decoded, records));
 
     // Refreshed as RedisFleet::start would, so heartbeats read a fresh view.
     let refresher = {
