@@ -109,7 +109,7 @@ fn rss() -> u64 {
     kb * 1024
 }
 
-async fn redis(connection_url: &str, args: &[&str]) -> redis::Value {
+async fn redis<T: redis::FromRedisValue>(connection_url: &str, args: &[&str]) -> T {
     let client = redis::Client::open(connection_url).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd(args[0])
@@ -134,14 +134,13 @@ async fn main() {
     let instances: u32 = std::env::var("FLEET_BENCH_INSTANCES")
         .map(|n| n.parse().unwrap())
         .unwrap_or(100_000);
-    let existing = redis(
+    let existing: u64 = redis(
         &url,
         &["EXISTS", FLEET_KEYS[0], FLEET_KEYS[1], FLEET_KEYS[2]],
     )
     .await;
     assert_eq!(
-        existing,
-        redis::Value::Int(0),
+        existing, 0,
         "this Redis already holds a fleet; use an empty one"
     );
     let connect = || async {
@@ -174,14 +173,15 @@ async fn main() {
         task.await.unwrap();
     }
     let enroll_time = started.elapsed();
-    let used = redis(&url, &["MEMORY", "USAGE", FLEET_KEYS[0], "SAMPLES", "0"]).await;
+    let used: u64 = redis(&url, &["MEMORY", "USAGE", FLEET_KEYS[0], "SAMPLES", "0"]).await;
     let json_len = serde_json::to_string(&enrollment(1)).unwrap().len();
     println!(
-        "enrolled {instances} instances in {:.2} s ({:.0}/s, 64 in flight); record JSON {json_len} B; \
-         Redis hash {:?} B",
+        "enrolled {instances} instances in {:.2} s ({:.0}/s, {IN_FLIGHT} in flight); \
+         record JSON {json_len} B; Redis hash {:.1} MB ({:.0} B per instance)",
         enroll_time.as_secs_f64(),
         f64::from(instances) / enroll_time.as_secs_f64(),
-        used
+        used as f64 / 1e6,
+        used as f64 / f64::from(instances)
     );
 
     let node = Arc::new(RedisFleet::new(connect().await));
@@ -193,7 +193,8 @@ async fn main() {
     let loaded = node.all_enrolled().unwrap().len();
     assert_eq!(loaded, instances as usize);
     println!(
-        "full load of a fresh view: {loaded} instances in {:.3} s; RSS {:.1} MB -> {:.1} MB, {:.0} B per instance",
+        "full load of a fresh view: {loaded} instances in {:.3} s; \
+         RSS {:.1} MB -> {:.1} MB, {:.0} B per instance",
         load_time.as_secs_f64(),
         before as f64 / 1e6,
         after as f64 / 1e6,
@@ -288,19 +289,18 @@ async fn main() {
     refresher.abort();
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    let changes = redis(&url, &["XLEN", FLEET_KEYS[2]]).await;
+    let changes: u64 = redis(&url, &["XLEN", FLEET_KEYS[2]]).await;
     println!(
         "heartbeats (unchanged facts, {IN_FLIGHT} in flight): {} in {:.2} s = {:.0}/s; \
-         latency p50 {:?} p99 {:?}; change entries {:?} (one per enrollment)",
+         latency p50 {:?} p99 {:?}; change entries {changes} (one per enrollment)",
         latencies.len(),
         elapsed.as_secs_f64(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
         at(0.5),
         at(0.99),
-        changes
     );
 
-    redis(
+    redis::<u64>(
         &url,
         &[
             "DEL",

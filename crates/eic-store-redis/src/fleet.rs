@@ -74,9 +74,10 @@ const POLLS_PER_REFRESH: usize = 100;
 /// of [`SEEN_WINDOW_MS`], so reading it every refresh would fetch each
 /// heartbeat some twenty times; last-seen times may lag this much more.
 const SEEN_REFRESH: Duration = Duration::from_secs(1);
-/// How far back, before the latest heartbeat seen, each read looks
-/// again (the tolerated clock skew between nodes): heartbeats are timed by many nodes' clocks and land out of
-/// order, so one timed a little earlier can arrive after a later one.
+/// How far back, before the latest heartbeat seen, each read looks again:
+/// heartbeats are timed by many nodes' clocks and land out of order, so
+/// one timed a little earlier can arrive after a later one. This is the
+/// clock skew between nodes that heartbeats tolerate.
 const SEEN_WINDOW_MS: u64 = 5_000;
 /// Compare-and-set attempts before a contended record counts as a failure.
 const REPLACE_ATTEMPTS: usize = 8;
@@ -354,7 +355,10 @@ impl RedisFleet {
                     )));
                 }
                 Polled::Gap if !reloaded => {
-                    tracing::warn!("fleet changes trimmed or lost before this node read them; loading the whole fleet again");
+                    tracing::warn!(
+                        "fleet changes trimmed or lost before this node read them; \
+                         loading the whole fleet again"
+                    );
                     position.loaded = false;
                     reloaded = true;
                 }
