@@ -21,11 +21,12 @@
 //!
 //! Each node keeps a view (every enrollment and its last-seen time) that a
 //! task refreshes every [`FLEET_REFRESH`]: the stream's new entries name
-//! the records to fetch again, and a window of the sorted set moves
-//! last-seen times forward. Reads answer from the view only while it was
-//! confirmed by a refresh sent less than [`FLEET_STALENESS`] ago, else they
-//! fail: so a change acknowledged by Redis is in every node's answers within
-//! that bound, or that node answers unavailable.
+//! the records to fetch again; and every second a window of the sorted
+//! set (the last few seconds of heartbeats) moves last-seen times forward.
+//! Reads answer from the view only while it was confirmed by a refresh
+//! sent less than [`FLEET_STALENESS`] ago, else they fail: so a change
+//! acknowledged by Redis is in every node's answers within that bound, or
+//! that node answers unavailable.
 //!
 //! What an acknowledged enrollment, change or redemption survives is Redis's
 //! own durability, as for pushed keys (see [`crate::RedisStore`]): with AOF
@@ -69,9 +70,14 @@ const SEEN_BATCH: usize = 10_000;
 /// stays unconfirmed until it catches up.
 const CHANGES_BATCH: usize = 1_000;
 const POLLS_PER_REFRESH: usize = 100;
-/// How far back, before the latest heartbeat seen, each refresh looks
-/// again: heartbeats are timed by many nodes' clocks and land out of
-/// order, so one timed a little earlier can arrive after a later one.
+/// How often a refresh reads the recent heartbeats: each read is a window
+/// of [`SEEN_WINDOW_MS`], so reading it every refresh would fetch each
+/// heartbeat some twenty times; last-seen times may lag this much more.
+const SEEN_REFRESH: Duration = Duration::from_secs(1);
+/// How far back, before the latest heartbeat seen, each read looks again:
+/// heartbeats are timed by many nodes' clocks and land out of order, so
+/// one timed a little earlier can arrive after a later one. This is the
+/// clock skew between nodes that heartbeats tolerate.
 const SEEN_WINDOW_MS: u64 = 5_000;
 /// Compare-and-set attempts before a contended record counts as a failure.
 const REPLACE_ATTEMPTS: usize = 8;
@@ -273,8 +279,9 @@ struct Position {
     /// ever been given up to and including it.
     last_read: String,
     counted: u64,
-    /// The latest heartbeat time read.
+    /// The latest heartbeat time read, and when.
     seen_max: u64,
+    seen_read: Option<Instant>,
 }
 
 /// A record as Redis holds it, for a compare-and-set.
@@ -287,7 +294,7 @@ struct Current {
 enum Replaced {
     Yes,
     Absent,
-    Changed(Current),
+    Changed(Box<Current>),
 }
 
 enum Polled {
@@ -319,16 +326,27 @@ impl RedisFleet {
     }
 
     /// Brings the view up to date: the whole fleet the first time (and
-    /// when the changes it missed are no longer in the stream), else the
-    /// changes since the last refresh and the recent heartbeats.
+    /// when the changes it missed are no longer in the stream), then the
+    /// changes since and the recent heartbeats.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let mut position = self.position.lock().await;
-        let sent = Instant::now();
-        if !position.loaded {
-            self.load(&mut position).await?;
-        } else {
+        let mut reloaded = false;
+        loop {
+            if !position.loaded {
+                self.load(&mut position).await?;
+            }
+            // A load takes a while: what confirms the view is the poll
+            // after it, which catches up with the changes made meanwhile.
+            let sent = Instant::now();
             match self.poll(&mut position).await? {
-                Polled::UpToDate => {}
+                Polled::UpToDate => {
+                    self.read_recent_seen(&mut position).await?;
+                    let mut view = self.write_view();
+                    if view.confirmed.is_none_or(|at| at < sent) {
+                        view.confirmed = Some(sent);
+                    }
+                    return Ok(());
+                }
                 Polled::Behind => {
                     self.read_recent_seen(&mut position).await?;
                     return Err(StoreError::Unavailable(format!(
@@ -336,24 +354,26 @@ impl RedisFleet {
                         CHANGES_BATCH * POLLS_PER_REFRESH
                     )));
                 }
-                Polled::Gap => {
-                    tracing::warn!("fleet changes trimmed or lost before this node read them; loading the whole fleet again");
+                Polled::Gap if !reloaded => {
+                    tracing::warn!(
+                        "fleet changes trimmed or lost before this node read them; \
+                         loading the whole fleet again"
+                    );
                     position.loaded = false;
-                    self.load(&mut position).await?;
+                    reloaded = true;
+                }
+                Polled::Gap => {
+                    return Err(StoreError::Unavailable(
+                        "fleet changes trimmed faster than a full load".into(),
+                    ))
                 }
             }
-            self.read_recent_seen(&mut position).await?;
         }
-        let mut view = self.write_view();
-        if view.confirmed.is_none_or(|at| at < sent) {
-            view.confirmed = Some(sent);
-        }
-        Ok(())
     }
 
     /// Every record and heartbeat, replacing the view. Changes made while
-    /// it scans are after the snapshot's stream position, so the next
-    /// poll fetches them again.
+    /// it scans are after the snapshot's stream position, so the poll that
+    /// follows fetches them again.
     async fn load(&self, position: &mut Position) -> Result<(), StoreError> {
         let mut snapshot = SNAPSHOT.prepare_invoke();
         snapshot.key(CHANGES);
@@ -365,33 +385,18 @@ impl RedisFleet {
             })
             .await?;
 
+        // The next batch is fetched while this one is decoded.
+        let (batches, mut scanned) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(scan_instances(self.connection.clone(), batches));
         let mut instances = HashMap::new();
-        let mut cursor = 0u64;
-        loop {
-            let mut command = redis::cmd("HSCAN");
-            command
-                .arg(INSTANCES)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(SCAN_BATCH);
-            let mut c = self.connection.conn();
-            let (next, records): (u64, Vec<(String, Vec<u8>)>) = self
-                .connection
-                .run(
-                    "fleet load",
-                    async move { command.query_async(&mut c).await },
-                )
-                .await?;
-            for (id, json) in records {
+        while let Some(batch) = scanned.recv().await {
+            for (id, json) in batch? {
                 if let Some(enrollment) = decode_enrollment(&id, &json) {
                     instances.insert(id, Enrolled::new(enrollment, 0));
                 }
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
+        let seen_read = Some(Instant::now());
         let seen_max = self
             .read_seen(0, |batch| {
                 for (id, ms) in batch {
@@ -415,6 +420,7 @@ impl RedisFleet {
             last_read,
             counted,
             seen_max,
+            seen_read,
         };
         Ok(())
     }
@@ -487,6 +493,13 @@ impl RedisFleet {
     /// [`SEEN_WINDOW_MS`] before the latest one read (or before now, when
     /// some node's clock runs ahead).
     async fn read_recent_seen(&self, position: &mut Position) -> Result<(), StoreError> {
+        if position
+            .seen_read
+            .is_some_and(|at| at.elapsed() < SEEN_REFRESH)
+        {
+            return Ok(());
+        }
+        let sent = Instant::now();
         let now_ms = unix_millis(SystemTime::now());
         let from = position.seen_max.min(now_ms).saturating_sub(SEEN_WINDOW_MS);
         let seen_max = self
@@ -500,6 +513,7 @@ impl RedisFleet {
             })
             .await?;
         position.seen_max = position.seen_max.max(seen_max);
+        position.seen_read = Some(sent);
         Ok(())
     }
 
@@ -529,16 +543,13 @@ impl RedisFleet {
             let mut c = self.connection.conn();
             let batch: Vec<(String, f64)> = self
                 .connection
-                .run(
-                    "fleet heartbeats",
-                    async move { command.query_async(&mut c).await },
-                )
+                .run("fleet heartbeats", async move {
+                    command.query_async(&mut c).await
+                })
                 .await?;
             // Scores are whole ms set by this code; `as` saturates.
-            let batch: Vec<(String, u64)> = batch
-                .into_iter()
-                .map(|(id, ms)| (id, ms as u64))
-                .collect();
+            let batch: Vec<(String, u64)> =
+                batch.into_iter().map(|(id, ms)| (id, ms as u64)).collect();
             each(&batch);
             let Some(&(_, last)) = batch.last() else {
                 return Ok(latest);
@@ -548,7 +559,11 @@ impl RedisFleet {
                 return Ok(latest);
             }
             let at_last = batch.iter().rev().take_while(|(_, ms)| *ms == last).count();
-            skip = if last == from { skip + at_last } else { at_last };
+            skip = if last == from {
+                skip + at_last
+            } else {
+                at_last
+            };
             from = last;
         }
     }
@@ -655,11 +670,11 @@ impl RedisFleet {
         match (reply.next().as_deref(), reply.next()) {
             (Some("replaced"), _) => Ok(Replaced::Yes),
             (Some("absent"), _) => Ok(Replaced::Absent),
-            (Some("changed"), Some(json)) => Ok(Replaced::Changed(Current {
+            (Some("changed"), Some(json)) => Ok(Replaced::Changed(Box::new(Current {
                 enrollment: decode_required(&next.instance_id, &json)?,
                 json,
                 last_seen_ms: current.last_seen_ms,
-            })),
+            }))),
             _ => Err(StoreError::Unavailable(
                 "redis fleet replace: unexpected reply".into(),
             )),
@@ -686,7 +701,8 @@ impl RedisFleet {
 }
 
 fn encode(enrollment: &Enrollment) -> Result<String, StoreError> {
-    serde_json::to_string(enrollment).map_err(|e| StoreError::backend("cannot encode enrollment", e))
+    serde_json::to_string(enrollment)
+        .map_err(|e| StoreError::backend("cannot encode enrollment", e))
 }
 
 fn encode_token(token: &JoinToken) -> Result<String, StoreError> {
@@ -714,6 +730,43 @@ fn decode_token(json: &str) -> Result<JoinToken, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::backend("stored join token", e))
 }
 
+type Records = Vec<(String, Vec<u8>)>;
+
+/// Sends the instances hash in batches until it ends, an error (sent
+/// last) or the receiver goes.
+async fn scan_instances(
+    connection: RedisConnection,
+    batches: tokio::sync::mpsc::Sender<Result<Records, StoreError>>,
+) {
+    let mut cursor = 0u64;
+    loop {
+        let mut command = redis::cmd("HSCAN");
+        command
+            .arg(INSTANCES)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(SCAN_BATCH);
+        let mut c = connection.conn();
+        let scanned: Result<(u64, Records), StoreError> = connection
+            .run(
+                "fleet load",
+                async move { command.query_async(&mut c).await },
+            )
+            .await;
+        let (next, records) = match scanned {
+            Ok(scanned) => scanned,
+            Err(e) => {
+                let _ = batches.send(Err(e)).await;
+                return;
+            }
+        };
+        if batches.send(Ok(records)).await.is_err() || next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
 async fn refresh_while_alive(fleet: Weak<RedisFleet>) {
     let mut tick = tokio::time::interval(FLEET_REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -732,7 +785,10 @@ async fn refresh_while_alive(fleet: Weak<RedisFleet>) {
             // Once per outage, not every interval.
             Err(e) if !failing => {
                 failing = true;
-                tracing::error!(error = &e as &dyn std::error::Error, "fleet view not refreshed; refusing fleet reads until it is");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "fleet view not refreshed; refusing fleet reads until it is"
+                );
             }
             Err(_) => {}
         }
@@ -743,14 +799,16 @@ async fn refresh_while_alive(fleet: Weak<RedisFleet>) {
 impl Fleet for RedisFleet {
     async fn create_token(&self, token: JoinToken) -> Result<(), StoreError> {
         let mut command = redis::cmd("HSETNX");
-        command.arg(TOKENS).arg(&token.id).arg(encode_token(&token)?);
+        command
+            .arg(TOKENS)
+            .arg(&token.id)
+            .arg(encode_token(&token)?);
         let mut c = self.connection.conn();
         let created: i64 = self
             .connection
-            .run(
-                "create join token",
-                async move { command.query_async(&mut c).await },
-            )
+            .run("create join token", async move {
+                command.query_async(&mut c).await
+            })
             .await?;
         if created == 1 {
             Ok(())
@@ -810,7 +868,11 @@ impl Fleet for RedisFleet {
         now_ms: u64,
     ) -> Result<Result<JoinToken, TokenRefusal>, StoreError> {
         let mut invocation = REDEEM.prepare_invoke();
-        invocation.key(TOKENS).arg(id).arg(secret_sha256).arg(now_ms);
+        invocation
+            .key(TOKENS)
+            .arg(id)
+            .arg(secret_sha256)
+            .arg(now_ms);
         let mut c = self.connection.conn();
         let reply: Vec<String> = self
             .connection
@@ -904,7 +966,7 @@ impl Fleet for RedisFleet {
                     return Ok(outcome);
                 }
                 Replaced::Absent => return Ok(HeartbeatOutcome::Unknown),
-                Replaced::Changed(changed) => current = changed,
+                Replaced::Changed(changed) => current = *changed,
             }
         }
         Err(Self::contended(instance_id))
@@ -940,7 +1002,7 @@ impl Fleet for RedisFleet {
                     return Ok(true);
                 }
                 Replaced::Absent => return Ok(false),
-                Replaced::Changed(changed) => current = changed,
+                Replaced::Changed(changed) => current = *changed,
             }
         }
         Err(Self::contended(instance_id))

@@ -314,9 +314,9 @@ async fn concurrent_changes_on_two_nodes_are_both_kept() {
     assert_eq!(stored.tags.len(), 21, "no tag lost: {:?}", stored.tags);
     assert_eq!(stored.facts.hostname, "renamed-19");
     eventually(5 * SEC, "both views converge", || async {
-        [&a, &b]
-            .iter()
-            .all(|n| n.enrolled(&id).ok().flatten().map(|e| e.enrollment.clone()) == Some(stored.clone()))
+        [&a, &b].iter().all(|n| {
+            n.enrolled(&id).ok().flatten().map(|e| e.enrollment.clone()) == Some(stored.clone())
+        })
     })
     .await;
 }
@@ -338,7 +338,10 @@ async fn a_one_use_token_is_redeemed_once_across_nodes() {
         let redeemed: Vec<&JoinToken> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
         assert_eq!(redeemed.len(), 1, "round {round}: {outcomes:?}");
         assert_eq!(redeemed[0].used, 1);
-        assert!(outcomes.contains(&Err(TokenRefusal::UsedUp)), "{outcomes:?}");
+        assert!(
+            outcomes.contains(&Err(TokenRefusal::UsedUp)),
+            "{outcomes:?}"
+        );
     }
     // A three-use token among four concurrent redemptions.
     b.create_token(token("ffffffffffffffff", 3, T0 + 60_000))
@@ -383,12 +386,18 @@ async fn tokens_refused_for_every_reason() {
     let mut odd = token("000000000000000c", 1, u64::MAX);
     odd.availability_zone = Some("eu-west-3b".into());
     odd.tags = BTreeMap::from([
-        ("used".to_string(), r#","used":7,"revoked":false,"#.to_string()),
+        (
+            "used".to_string(),
+            r#","used":7,"revoked":false,"#.to_string(),
+        ),
         (r#","used":1,"#.to_string(), "é".to_string()),
     ]);
     fleet.create_token(odd.clone()).await.unwrap();
     assert!(
-        fleet.create_token(token("000000000000000a", 9, now)).await.is_err(),
+        fleet
+            .create_token(token("000000000000000a", 9, now))
+            .await
+            .is_err(),
         "ids are new"
     );
 
@@ -417,7 +426,13 @@ async fn tokens_refused_for_every_reason() {
         Err(TokenRefusal::UsedUp)
     );
     let spent = redeem("000000000000000c", SECRET).await.unwrap();
-    assert_eq!(spent, JoinToken { used: 1, ..odd.clone() });
+    assert_eq!(
+        spent,
+        JoinToken {
+            used: 1,
+            ..odd.clone()
+        }
+    );
 
     assert!(fleet.revoke_token("000000000000000c").await.unwrap());
     assert!(fleet.revoke_token("000000000000000c").await.unwrap());
@@ -434,7 +449,10 @@ async fn tokens_refused_for_every_reason() {
 
     let tokens = fleet.tokens().await.unwrap();
     let ids: Vec<&str> = tokens.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(ids, ["000000000000000a", "000000000000000b", "000000000000000c"]);
+    assert_eq!(
+        ids,
+        ["000000000000000a", "000000000000000b", "000000000000000c"]
+    );
     assert_eq!(tokens[0].used, 2);
     assert_eq!(
         tokens[2],
@@ -474,7 +492,12 @@ async fn a_full_load_reads_every_instance_and_heartbeat() {
         let n = u32::from_str_radix(&enrolled.enrollment.instance_id[2..], 16).unwrap();
         assert_eq!(enrolled.enrollment, enrollment(n));
         let at = if n % 8 != 0 { T0 } else { T0 + u64::from(n) };
-        assert_eq!(enrolled.last_seen_ms(), at, "{}", enrolled.enrollment.instance_id);
+        assert_eq!(
+            enrolled.last_seen_ms(),
+            at,
+            "{}",
+            enrolled.enrollment.instance_id
+        );
     }
 }
 
@@ -491,7 +514,10 @@ async fn changes_trimmed_before_a_node_read_them_mean_a_full_load() {
         .await
         .unwrap();
     // As if far more changes had come than the stream keeps.
-    assert_eq!(server.cli(&["XTRIM", "eic:{fleet}:changes", "MAXLEN", "0"]), "3");
+    assert_eq!(
+        server.cli(&["XTRIM", "eic:{fleet}:changes", "MAXLEN", "0"]),
+        "3"
+    );
     b.refresh().await.unwrap();
     assert!(b.enrolled(&instance_id(2)).unwrap().is_some());
     assert_eq!(state(&b, &instance_id(1)), Some(FleetState::Terminated));
@@ -544,7 +570,9 @@ async fn the_fleet_through_a_cluster() {
         }
     );
 
-    a.create_token(token("00000000000000aa", 1, T0 + 1)).await.unwrap();
+    a.create_token(token("00000000000000aa", 1, T0 + 1))
+        .await
+        .unwrap();
     assert_eq!(
         b.redeem_token("00000000000000aa", SECRET, T0)
             .await
@@ -554,7 +582,9 @@ async fn the_fleet_through_a_cluster() {
         1
     );
     assert_eq!(
-        a.redeem_token("00000000000000aa", SECRET, T0).await.unwrap(),
+        a.redeem_token("00000000000000aa", SECRET, T0)
+            .await
+            .unwrap(),
         Err(TokenRefusal::UsedUp)
     );
     assert!(b.revoke_token("00000000000000aa").await.unwrap());
@@ -568,7 +598,10 @@ async fn the_fleet_through_a_cluster() {
         "eic:{fleet}:tokens",
     ];
     let holders: Vec<usize> = (0..cluster.nodes.len())
-        .filter(|&i| keys.iter().all(|k| cluster.nodes[i].cli(&["EXISTS", k]) == "1"))
+        .filter(|&i| {
+            keys.iter()
+                .all(|k| cluster.nodes[i].cli(&["EXISTS", k]) == "1")
+        })
         .collect();
     assert_eq!(holders.len(), 1, "one master holds the whole fleet");
     let slot = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", keys[0]]);
@@ -615,7 +648,9 @@ async fn redis_down_reads_fail_within_the_bound_then_service_returns() {
         "heartbeat",
     );
     backend(
-        b.change(&id, InstanceChange::Terminate, T0).await.map(|_| ()),
+        b.change(&id, InstanceChange::Terminate, T0)
+            .await
+            .map(|_| ()),
         "change",
     );
     backend(
@@ -623,7 +658,9 @@ async fn redis_down_reads_fail_within_the_bound_then_service_returns() {
         "create_token",
     );
     backend(
-        a.redeem_token("0000000000000001", SECRET, T0).await.map(|_| ()),
+        a.redeem_token("0000000000000001", SECRET, T0)
+            .await
+            .map(|_| ()),
         "redeem_token",
     );
     backend(b.tokens().await.map(|_| ()), "tokens");
