@@ -1,6 +1,14 @@
 //! Where the fleet (enrolled instances and join tokens) lives: the data
 //! dir's log on the embedded store, Redis when nodes share it; for the
 //! server and for the commands that change it while servers run.
+//!
+//! On the embedded store last-seen times live only in the server's memory
+//! (heartbeats are not written), so the server also writes them to
+//! `fleet-seen` every few seconds, aside and renamed into place, for
+//! commands to read: `eic instances list` then shows connection-lost as the
+//! server decides it, a snapshot's age late at most. A server does not read
+//! it at start: every instance then counts as seen at the start, so a
+//! restart does not turn the fleet connection-lost.
 
 use std::sync::Arc;
 
@@ -38,6 +46,52 @@ pub async fn for_command(config: &Config) -> anyhow::Result<Arc<dyn Fleet>> {
             fleet.refresh().await?;
             Ok(Arc::new(fleet))
         }
-        StoreKind::Embedded => open_embedded(&DataDir::for_command(&config.data_dir)?),
+        StoreKind::Embedded => {
+            let data_dir = DataDir::for_command(&config.data_dir)?;
+            let fleet = open_embedded(&data_dir)?;
+            restore_seen(&data_dir, fleet.as_ref())?;
+            Ok(fleet)
+        }
     }
+}
+
+const SEEN_FILE: &str = "fleet-seen";
+
+/// Writes every enrolled instance's last-seen time to the snapshot, as
+/// lines of `<instance id> <unix ms>`. Losing it costs nothing but a
+/// command's view of liveness, so it is not synced.
+pub fn write_seen(data_dir: &DataDir, fleet: &dyn Fleet) -> anyhow::Result<()> {
+    let all = fleet.all_enrolled()?;
+    let mut text = String::with_capacity(all.len() * 34);
+    for enrolled in &all {
+        text.push_str(&enrolled.enrollment.instance_id);
+        text.push(' ');
+        text.push_str(&enrolled.last_seen_ms().to_string());
+        text.push('\n');
+    }
+    let path = data_dir.path().join(SEEN_FILE);
+    let aside = data_dir.path().join(format!("{SEEN_FILE}.tmp"));
+    let _ = std::fs::remove_file(&aside);
+    crate::data_dir::write_new_private(&aside, text.as_bytes())?;
+    std::fs::rename(&aside, &path)?;
+    Ok(())
+}
+
+/// Applies the server's snapshot to a command's view; a missing snapshot
+/// (no server has run) leaves the open time.
+fn restore_seen(data_dir: &DataDir, fleet: &dyn Fleet) -> anyhow::Result<()> {
+    let text = match std::fs::read_to_string(data_dir.path().join(SEEN_FILE)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for line in text.lines() {
+        let Some((id, ms)) = line.split_once(' ') else {
+            continue;
+        };
+        if let (Some(enrolled), Ok(ms)) = (fleet.enrolled(id)?, ms.parse::<u64>()) {
+            enrolled.restore_last_seen(ms);
+        }
+    }
+    Ok(())
 }

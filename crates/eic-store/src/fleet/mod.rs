@@ -161,6 +161,12 @@ impl Enrolled {
     pub fn heartbeat(&self, at_ms: u64) -> u64 {
         self.last_seen_ms.fetch_max(at_ms, Ordering::Relaxed)
     }
+
+    /// Sets the last-seen time to what a process that saw the heartbeats
+    /// recorded, earlier or not (a command reading the server's snapshot).
+    pub fn restore_last_seen(&self, at_ms: u64) {
+        self.last_seen_ms.store(at_ms, Ordering::Relaxed);
+    }
 }
 
 /// A durable change an operator makes to an enrolled instance.

@@ -45,6 +45,10 @@ pub enum AgentCommand {
     Install(InstallArgs),
     /// Remove the drop-in `eic agent install` wrote (the user is kept).
     Uninstall(UninstallArgs),
+    /// Enroll this machine with a join token and write its agent config.
+    Join(super::join::JoinArgs),
+    /// Heartbeat until SIGTERM (then report stopped): the agent's long-running part.
+    Run(super::heartbeat::RunArgs),
 }
 
 #[derive(Args)]
@@ -78,6 +82,8 @@ pub fn run(command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::Install(args) => install(args),
         AgentCommand::Uninstall(args) => uninstall(args),
+        AgentCommand::Join(args) => super::join::join(args),
+        AgentCommand::Run(args) => super::heartbeat::run(args),
     }
 }
 

@@ -30,8 +30,10 @@ use crate::secret::Secret;
 
 mod aws;
 mod eic;
+pub mod heartbeat;
 pub mod http;
 pub mod install;
+pub mod join;
 mod parser;
 
 /// The whole run, as the official `timeout 5s` wrapper bounds it.
@@ -60,6 +62,14 @@ pub struct AgentConfig {
     /// to: the only one an https `endpoint` is trusted under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<String>,
+    /// The machine joined over plain http (`eic agent join
+    /// --insecure-http`), so its heartbeats may go over http too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_http: bool,
+    /// How `eic agent run` finds what it reports (an enrolled instance's
+    /// config only; `eic agent join` writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<join::MachineArgs>,
 }
 
 #[derive(Args)]

@@ -62,6 +62,8 @@ pub fn agent_config(args: AgentConfigArgs) -> anyhow::Result<()> {
         ),
         trust_anchor,
         tls_ca,
+        insecure_http: false,
+        machine: None,
     };
     print!("{}", toml::to_string(&agent)?);
     Ok(())

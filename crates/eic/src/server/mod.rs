@@ -108,6 +108,14 @@ pub async fn run(
         audit.clone(),
         Duration::from_secs(1),
     ));
+    if state.redis.is_none() {
+        let every = Duration::from_secs((config.fleet.heartbeat_secs / 3).clamp(1, 10));
+        tokio::spawn(snapshot_seen(
+            config.data_dir.clone(),
+            state.fleet.clone(),
+            every,
+        ));
+    }
 
     let shared = Shared {
         config: &config,
@@ -475,6 +483,26 @@ async fn summarize_suppressed(audit: Arc<AuditLog>) {
     loop {
         tick.tick().await;
         audit.summarize_if_due(std::time::SystemTime::now());
+    }
+}
+
+/// Writes the embedded fleet's last-seen times for commands (crate::fleet).
+async fn snapshot_seen(data_dir: PathBuf, fleet: Arc<dyn Fleet>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (dir, fleet) = (data_dir.clone(), fleet.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            crate::fleet::write_seen(&DataDir::for_command(&dir)?, fleet.as_ref())
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot write the fleet's last-seen snapshot"
+            );
+        }
     }
 }
 
