@@ -386,3 +386,112 @@ fn nodes_on_sentinel_follow_a_failover() {
     });
     eprintln!("node A served again {:?} after node B", t.elapsed());
 }
+
+#[test]
+fn a_machine_joins_through_node_b_and_is_seen_by_node_a() {
+    const FLEET: &str = "[fleet]\nheartbeat_secs = 1\nunavailable_after_secs = 3\n";
+    const TLS_AUTO: (&str, &str) = ("[instance_api]\n", "[instance_api]\ntls = \"auto\"\n");
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let data = tempfile::tempdir().unwrap();
+    let a = node(data.path(), &url, &[TLS_AUTO], FLEET);
+    let b = node(data.path(), &url, &[TLS_AUTO], FLEET);
+
+    let (code, token, err) = command(
+        &a,
+        &url,
+        &[
+            "join-token",
+            "create",
+            "--account",
+            "111122223333",
+            "--tag",
+            "site=lab",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let machine = tempfile::tempdir().unwrap();
+    let host_keys = machine.path().join("ssh");
+    std::fs::create_dir(&host_keys).unwrap();
+    assert!(std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(host_keys.join("ssh_host_ed25519_key"))
+        .status()
+        .unwrap()
+        .success());
+    let config = machine.path().join("agent.toml");
+    let (code, id, err) = eic(&[
+        "agent",
+        "join",
+        "--server",
+        &format!("https://{}", b.instance_api),
+        "--token",
+        token.trim(),
+        "--config-out",
+        config.to_str().unwrap(),
+        "--private-ip",
+        "127.0.0.1",
+        "--ssh-host-key-dir",
+        host_keys.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let id = id.trim().to_owned();
+
+    // Pushed through node A, served through node B to the joined machine.
+    let keys = tempfile::tempdir().unwrap();
+    let key = ssh_keygen(keys.path(), "joined");
+    let public = key.with_extension("pub");
+    wait_until(10, "node A to see the enrollment", || {
+        try_push_with_boto3(&a, &id, "ec2-user", &public).is_ok()
+    });
+    assert_eq!(
+        authorized_keys(&config, "ec2-user"),
+        (0, std::fs::read_to_string(&public).unwrap())
+    );
+
+    // Heartbeats to node B keep it available on node A; stopped, node A
+    // turns it connection-lost, and back when they resume.
+    let agent = std::process::Command::new(env!("CARGO_BIN_EXE_eic"))
+        .args(["agent", "run", "--config"])
+        .arg(&config)
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let agent = Kill(agent);
+    let signal = |name: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([&format!("-{name}"), &agent.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("STOP");
+    wait_until(20, "node A to see it connection-lost", || {
+        try_push_with_boto3(&a, &id, "ec2-user", &public)
+            == Err("EC2InstanceUnavailableException".into())
+    });
+    let (code, shown, err) = command(&a, &url, &["instances", "show", &id]);
+    assert_eq!(code, 0, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["state"], "connection-lost");
+    assert_eq!(shown["tags"]["site"], "lab");
+    signal("CONT");
+    wait_until(20, "available again on node A", || {
+        try_push_with_boto3(&a, &id, "ec2-user", &public).is_ok()
+    });
+
+    // Removed through node B's command: node A refuses pushes at once.
+    let (code, _, err) = command(&b, &url, &["instances", "remove", &id]);
+    assert_eq!(code, 0, "{err}");
+    wait_until(10, "node A to see the removal", || {
+        try_push_with_boto3(&a, &id, "ec2-user", &public)
+            == Err("EC2InstanceStateInvalidException".into())
+    });
+    assert_ne!(authorized_keys(&config, "ec2-user").0, 0);
+}
