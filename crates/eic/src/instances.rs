@@ -215,6 +215,111 @@ pub fn check_tag_key(key: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eic_store::fleet::{Enrollment, MachineFacts};
+    use eic_store::EmbeddedFleet;
+
+    const CONFIG: &str = r#"
+region = "us-west-2"
+data_dir = "data"
+[api]
+listen = "127.0.0.1:0"
+[[accounts]]
+id = "111122223333"
+[[instances]]
+id = "i-abcd1234"
+account = "111122223333"
+state = "running"
+availability_zone = "us-west-2a"
+instance_type = "t3.micro"
+"#;
+
+    fn enrollment(id: &str, state: FleetState) -> Enrollment {
+        Enrollment {
+            instance_id: id.into(),
+            account: "111122223333".into(),
+            token_id: "0123456789abcdef".into(),
+            availability_zone: "us-west-2b".into(),
+            instance_type: "m5.large".into(),
+            facts: MachineFacts::default(),
+            tags: BTreeMap::from([("env".into(), "test".into())]),
+            state,
+            enrolled_at_ms: 1_000,
+            updated_at_ms: 1_000,
+        }
+    }
+
+    fn registry(dir: &std::path::Path) -> Arc<Registry> {
+        let path = dir.join("eic.toml");
+        std::fs::write(&path, CONFIG).unwrap();
+        Arc::new(Registry::from_config(&crate::config::Config::load(&path).unwrap()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn enrolled_instances_show_their_liveness_and_an_id_in_both_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = EmbeddedFleet::open(&dir.path().join("fleet")).unwrap();
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        fleet
+            .enroll(
+                enrollment("i-0000000000000000a", FleetState::Running),
+                100_000,
+            )
+            .await
+            .unwrap();
+        fleet
+            .enroll(
+                enrollment("i-0000000000000000b", FleetState::Stopped),
+                100_000,
+            )
+            .await
+            .unwrap();
+        let instances =
+            Instances::new(registry(dir.path()), fleet.clone(), Duration::from_secs(90)).unwrap();
+
+        let running = instances
+            .get("i-0000000000000000a", at(189))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (running.state, running.availability),
+            (InstanceState::Running, Availability::Available)
+        );
+        assert_eq!(running.tags["env"], "test");
+        assert_eq!(running.launch_time, Some(at(1)));
+        let silent = instances
+            .get("i-0000000000000000a", at(190))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (silent.state, silent.availability),
+            (InstanceState::Running, Availability::Unavailable)
+        );
+        let stopped = instances
+            .get("i-0000000000000000b", at(100))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stopped.state, InstanceState::Stopped);
+        assert!(instances
+            .in_account("i-0000000000000000a", "444455556666", at(100))
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            instances
+                .all_in_account("111122223333", at(100))
+                .unwrap()
+                .len(),
+            3
+        );
+
+        fleet
+            .enroll(enrollment("i-abcd1234", FleetState::Running), 100_000)
+            .await
+            .unwrap();
+        let Err(e) = Instances::new(registry(dir.path()), fleet, Duration::from_secs(90)) else {
+            panic!("an id both configured and enrolled was accepted");
+        };
+        assert!(e.to_string().contains("i-abcd1234"), "{e}");
+    }
 
     #[test]
     fn tags_parse_as_ec2_allows() {

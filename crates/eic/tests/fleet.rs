@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::sshd::{ssh, start_sshd, RootDir};
-use common::{eic, push_with_boto3, ssh_keygen, try_push_with_boto3, wait_until, Server};
+use common::{
+    eic, push_with_boto3, run_python_with, ssh_keygen, try_push_with_boto3, wait_until, Server,
+};
 
 const FAST_FLEET: &str = "[fleet]\nheartbeat_secs = 1\nunavailable_after_secs = 3\n";
 const TLS_AUTO: (&str, &str) = ("[instance_api]\n", "[instance_api]\ntls = \"auto\"\n");
@@ -219,6 +221,23 @@ fn machines_join_heartbeat_log_in_and_stop() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(id_again.trim(), id_a);
     assert!(push(&server, &id_a, &key).is_ok());
+
+    // boto3 finds it as on EC2; its tags feed IAM conditions as a
+    // configured instance's do.
+    let expect = |outcome: &str| {
+        run_python_with(
+            "fleet_boto3.py",
+            &server,
+            &[
+                ("EIC_INSTANCE", std::ffi::OsStr::new(&id_a)),
+                ("EIC_EXPECT_ALICE", std::ffi::OsStr::new(outcome)),
+            ],
+        )
+    };
+    expect("denied");
+    let (code, _, err) = admin(&server, &["instances", "tag", &id_a, "Team=dev"]);
+    assert_eq!(code, 0, "{err}");
+    expect("allowed");
 
     // Tags an operator sets feed DescribeInstances and IAM alike.
     let (code, _, err) = admin(&server, &["instances", "tag", &id_b, "team=blue"]);

@@ -106,14 +106,14 @@ impl InstanceApi {
             |message: String| Refusal::new(StatusCode::BAD_REQUEST, "InvalidJoinRequest", message);
         let token = JoinTokenText::parse(request.token.expose())
             .ok_or_else(|| self.refuse_join(peer, None, token_refusal(TokenRefusal::Unknown)))?;
-        let checked = request.facts.validate().and_then(|facts| {
-            Ok((
-                facts,
-                enrollment::instance_type(request.instance_type.as_deref())?,
-            ))
-        });
-        let (facts, instance_type) =
-            checked.map_err(|m| self.refuse_join(peer, Some(&token.id), invalid(m)))?;
+        let facts = request
+            .facts
+            .validate()
+            .map_err(|m| self.refuse_join(peer, Some(&token.id), invalid(m)))?;
+        if let Some(kind) = &request.instance_type {
+            enrollment::instance_type(Some(kind))
+                .map_err(|m| self.refuse_join(peer, Some(&token.id), invalid(m)))?;
+        }
 
         let now_ms = unix_millis(now);
         let redeemed = self
@@ -123,19 +123,33 @@ impl InstanceApi {
             .map_err(|e| Refusal::unavailable("fleet unavailable; join refused", &e))?;
         let stored =
             redeemed.map_err(|r| self.refuse_join(peer, Some(&token.id), token_refusal(r)))?;
-        let zone = enrollment::placement(
-            stored.availability_zone.as_deref(),
-            request.availability_zone.as_deref(),
-            &self.region,
-        )
-        .map_err(|m| self.refuse_join(peer, Some(&token.id), invalid(m)))?;
 
         // The same machine joining again (it still holds the credential its
-        // last join wrote) keeps its id and tags; no hardware fingerprint
-        // is asked for, so a changed disk or NIC never locks it out.
+        // last join wrote) keeps its id and tags, and its zone and type
+        // unless it names others; no hardware fingerprint is asked for, so
+        // a changed disk or NIC never locks it out.
         let earlier = match &request.credential {
             Some(credential) => self.rejoining(credential, &stored.account)?,
             None => None,
+        };
+        let asked_zone =
+            request
+                .availability_zone
+                .as_deref()
+                .or(match (&stored.availability_zone, &earlier) {
+                    (None, Some(e)) => Some(e.availability_zone.as_str()),
+                    _ => None,
+                });
+        let zone = enrollment::placement(
+            stored.availability_zone.as_deref(),
+            asked_zone,
+            &self.region,
+        )
+        .map_err(|m| self.refuse_join(peer, Some(&token.id), invalid(m)))?;
+        let instance_type = match (&request.instance_type, &earlier) {
+            (None, Some(e)) => e.instance_type.clone(),
+            (asked, _) => enrollment::instance_type(asked.as_deref())
+                .map_err(|m| self.refuse_join(peer, Some(&token.id), invalid(m)))?,
         };
         let instance_id = match &earlier {
             Some(e) => e.instance_id.clone(),
