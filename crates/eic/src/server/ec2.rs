@@ -220,10 +220,10 @@ impl Api {
             Ec2Error::internal_error()
         };
         // Ids name what to look at: only those are looked up, so asking for
-        // one instance costs the same in a fleet of any size.
-        let candidates = if describe.instance_ids.is_empty() {
-            self.instances
-                .all_in_account(&principal.account, now)
+        // one instance costs the same in a fleet of any size. Without ids,
+        // one pass over the account keeps only the views a page can show.
+        let chosen = if describe.instance_ids.is_empty() {
+            self.select(describe, &principal.account)
                 .map_err(unavailable)?
         } else {
             let mut found = Vec::with_capacity(describe.instance_ids.len());
@@ -233,17 +233,98 @@ impl Api {
                     .in_account(id, &principal.account, now)
                     .map_err(unavailable)?
                 {
-                    found.push(instance);
+                    found.push(self.view(&instance));
                 }
             }
             found
         };
-        let mine: BTreeMap<String, InstanceView> = candidates
-            .iter()
-            .map(|i| (i.id.clone(), self.view(i)))
+        let mine: BTreeMap<String, InstanceView> = chosen
+            .into_iter()
+            .map(|v| (v.instance_id.clone(), v))
             .collect();
         let page = eic_ec2::describe_map(describe, &mine)?;
         Ok(eic_ec2::render_describe_instances(request_id, &page))
+    }
+
+    /// The views of `account`'s instances that match the request's
+    /// filters and token, at most the `MaxResults` + 1 smallest ids (which
+    /// `describe` pages as it would the whole account), made one at a time
+    /// and dropped at once when they cannot be shown: no map of the whole
+    /// account is built.
+    fn select(
+        &self,
+        describe: &eic_ec2::DescribeInstancesRequest,
+        account: &str,
+    ) -> Result<Vec<InstanceView>, eic_store::StoreError> {
+        let keep = describe.max_results.map(|k| k.saturating_add(1));
+        let after = describe.after.as_deref();
+        let mut chosen: BTreeMap<String, InstanceView> = BTreeMap::new();
+        let beyond_page = |chosen: &BTreeMap<String, InstanceView>, id: &str| {
+            after.is_some_and(|a| id <= a)
+                || keep.is_some_and(|keep| {
+                    chosen.len() >= keep
+                        && chosen
+                            .last_key_value()
+                            .is_some_and(|(last, _)| id >= last.as_str())
+                })
+        };
+        let offer = |chosen: &mut BTreeMap<String, InstanceView>, view: InstanceView| {
+            if !eic_ec2::matches_all(&describe.filters, &view) {
+                return;
+            }
+            chosen.insert(view.instance_id.clone(), view);
+            if keep.is_some_and(|keep| chosen.len() > keep) {
+                chosen.pop_last();
+            }
+        };
+        for instance in self.instances.registry().instances_in_account(account) {
+            if !beyond_page(&chosen, &instance.id) {
+                offer(&mut chosen, self.view(instance));
+            }
+        }
+        for enrolled in self.instances.fleet().all_enrolled()? {
+            let e = &enrolled.enrollment;
+            if e.account == account && !beyond_page(&chosen, &e.instance_id) {
+                offer(&mut chosen, self.enrolled_view(e));
+            }
+        }
+        Ok(chosen.into_values().collect())
+    }
+
+    /// An enrolled instance's view, from its record: its EC2 state is the
+    /// stored one (connection-lost is still running, as EC2 shows an
+    /// instance whose status checks fail).
+    fn enrolled_view(&self, e: &eic_store::fleet::Enrollment) -> InstanceView {
+        use eic_store::fleet::FleetState;
+        let state = match e.state {
+            FleetState::Running => eic_ec2::InstanceState::Running,
+            FleetState::Stopped => eic_ec2::InstanceState::Stopped,
+            FleetState::Terminated => eic_ec2::InstanceState::Terminated,
+        };
+        let mut view = InstanceView::new(
+            e.instance_id.as_str(),
+            e.account.as_str(),
+            state,
+            e.instance_type.as_str(),
+            e.availability_zone.as_str(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.enrolled_at_ms),
+        );
+        let addresses = &e.facts.addresses;
+        view.private_ip = addresses.private_ipv4;
+        view.private_dns_name = addresses.private_ipv4.map(|ip| self.private_dns_name(ip));
+        view.public_ip = addresses.public_ipv4;
+        view.ipv6 = addresses.ipv6;
+        view.tags = e.tags.clone();
+        view
+    }
+
+    /// EC2's own naming for a private address (us-east-1 has its own).
+    fn private_dns_name(&self, ip: std::net::Ipv4Addr) -> String {
+        let [a, b, c, d] = ip.octets();
+        match self.registry.region.as_str() {
+            "us-east-1" => format!("ip-{a}-{b}-{c}-{d}.ec2.internal"),
+            region => format!("ip-{a}-{b}-{c}-{d}.{region}.compute.internal"),
+        }
     }
 
     /// What DescribeInstances shows of an instance.
@@ -265,14 +346,9 @@ impl Api {
             instance.launch_time.unwrap_or(self.launch_time),
         );
         view.private_ip = instance.private_ip_address;
-        // EC2's own naming for a private address (us-east-1 has its own).
-        view.private_dns_name = instance.private_ip_address.map(|ip| {
-            let [a, b, c, d] = ip.octets();
-            match self.registry.region.as_str() {
-                "us-east-1" => format!("ip-{a}-{b}-{c}-{d}.ec2.internal"),
-                region => format!("ip-{a}-{b}-{c}-{d}.{region}.compute.internal"),
-            }
-        });
+        view.private_dns_name = instance
+            .private_ip_address
+            .map(|ip| self.private_dns_name(ip));
         view.public_ip = instance.public_ip_address;
         view.ipv6 = instance.ipv6_address;
         view.vpc_id = instance.vpc_id.clone();

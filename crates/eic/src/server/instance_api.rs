@@ -68,8 +68,8 @@ impl InstanceApi {
         let path = request.uri().path().to_owned();
         let heartbeat_of = match path.as_str() {
             enrollment::JOIN_PATH => None,
-            enrollment::HEARTBEAT_PATH => match self.authenticate(&request) {
-                Ok(instance) => Some(instance.id.clone()),
+            enrollment::HEARTBEAT_PATH => match self.credential_holder(&request) {
+                Ok(instance_id) => Some(instance_id),
                 Err(status) => return text(status, ""),
             },
             _ => return text(StatusCode::NOT_FOUND, ""),
@@ -161,28 +161,7 @@ impl InstanceApi {
     }
 
     fn authenticate(&self, request: &Request<Incoming>) -> Result<Arc<Instance>, StatusCode> {
-        let headers = request.headers();
-        let credential = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_credential)
-            .or_else(|| {
-                headers
-                    .get("x-aws-ec2-metadata-token")
-                    .and_then(|v| v.to_str().ok())
-            })
-            .ok_or(StatusCode::UNAUTHORIZED)?;
-        let instance_id = self
-            .credentials
-            .verify(credential.trim())
-            .map_err(|e| {
-                tracing::error!(
-                    error = &e as &dyn std::error::Error,
-                    "instance credential generations unknown; fetch refused"
-                );
-                StatusCode::SERVICE_UNAVAILABLE
-            })?
-            .ok_or(StatusCode::UNAUTHORIZED)?;
+        let instance_id = self.credential_holder(request)?;
         let instance = self
             .instances
             .get(&instance_id, self.clock.now())
@@ -196,6 +175,32 @@ impl InstanceApi {
         // A terminated instance's credential dies with it.
         instance
             .filter(|i| i.state != InstanceState::Terminated)
+            .ok_or(StatusCode::UNAUTHORIZED)
+    }
+
+    /// The instance whose current credential the request carries. A
+    /// heartbeat needs no more: the fleet refuses a terminated instance's.
+    fn credential_holder(&self, request: &Request<Incoming>) -> Result<String, StatusCode> {
+        let headers = request.headers();
+        let credential = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_credential)
+            .or_else(|| {
+                headers
+                    .get("x-aws-ec2-metadata-token")
+                    .and_then(|v| v.to_str().ok())
+            })
+            .ok_or(StatusCode::UNAUTHORIZED)?;
+        self.credentials
+            .verify(credential.trim())
+            .map_err(|e| {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "instance credential generations unknown; fetch refused"
+                );
+                StatusCode::SERVICE_UNAVAILABLE
+            })?
             .ok_or(StatusCode::UNAUTHORIZED)
     }
 
