@@ -27,6 +27,9 @@ cargo build --release --locked --bin eic --example fleet_fixture >&2
 eic=${CARGO_TARGET_DIR:-target}/release/eic
 fixture=${CARGO_TARGET_DIR:-target}/release/examples/fleet_fixture
 source bench/lib.sh
+# As lib.sh's trap, but waiting for the servers to finish draining before
+# their data dirs go (SIGTERM makes eic drain its connections first).
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 tick=$(getconf CLK_TCK)
 instances=100000
 
@@ -90,6 +93,14 @@ first_heartbeat() { # store instance-api address: prints the status
   curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Authorization: Bearer $credential" \
     -H 'Content-Type: application/json' --data-binary "$body" "http://$2/eic/v1/heartbeat" || true
 }
+until_heartbeat() { # store instance-api address: waits (at most a minute) for a 200
+  for _ in $(seq 12000); do
+    [ "$(first_heartbeat "$1" "$2")" = 200 ] && return
+    sleep 0.005
+  done
+  echo "the $1 server answered no heartbeat within a minute" >&2
+  exit 1
+}
 stop() { # pid: ends a server this script started, and waits for it
   kill "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
@@ -115,10 +126,7 @@ start_run() { # name store
   ready_ms=$listen_ms
   if [[ $2 != empty-* ]]; then
     ia=$(address "$1" instance-api)
-    for _ in $(seq 12000); do
-      [ "$(first_heartbeat "$2" "$ia")" = 200 ] && break
-      sleep 0.005
-    done
+    until_heartbeat "$2" "$ia"
     ready_ms=$((($(now_ns) - t0) / 1000000))
   fi
   sleep 2
@@ -151,12 +159,7 @@ for store in embedded redis empty-embedded empty-redis; do
   api_of[$store]=$(address "$store" api)
   ia_of[$store]=$(address "$store" instance-api)
 done
-for store in embedded redis; do
-  for _ in $(seq 12000); do
-    [ "$(first_heartbeat "$store" "${ia_of[$store]}")" = 200 ] && break
-    sleep 0.005
-  done
-done
+for store in embedded redis; do until_heartbeat "$store" "${ia_of[$store]}"; done
 
 admin=(AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY')
 by_id="Action=DescribeInstances&Version=2016-11-15&InstanceId.1=$enrolled_id"

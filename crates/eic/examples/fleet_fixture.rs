@@ -96,7 +96,11 @@ fn instance_id(n: u32) -> String {
 }
 
 fn enrollment(n: u32, now_ms: u64) -> Enrollment {
-    let team = if n % 10 == 0 { "blue" } else { "payments" };
+    let team = if n.is_multiple_of(10) {
+        "blue"
+    } else {
+        "payments"
+    };
     Enrollment {
         instance_id: instance_id(n),
         account: "111122223333".into(),
