@@ -1,6 +1,10 @@
 """Writes a wrk Lua script that replays one botocore-signed request.
 
 usage: presign.py ENDPOINT TARGET BODY_JSON ACCESS_KEY SECRET > request.lua
+       presign.py ENDPOINT ec2 FORM_BODY ACCESS_KEY SECRET > request.lua
+The first form is an Instance Connect call (JSON, X-Amz-Target, service
+ec2-instance-connect); TARGET `ec2` makes it an EC2 Query call instead
+(`Action=DescribeInstances&...` form body, service ec2, no X-Amz-Target).
 The signature stays valid for the 15-minute clock window.
 """
 import json
@@ -11,10 +15,13 @@ import botocore.awsrequest
 import botocore.credentials
 
 endpoint, target, body, akid, secret = sys.argv[1:6]
-req = botocore.awsrequest.AWSRequest(method="POST", url=endpoint + "/", data=body.encode(),
-                                     headers={"Content-Type": "application/x-amz-json-1.1",
-                                              "X-Amz-Target": target})
-botocore.auth.SigV4Auth(botocore.credentials.Credentials(akid, secret), "ec2-instance-connect", "us-west-2").add_auth(req)
+if target == "ec2":
+    service, headers = "ec2", {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+else:
+    service, headers = "ec2-instance-connect", {"Content-Type": "application/x-amz-json-1.1",
+                                                "X-Amz-Target": target}
+req = botocore.awsrequest.AWSRequest(method="POST", url=endpoint + "/", data=body.encode(), headers=headers)
+botocore.auth.SigV4Auth(botocore.credentials.Credentials(akid, secret), service, "us-west-2").add_auth(req)
 headers = dict(req.prepare().headers.items())
 print("wrk.method = 'POST'")
 print(f"wrk.body = {json.dumps(body)}")
