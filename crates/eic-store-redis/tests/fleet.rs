@@ -63,7 +63,7 @@ fn enrollment(n: u32) -> Enrollment {
         availability_zone: "us-east-1a".into(),
         instance_type: "t3.micro".into(),
         facts: facts(n),
-        tags: BTreeMap::from([("Name".into(), format!("web-{n}"))]),
+        tags: BTreeMap::from([("Name".into(), format!("web-{n}"))]).into(),
         state: FleetState::Running,
         enrolled_at_ms: T0,
         updated_at_ms: T0,
@@ -76,7 +76,7 @@ fn token(id: &str, uses: u32, expires_at_ms: u64) -> JoinToken {
         secret_sha256: SECRET.into(),
         account: "111122223333".into(),
         availability_zone: None,
-        tags: BTreeMap::new(),
+        tags: Default::default(),
         created_at_ms: T0,
         expires_at_ms,
         uses,
@@ -95,7 +95,7 @@ fn state(fleet: &RedisFleet, id: &str) -> Option<FleetState> {
 }
 
 fn tags(fleet: &RedisFleet, id: &str) -> Option<BTreeMap<String, String>> {
-    Some(fleet.enrolled(id).ok()??.enrollment.tags.clone())
+    Some(fleet.enrolled(id).ok()??.enrollment.tags.to_map())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,7 +83,8 @@ fn enrollment(n: u32) -> Enrollment {
             ("Name".to_owned(), format!("web-{n}")),
             ("env".to_owned(), "production".to_owned()),
             ("team".to_owned(), "payments".to_owned()),
-        ]),
+        ])
+        .into(),
         state: FleetState::Running,
         enrolled_at_ms: T0 + u64::from(n),
         updated_at_ms: T0 + u64::from(n),

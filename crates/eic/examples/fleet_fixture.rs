@@ -112,7 +112,8 @@ fn enrollment(n: u32, now_ms: u64) -> Enrollment {
             ("Name".to_owned(), format!("web-{n}")),
             ("env".to_owned(), "production".to_owned()),
             ("team".to_owned(), team.to_owned()),
-        ]),
+        ])
+        .into(),
         state: FleetState::Running,
         enrolled_at_ms: now_ms,
         updated_at_ms: now_ms,

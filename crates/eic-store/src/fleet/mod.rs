@@ -122,12 +122,97 @@ pub struct Enrollment {
     pub availability_zone: String,
     pub instance_type: String,
     pub facts: MachineFacts,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     pub state: FleetState,
     /// First join: EC2's LaunchTime.
     pub enrolled_at_ms: u64,
     /// The last durable change.
     pub updated_at_ms: u64,
+}
+
+/// An enrolled instance's tags: a sorted list rather than a map, because a
+/// machine has a handful and a `BTreeMap`'s first node alone is about 540
+/// bytes, a quarter of what an instance may cost in a large fleet. In JSON
+/// it is an object, as a map is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tags(Vec<(String, String)>);
+
+impl Tags {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.position(key).ok().map(|i| self.0[i].1.as_str())
+    }
+
+    /// Sets `key` to `value`, replacing what it had.
+    pub fn insert(&mut self, key: String, value: String) {
+        match self.position(&key) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key, value)),
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        if let Ok(i) = self.position(key) {
+            self.0.remove(i);
+        }
+    }
+
+    /// In key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.iter().cloned().collect()
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+}
+
+impl PartialEq<BTreeMap<String, String>> for Tags {
+    fn eq(&self, map: &BTreeMap<String, String>) -> bool {
+        self.len() == map.len()
+            && self
+                .iter()
+                .zip(map)
+                .all(|((k, v), (mk, mv))| k == mk && v == mv)
+    }
+}
+
+impl From<BTreeMap<String, String>> for Tags {
+    fn from(map: BTreeMap<String, String>) -> Tags {
+        Tags(map.into_iter().collect())
+    }
+}
+
+impl Extend<(String, String)> for Tags {
+    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, tags: I) {
+        for (key, value) in tags {
+            self.insert(key, value);
+        }
+        self.0.shrink_to_fit();
+    }
+}
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Tags, D::Error> {
+        BTreeMap::<String, String>::deserialize(deserializer).map(Tags::from)
+    }
 }
 
 /// An enrolled instance in a backend's view: the stored record and the
@@ -254,6 +339,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tags_keep_key_order_and_serialize_as_an_object() {
+        let mut tags = Tags::from(BTreeMap::from([("b".to_owned(), "2".to_owned())]));
+        tags.extend([
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "3".to_owned()),
+        ]);
+        tags.insert("c".into(), "4".into());
+        tags.remove("a");
+        assert_eq!(tags.iter().collect::<Vec<_>>(), [("b", "3"), ("c", "4")]);
+        assert_eq!(tags.get("b"), Some("3"));
+        assert_eq!(tags.get("a"), None);
+        let json = serde_json::to_string(&tags).unwrap();
+        assert_eq!(json, r#"{"b":"3","c":"4"}"#);
+        assert_eq!(serde_json::from_str::<Tags>(&json).unwrap(), tags);
+    }
+
+    #[test]
     fn last_seen_only_moves_forward() {
         let enrolled = Enrolled::new(
             Enrollment {
@@ -263,7 +365,7 @@ mod tests {
                 availability_zone: "us-east-1a".into(),
                 instance_type: "t3.micro".into(),
                 facts: MachineFacts::default(),
-                tags: BTreeMap::new(),
+                tags: Tags::default(),
                 state: FleetState::Running,
                 enrolled_at_ms: 1,
                 updated_at_ms: 1,

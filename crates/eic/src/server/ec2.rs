@@ -314,7 +314,7 @@ impl Api {
         view.private_dns_name = addresses.private_ipv4.map(|ip| self.private_dns_name(ip));
         view.public_ip = addresses.public_ipv4;
         view.ipv6 = addresses.ipv6;
-        view.tags = e.tags.clone();
+        view.tags = e.tags.to_map();
         view
     }
 

@@ -165,7 +165,7 @@ impl InstanceApi {
             tags: earlier
                 .as_ref()
                 .map(|e| e.tags.clone())
-                .unwrap_or_else(|| stored.tags.clone()),
+                .unwrap_or_else(|| stored.tags.clone().into()),
             state: FleetState::Running,
             enrolled_at_ms: earlier.as_ref().map_or(now_ms, |e| e.enrolled_at_ms),
             updated_at_ms: now_ms,

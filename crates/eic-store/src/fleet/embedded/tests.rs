@@ -29,7 +29,7 @@ fn enrollment(n: u32) -> Enrollment {
         availability_zone: "us-east-1a".into(),
         instance_type: "t3.micro".into(),
         facts: facts(n),
-        tags: BTreeMap::from([("role".to_owned(), "web".to_owned())]),
+        tags: BTreeMap::from([("role".to_owned(), "web".to_owned())]).into(),
         state: FleetState::Running,
         enrolled_at_ms: T0,
         updated_at_ms: T0,
@@ -46,7 +46,7 @@ fn token(id: &str, uses: u32) -> JoinToken {
         secret_sha256: SECRET.into(),
         account: "111122223333".into(),
         availability_zone: None,
-        tags: BTreeMap::new(),
+        tags: Default::default(),
         created_at_ms: T0,
         expires_at_ms: T0 + 3_600_000,
         uses,
@@ -410,10 +410,7 @@ async fn a_tag_made_by_a_command_reaches_the_server_on_refresh() {
     command.enroll(enrollment(2), T0 + 7_000).await.unwrap();
     server.refresh().unwrap();
     let enrolled = server.enrolled(&id(1)).unwrap().unwrap();
-    assert_eq!(
-        enrolled.enrollment.tags.get("env").map(String::as_str),
-        Some("prod")
-    );
+    assert_eq!(enrolled.enrollment.tags.get("env"), Some("prod"));
     // Replaced in the view, still seen when it was.
     assert_eq!(enrolled.last_seen_ms(), T0 + 5_000);
     // Appeared by catching up: seen at its record's time.
@@ -548,7 +545,14 @@ async fn compaction_while_another_handle_is_open_keeps_its_later_writes() {
     assert_eq!(log_lines(&dir), 2);
     assert!(!dir.path().join(COMPACTING_FILE).exists());
     assert_eq!(
-        command.enrolled(&id(1)).unwrap().unwrap().enrollment.tags["generation"],
+        command
+            .enrolled(&id(1))
+            .unwrap()
+            .unwrap()
+            .enrollment
+            .tags
+            .get("generation")
+            .unwrap(),
         "1199"
     );
 
@@ -564,19 +568,26 @@ async fn compaction_while_another_handle_is_open_keeps_its_later_writes() {
         .unwrap();
     assert_eq!(log_lines(&dir), 4);
     let enrolled = server.enrolled(&id(1)).unwrap().unwrap();
-    assert_eq!(enrolled.enrollment.tags["after"], "compaction");
+    assert_eq!(enrolled.enrollment.tags.get("after").unwrap(), "compaction");
     assert_eq!(enrolled.last_seen_ms(), T0 + 9_000);
     command.refresh().unwrap();
     assert_eq!(
-        command.enrolled(&id(1)).unwrap().unwrap().enrollment.tags["after"],
+        command
+            .enrolled(&id(1))
+            .unwrap()
+            .unwrap()
+            .enrollment
+            .tags
+            .get("after")
+            .unwrap(),
         "compaction"
     );
     drop((server, command));
 
     let fleet = EmbeddedFleet::open(dir.path()).unwrap();
     let enrollment = &fleet.enrolled(&id(1)).unwrap().unwrap().enrollment;
-    assert_eq!(enrollment.tags["after"], "compaction");
-    assert_eq!(enrollment.tags["generation"], "1199");
+    assert_eq!(enrollment.tags.get("after").unwrap(), "compaction");
+    assert_eq!(enrollment.tags.get("generation").unwrap(), "1199");
     assert_eq!(fleet.tokens().await.unwrap()[0].used, 1);
 }
 
@@ -606,7 +617,14 @@ async fn a_compaction_that_fails_leaves_the_log_and_the_start_alone() {
     let fleet = EmbeddedFleet::open(dir.path()).unwrap();
     assert_eq!(log_lines(&dir), 1_201);
     assert_eq!(
-        fleet.enrolled(&id(1)).unwrap().unwrap().enrollment.tags["generation"],
+        fleet
+            .enrolled(&id(1))
+            .unwrap()
+            .unwrap()
+            .enrollment
+            .tags
+            .get("generation")
+            .unwrap(),
         "1199"
     );
     fleet.change(&id(1), tag("later", "yes"), T0).await.unwrap();

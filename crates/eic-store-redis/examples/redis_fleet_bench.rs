@@ -1,7 +1,7 @@
 //! A 100,000-machine fleet on Redis: how long a node takes to load it,
 //! what it costs in memory, and how many unchanged heartbeats it serves.
 //!
-//! `REDIS_URL=redis://127.0.0.1:PORT cargo run --release -p eic-store-redis --example fleet_bench`
+//! `REDIS_URL=redis://127.0.0.1:PORT cargo run --release -p eic-store-redis --example redis_fleet_bench`
 //!
 //! Needs a redis-server on loopback with no fleet in it (e.g.
 //! `redis-server --port 6390 --save '' --appendonly no`); it enrolls
@@ -94,7 +94,8 @@ fn enrollment(n: u32) -> Enrollment {
             ("Name".into(), format!("web-{n}")),
             ("env".into(), "production".into()),
             ("team".into(), "payments-platform".into()),
-        ]),
+        ])
+        .into(),
         state: FleetState::Running,
         enrolled_at_ms: T0,
         updated_at_ms: T0,
