@@ -223,8 +223,18 @@ impl Api {
         // one instance costs the same in a fleet of any size. Without ids,
         // one pass over the account keeps only the views a page can show.
         let chosen = if describe.instance_ids.is_empty() {
-            self.select(describe, &principal.account)
-                .map_err(unavailable)?
+            // A pass over a large fleet is CPU-bound for tens of
+            // milliseconds: off the runtime's worker, so the tasks that keep
+            // the fleet's shared view fresh (and other requests) still run.
+            let pass = || self.select(describe, &principal.account);
+            let on_workers = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if on_workers {
+                tokio::task::block_in_place(pass)
+            } else {
+                pass()
+            }
+            .map_err(unavailable)?
         } else {
             let mut found = Vec::with_capacity(describe.instance_ids.len());
             for id in &describe.instance_ids {
