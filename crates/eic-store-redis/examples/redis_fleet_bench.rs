@@ -60,8 +60,8 @@ fn facts(n: u32) -> MachineFacts {
             n & 255
         ),
         addresses: Addresses {
-            private_ipv4: Some([10, (n >> 16) as u8, (n >> 8) as u8, n as u8].into()),
-            public_ipv4: Some([198, 51, (n >> 8) as u8, n as u8].into()),
+            private_ipv4: Some([127, (n >> 16) as u8, (n >> 8) as u8, n as u8].into()),
+            public_ipv4: Some([127, 128 | (n >> 16) as u8, (n >> 8) as u8, n as u8].into()),
             ipv6: None,
             ssh_port: 22,
         },

@@ -45,8 +45,8 @@ fn facts(n: u32) -> MachineFacts {
             n & 255
         ),
         addresses: Addresses {
-            private_ipv4: Some(Ipv4Addr::from(0x0a00_0000 | n)),
-            public_ipv4: Some(Ipv4Addr::from(0x3400_0000 | n)),
+            private_ipv4: Some(Ipv4Addr::from(0x7f00_0000 | n)),
+            public_ipv4: Some(Ipv4Addr::from(0x7f80_0000 | n)),
             ipv6: None,
             ssh_port: 22,
         },

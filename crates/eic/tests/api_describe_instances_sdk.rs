@@ -658,9 +658,10 @@ fn fleet_id(n: usize) -> String {
     format!("i-0f{n:015x}")
 }
 
-/// Canonical text (no zero group to compress), as the server writes it.
-fn fleet_ipv6(n: usize) -> String {
-    format!("2001:db8::{:x}", 0x100 + n)
+/// Fixture addresses stay on loopback: the one IPv6 loopback address goes
+/// to instance 10 only, so a filter on it finds exactly that one.
+fn fleet_ipv6(n: usize) -> Option<&'static str> {
+    (n == 10).then_some("::1")
 }
 
 fn fleet_config() -> String {
@@ -684,10 +685,10 @@ policies = ['''
     // Written in reverse: the answer's order is the ids', not the config's.
     for n in (0..FLEET_SIZE).rev() {
         let addresses = if n % 2 == 0 {
-            format!(
-                "public_ip_address = \"198.51.100.{n}\"\nipv6_address = \"{}\"\n",
-                fleet_ipv6(n)
-            )
+            let ipv6 = fleet_ipv6(n)
+                .map(|ip| format!("ipv6_address = \"{ip}\"\n"))
+                .unwrap_or_default();
+            format!("public_ip_address = \"127.0.3.{n}\"\n{ipv6}")
         } else {
             String::new()
         };
@@ -699,7 +700,7 @@ account = "{FLEET_ACCOUNT}"
 state = "running"
 availability_zone = "us-west-2c"
 instance_type = "c5.large"
-private_ip_address = "10.0.0.{n}"
+private_ip_address = "127.0.2.{n}"
 {addresses}tags = {{ Name = "fleet-{n}" }}
 "#,
             fleet_id(n)
@@ -733,7 +734,7 @@ async fn paginator_over_several_pages() {
     // Filtered pages: the even instances (those with a public address).
     let pages = c
         .describe_instances()
-        .filters(filter("ip-address", &["198.51.100.*"]))
+        .filters(filter("ip-address", &["127.0.3.*"]))
         .into_paginator()
         .page_size(5)
         .send()
@@ -747,12 +748,12 @@ async fn paginator_over_several_pages() {
     assert_eq!(paged, even);
     for i in pages.iter().flat_map(instances) {
         let n = usize::from_str_radix(&i.instance_id().unwrap()[4..], 16).unwrap();
+        assert_eq!(i.public_ip_address(), Some(format!("127.0.3.{n}").as_str()));
+        assert_eq!(i.ipv6_address(), fleet_ipv6(n));
         assert_eq!(
-            i.public_ip_address(),
-            Some(format!("198.51.100.{n}").as_str())
+            i.private_ip_address(),
+            Some(format!("127.0.2.{n}").as_str())
         );
-        assert_eq!(i.ipv6_address(), Some(fleet_ipv6(n).as_str()));
-        assert_eq!(i.private_ip_address(), Some(format!("10.0.0.{n}").as_str()));
         assert_eq!(i.tags()[0].value(), Some(format!("fleet-{n}").as_str()));
     }
     let out = c
@@ -764,7 +765,7 @@ async fn paginator_over_several_pages() {
     assert_eq!(instances(&out)[0].public_ip_address(), None);
     assert_eq!(instances(&out)[0].ipv6_address(), None);
     assert_eq!(
-        filtered(&c, vec![filter("ipv6-address", &[&fleet_ipv6(10)])]).await,
+        filtered(&c, vec![filter("ipv6-address", &["::1"])]).await,
         [fleet_id(10)]
     );
 

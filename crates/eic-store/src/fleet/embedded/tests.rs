@@ -10,7 +10,7 @@ fn facts(n: u32) -> MachineFacts {
     MachineFacts {
         hostname: format!("web-{n}"),
         addresses: crate::fleet::Addresses {
-            private_ipv4: Some(std::net::Ipv4Addr::new(10, 0, 0, 7)),
+            private_ipv4: Some(std::net::Ipv4Addr::new(127, 0, 0, 7)),
             public_ipv4: None,
             ipv6: None,
             ssh_port: 22,
