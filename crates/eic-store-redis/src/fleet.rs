@@ -982,20 +982,7 @@ impl Fleet for RedisFleet {
             return Ok(false);
         };
         for _ in 0..REPLACE_ATTEMPTS {
-            let mut next = current.enrollment.clone();
-            match &change {
-                InstanceChange::Tag(tags) => {
-                    next.tags
-                        .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-                }
-                InstanceChange::Untag(keys) => {
-                    for key in keys {
-                        next.tags.remove(key);
-                    }
-                }
-                InstanceChange::Terminate => next.state = FleetState::Terminated,
-            }
-            next.updated_at_ms = now_ms;
+            let next = change.applied_to(&current.enrollment, now_ms);
             match self.replace(&current, &next, None).await? {
                 Replaced::Yes => {
                     self.remember(next, 0);

@@ -69,11 +69,7 @@ pub fn write_seen(data_dir: &DataDir, fleet: &dyn Fleet) -> anyhow::Result<()> {
         text.push_str(&enrolled.last_seen_ms().to_string());
         text.push('\n');
     }
-    let path = data_dir.path().join(SEEN_FILE);
-    let aside = data_dir.path().join(format!("{SEEN_FILE}.tmp"));
-    let _ = std::fs::remove_file(&aside);
-    crate::data_dir::write_new_private(&aside, text.as_bytes())?;
-    std::fs::rename(&aside, &path)?;
+    crate::data_dir::replace_private(&data_dir.path().join(SEEN_FILE), text.as_bytes())?;
     Ok(())
 }
 

@@ -168,7 +168,7 @@ impl View {
                 facts,
                 at,
             } => self.replace(&id, |e| reported(e, state, facts.as_ref(), at)),
-            Record::Change { id, change, at } => self.replace(&id, |e| changed(e, &change, at)),
+            Record::Change { id, change, at } => self.replace(&id, |e| change.applied_to(e, at)),
             Record::Token(token) => {
                 self.tokens.insert(token.id.clone(), token);
             }
@@ -211,24 +211,6 @@ fn reported(
     after.state = state;
     if let Some(facts) = facts {
         after.facts = facts.clone();
-    }
-    after.updated_at_ms = at;
-    after
-}
-
-/// `enrollment` after an operator's `change`.
-fn changed(enrollment: &Enrollment, change: &InstanceChange, at: u64) -> Enrollment {
-    let mut after = enrollment.clone();
-    match change {
-        InstanceChange::Tag(tags) => after
-            .tags
-            .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone()))),
-        InstanceChange::Untag(keys) => {
-            for key in keys {
-                after.tags.remove(key);
-            }
-        }
-        InstanceChange::Terminate => after.state = FleetState::Terminated,
     }
     after.updated_at_ms = at;
     after
@@ -899,7 +881,7 @@ impl Fleet for EmbeddedFleet {
                 let Some(enrolled) = view.instances.get(&id) else {
                     return Ok((None, false));
                 };
-                check_fits(&changed(&enrolled.enrollment, &change, now_ms))?;
+                check_fits(&change.applied_to(&enrolled.enrollment, now_ms))?;
                 Ok((
                     Some(Record::Change {
                         id,

@@ -266,6 +266,27 @@ pub enum InstanceChange {
     Terminate,
 }
 
+impl InstanceChange {
+    /// `enrollment` as this change leaves it at `at`; every backend applies
+    /// changes through here, so they agree on what a change means.
+    pub fn applied_to(&self, enrollment: &Enrollment, at: u64) -> Enrollment {
+        let mut after = enrollment.clone();
+        match self {
+            InstanceChange::Tag(tags) => after
+                .tags
+                .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            InstanceChange::Untag(keys) => {
+                for key in keys {
+                    after.tags.remove(key);
+                }
+            }
+            InstanceChange::Terminate => after.state = FleetState::Terminated,
+        }
+        after.updated_at_ms = at;
+        after
+    }
+}
+
 /// What a heartbeat changed, so the caller can audit transitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeartbeatOutcome {

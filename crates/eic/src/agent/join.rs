@@ -8,9 +8,7 @@
 //! whose hash the token carries (agent/http.rs pins it); that CA is then
 //! written into the config as `tls_ca`, and nothing else is ever trusted.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs, UdpSocket};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -139,7 +137,8 @@ pub fn join(args: JoinArgs) -> anyhow::Result<()> {
         insecure_http: args.insecure_http,
         machine: Some(args.machine),
     };
-    write_private(&args.config_out, toml::to_string(&config)?.as_bytes())?;
+    crate::data_dir::replace_private(&args.config_out, toml::to_string(&config)?.as_bytes())
+        .with_context(|| format!("cannot write {}", args.config_out.display()))?;
     println!("{}", joined.instance_id);
     Ok(())
 }
@@ -217,25 +216,4 @@ fn os_name() -> String {
         .find_map(|line| line.strip_prefix("PRETTY_NAME="))
         .map(|v| v.trim_matches('"').chars().take(256).collect())
         .unwrap_or_else(|| "Linux".into())
-}
-
-/// Writes `bytes` to `path` owner-only: aside, synced, then renamed over.
-pub(super) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let mut aside_name = name.to_os_string();
-    aside_name.push(".tmp");
-    let aside = path.with_file_name(aside_name);
-    let _ = std::fs::remove_file(&aside);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&aside)
-        .with_context(|| format!("cannot create {}", aside.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&aside, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
