@@ -441,6 +441,22 @@ pub struct InstanceConfig {
     pub vpc_id: Option<String>,
     #[serde(default)]
     pub subnet_id: Option<String>,
+    /// The port the instance's sshd listens on, which DescribeInstanceHostKeys
+    /// reports (`eic ssh` connects there). 1 to 65535.
+    #[serde(default = "InstanceConfig::default_ssh_port")]
+    pub ssh_port: u16,
+    /// sshd's host public keys (`/etc/ssh/ssh_host_*_key.pub` lines), which
+    /// DescribeInstanceHostKeys reports so clients verify the host without a
+    /// prompt. Checked as an enrolling machine's are; after [`Config::load`]
+    /// each is `type base64`, without its comment.
+    #[serde(default)]
+    pub host_keys: Vec<String>,
+}
+
+impl InstanceConfig {
+    fn default_ssh_port() -> u16 {
+        22
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -578,6 +594,9 @@ impl Config {
         if let Some(instance_api) = &config.instance_api {
             check_tls_names(instance_api)?;
         }
+        for instance in &mut config.instances {
+            check_ssh(instance)?;
+        }
         let caps = [
             ("[api]", config.api.max_connections),
             (
@@ -599,6 +618,20 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// An instance's `ssh_port` is a port, and its `host_keys` are sshd host
+/// keys (normalised in place, as an enrollment's are).
+fn check_ssh(instance: &mut InstanceConfig) -> Result<(), ConfigError> {
+    if instance.ssh_port == 0 {
+        return Err(ConfigError::Invalid(format!(
+            "instance {}: ssh_port must be 1 to 65535",
+            instance.id
+        )));
+    }
+    instance.host_keys = crate::enrollment::host_key_lines(&instance.host_keys)
+        .map_err(|e| ConfigError::Invalid(format!("instance {}: host_keys: {e}", instance.id)))?;
+    Ok(())
 }
 
 /// `tls_names` only mean something with `tls = "auto"`, and each must be
@@ -718,6 +751,75 @@ mod tests {
         ] {
             assert!(matches!(load(bad), Err(ConfigError::Parse { .. })), "{bad}");
         }
+    }
+
+    const INSTANCE: &str = "[[accounts]]\nid = \"111122223333\"\n\
+        [[instances]]\nid = \"i-0123456789abcdef0\"\naccount = \"111122223333\"\n\
+        state = \"running\"\navailability_zone = \"us-west-2a\"\ninstance_type = \"m5.large\"\n";
+    const ED25519: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5";
+
+    #[test]
+    fn ssh_port_defaults_to_22_and_host_keys_are_normalised() {
+        let config = load(INSTANCE).unwrap();
+        assert_eq!(config.instances[0].ssh_port, 22);
+        assert!(config.instances[0].host_keys.is_empty());
+
+        let config = load(&format!(
+            "{INSTANCE}ssh_port = 2200\nhost_keys = [\"ssh-ed25519 {ED25519} root@web-1\", \"  ssh-ed25519\t{ED25519}  \"]\n"
+        ))
+        .unwrap();
+        assert_eq!(config.instances[0].ssh_port, 2200);
+        assert_eq!(
+            config.instances[0].host_keys,
+            [
+                format!("ssh-ed25519 {ED25519}"),
+                format!("ssh-ed25519 {ED25519}")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_ssh_port_or_host_key_refuses_the_load_naming_the_instance() {
+        for (extra, message) in [
+            ("ssh_port = 0\n", "instance i-0123456789abcdef0: ssh_port must be 1 to 65535"),
+            (
+                "host_keys = [\"ssh-dss AAAA\"]\n",
+                "instance i-0123456789abcdef0: host_keys: host key type 'ssh-dss' is not one sshd serves",
+            ),
+            (
+                &format!("host_keys = [\"ssh-rsa {ED25519}\"]\n"),
+                "instance i-0123456789abcdef0: host_keys: the ssh-rsa host key's data is not a ssh-rsa key",
+            ),
+            (
+                "host_keys = [\"ssh-ed25519\"]\n",
+                "instance i-0123456789abcdef0: host_keys: a host key must be 'type base64'",
+            ),
+            (
+                &format!("host_keys = [{}]\n", vec![format!("\"ssh-ed25519 {ED25519}\""); 17].join(", ")),
+                "instance i-0123456789abcdef0: host_keys: at most 16 host keys",
+            ),
+        ] {
+            let e = load(&format!("{INSTANCE}{extra}")).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid(_)), "{extra}: {e:?}");
+            assert_eq!(e.to_string(), message, "{extra}");
+        }
+        for bad in [
+            "ssh_port = 65536\n",
+            "ssh_port = -1\n",
+            "ssh_prot = 22\n",
+            "host_key = []\n",
+        ] {
+            let e = load(&format!("{INSTANCE}{bad}")).unwrap_err();
+            assert!(matches!(e, ConfigError::Parse { .. }), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/dev.toml");
+        let config = Config::load(&path).unwrap();
+        assert!(!config.instances.is_empty());
+        assert!(config.instances.iter().all(|i| i.ssh_port == 22));
     }
 
     #[test]

@@ -126,14 +126,7 @@ impl ReportedFacts {
         if self.ssh_port == 0 {
             return Err("sshPort must be 1 to 65535".into());
         }
-        if self.host_keys.len() > MAX_HOST_KEYS {
-            return Err(format!("at most {MAX_HOST_KEYS} host keys"));
-        }
-        let host_keys = self
-            .host_keys
-            .iter()
-            .map(|k| host_key_line(k))
-            .collect::<Result<Vec<_>, _>>()?;
+        let host_keys = host_key_lines(&self.host_keys)?;
         Ok(MachineFacts {
             hostname: hostname.clone(),
             addresses: Addresses {
@@ -166,6 +159,16 @@ const HOST_KEY_TYPES: &[&str] = &[
     "ecdsa-sha2-nistp384",
     "ecdsa-sha2-nistp521",
 ];
+
+/// An instance's host keys as stored and served: at most 16, each through
+/// [`host_key_line`]. A joining machine's report and a configured
+/// instance's `host_keys` both pass here, so both are held to one rule.
+pub fn host_key_lines(keys: &[String]) -> Result<Vec<String>, String> {
+    if keys.len() > MAX_HOST_KEYS {
+        return Err(format!("at most {MAX_HOST_KEYS} host keys"));
+    }
+    keys.iter().map(|k| host_key_line(k)).collect()
+}
 
 /// A host public key as `type base64`: the type known, the base64 valid and
 /// naming the same type inside; the comment (usually `root@host`) dropped.

@@ -152,6 +152,8 @@ impl Instances {
             vpc_id: None,
             subnet_id: None,
             launch_time: Some(UNIX_EPOCH + Duration::from_millis(e.enrolled_at_ms)),
+            ssh_port: e.facts.addresses.ssh_port,
+            host_keys: e.facts.host_keys.clone(),
         }
     }
 }
@@ -295,6 +297,27 @@ instance_type = "t3.micro"
             panic!("an id both configured and enrolled was accepted");
         };
         assert!(e.to_string().contains("i-abcd1234"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_enrolled_instance_has_the_port_and_host_keys_it_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = EmbeddedFleet::open(&dir.path().join("fleet")).unwrap();
+        let mut e = enrollment("i-0000000000000000a", FleetState::Running);
+        e.facts.addresses.ssh_port = 2200;
+        e.facts.host_keys = vec![
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5"
+                .into(),
+        ];
+        fleet.enroll(e.clone(), 100_000).await.unwrap();
+        let instances =
+            Instances::new(registry(dir.path()), fleet, Duration::from_secs(90)).unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        let enrolled = instances.get("i-0000000000000000a", now).unwrap().unwrap();
+        assert_eq!(enrolled.ssh_port, 2200);
+        assert_eq!(enrolled.host_keys, e.facts.host_keys);
+        let configured = instances.get("i-abcd1234", now).unwrap().unwrap();
+        assert_eq!((configured.ssh_port, configured.host_keys.len()), (22, 0));
     }
 
     #[test]

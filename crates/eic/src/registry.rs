@@ -40,6 +40,10 @@ pub struct Instance {
     /// When it first enrolled; `None` for a static instance, which shows
     /// the server's start.
     pub launch_time: Option<std::time::SystemTime>,
+    /// Where its sshd listens, and its host keys (`type base64`), for
+    /// DescribeInstanceHostKeys.
+    pub ssh_port: u16,
+    pub host_keys: Vec<String>,
 }
 
 pub struct AccessKey {
@@ -191,6 +195,8 @@ impl Registry {
                 vpc_id: i.vpc_id.clone(),
                 subnet_id: i.subnet_id.clone(),
                 launch_time: None,
+                ssh_port: i.ssh_port,
+                host_keys: i.host_keys.clone(),
             });
             if instances.insert(i.id.clone(), instance).is_some() {
                 return invalid(format!("instance {} is defined twice", i.id));
