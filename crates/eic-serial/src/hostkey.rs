@@ -82,6 +82,14 @@ pub fn host_key_fingerprint(key: &PrivateKey) -> String {
     key.public_key().fingerprint(HashAlg::Sha256).to_string()
 }
 
+/// The host key's public half as `type base64`, without the comment: the
+/// line a client puts in known_hosts to pin the gateway.
+pub fn host_public_key_line(key: &PrivateKey) -> io::Result<String> {
+    let mut public = key.public_key().clone();
+    public.set_comment("");
+    public.to_openssh().map_err(invalid)
+}
+
 fn parse(path: &Path, pem: &str) -> io::Result<PrivateKey> {
     let key = PrivateKey::from_openssh(pem).map_err(invalid)?;
     if key.is_encrypted() {

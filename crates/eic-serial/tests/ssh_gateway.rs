@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use eic_serial::{
-    host_key_fingerprint, load_or_create_host_key, ConsoleBackend, EndReason, Gateway,
-    GatewayConfig, SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord,
+    host_key_fingerprint, host_public_key_line, load_or_create_host_key, ConsoleBackend, EndReason,
+    Gateway, GatewayConfig, SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord,
 };
 use eic_store::{LocalSessionLocks, PortState, SessionLocks, StoreError};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -1020,4 +1020,17 @@ async fn host_key_is_created_once_and_matches_ssh_keygen() {
         h.host_fingerprint
     );
     assert!(printed.contains("ED25519"), "{printed}");
+
+    // The public line is ssh-keygen's, without the comment.
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-yf")
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen -yf");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let want: Vec<&str> = printed.split_whitespace().take(2).collect();
+    assert_eq!(
+        host_public_key_line(&again).expect("public line"),
+        want.join(" ")
+    );
 }
