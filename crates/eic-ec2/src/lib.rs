@@ -2,9 +2,11 @@
 //! body botocore and the AWS SDKs send (`Action=DescribeInstances&Version=
 //! 2016-11-15&InstanceId.1=…`), its validation with EC2's error codes and
 //! messages, filters with EC2's wildcards, paging with a validated
-//! `NextToken`, and the XML of the answer and of errors. Nothing here does
-//! I/O or knows about accounts, credentials or IAM; the server authenticates
-//! (SigV4, service `ec2`), authorizes `ec2:DescribeInstances`, throttles and
+//! `NextToken`, and the XML of the answer and of errors; beside it eic's
+//! extension DescribeInstanceHostKeys (instances' SSH ports and host keys,
+//! [`render_describe_instance_host_keys`]). Nothing here does I/O or knows
+//! about accounts, credentials or IAM; the server authenticates (SigV4,
+//! service `ec2`), authorizes `ec2:DescribeInstances`, throttles and
 //! supplies the caller's instances.
 //!
 //! The server's part, in a few lines:
@@ -12,16 +14,29 @@
 //! ```
 //! use std::collections::BTreeMap;
 //! use std::time::SystemTime;
-//! use eic_ec2::{InstanceState, InstanceView, QueryRequest};
+//! use eic_ec2::{InstanceHostKeys, InstanceState, InstanceView, QueryRequest};
 //!
 //! fn answer(body: &[u8], mine: &BTreeMap<String, InstanceView>, request_id: &str) -> (u16, String) {
 //!     let result = (|| {
 //!         let request = eic_ec2::parse_query(body)?;
 //!         // ... authorize request.iam_action() for the caller here ...
 //!         request.dry_run_outcome()?;
-//!         let QueryRequest::DescribeInstances(describe) = &request;
-//!         let page = eic_ec2::describe_map(describe, mine)?;
-//!         Ok(eic_ec2::render_describe_instances(request_id, &page))
+//!         match &request {
+//!             QueryRequest::DescribeInstances(describe) => {
+//!                 let page = eic_ec2::describe_map(describe, mine)?;
+//!                 Ok(eic_ec2::render_describe_instances(request_id, &page))
+//!             }
+//!             QueryRequest::DescribeInstanceHostKeys(ids) => {
+//!                 // ... the caller's instances' ports and host keys here ...
+//!                 let keys: BTreeMap<&str, InstanceHostKeys> = mine
+//!                     .keys()
+//!                     .map(|id| (id.as_str(), InstanceHostKeys {
+//!                         instance_id: id.clone(), ssh_port: 22, host_keys: Vec::new() }))
+//!                     .collect();
+//!                 let found = eic_ec2::describe_host_keys(ids, |id| keys.get(id))?;
+//!                 Ok(eic_ec2::render_describe_instance_host_keys(request_id, &found, None))
+//!             }
+//!         }
 //!     })();
 //!     match result {
 //!         Ok(xml) => (200, xml),
@@ -43,11 +58,16 @@
 //!                            &mine, "req-2");
 //! assert_eq!(status, 400);
 //! assert!(xml.contains("<Code>InvalidInstanceID.NotFound</Code>"));
+//! let (status, xml) = answer(b"Action=DescribeInstanceHostKeys&Version=2016-11-15&InstanceId.1=i-0123456789abcdef0",
+//!                            &mine, "req-3");
+//! assert_eq!(status, 200);
+//! assert!(xml.contains("<sshPort>22</sshPort><hostKeySet/>"));
 //! ```
 
 mod describe;
 mod error;
 mod filter;
+mod host_keys;
 mod instance;
 mod query;
 mod render;
@@ -57,10 +77,15 @@ mod xml;
 pub use describe::{describe, describe_map, Page};
 pub use error::{Ec2Error, ErrorCode};
 pub use filter::{matches_all, Filter, FilterName, Pattern};
+pub use host_keys::{
+    describe_host_keys, render_describe_instance_host_keys, InstanceHostKeys, SerialConsoleHostKeys,
+};
 pub use instance::{InstanceState, InstanceView};
 pub use query::{
-    is_well_formed_instance_id, parse_query, DescribeInstancesRequest, QueryRequest, API_VERSION,
-    MAX_BODY_BYTES, MAX_FILTERS, MAX_FILTER_VALUES, MAX_FILTER_VALUE_CHARS, MAX_INSTANCE_IDS,
-    MAX_KEY_BYTES, MAX_MAX_RESULTS, MAX_PARAMS, MAX_VALUE_BYTES, MIN_MAX_RESULTS,
+    is_well_formed_instance_id, parse_query, requested_action, DescribeInstanceHostKeysRequest,
+    DescribeInstancesRequest, QueryRequest, ACTIONS, API_VERSION, DESCRIBE_INSTANCES,
+    DESCRIBE_INSTANCE_HOST_KEYS, MAX_BODY_BYTES, MAX_FILTERS, MAX_FILTER_VALUES,
+    MAX_FILTER_VALUE_CHARS, MAX_INSTANCE_IDS, MAX_KEY_BYTES, MAX_MAX_RESULTS, MAX_PARAMS,
+    MAX_VALUE_BYTES, MIN_MAX_RESULTS,
 };
 pub use render::{iso8601_millis, render_describe_instances, CONTENT_TYPE, XMLNS};

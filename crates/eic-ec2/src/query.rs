@@ -1,4 +1,5 @@
-//! The Query protocol's form body: `Action=…&Version=2016-11-15&…`.
+//! The Query protocol's form body: `Action=…&Version=2016-11-15&…`, for
+//! DescribeInstances and eic's own DescribeInstanceHostKeys.
 //!
 //! botocore and the AWS SDK for Rust send `POST /` with
 //! `application/x-www-form-urlencoded`, list members as `Name.N` counted from
@@ -40,31 +41,53 @@ pub const MAX_FILTERS: usize = 200;
 pub const MIN_MAX_RESULTS: usize = 5;
 pub const MAX_MAX_RESULTS: usize = 1_000;
 
+/// The `Action` names eic answers.
+pub const DESCRIBE_INSTANCES: &str = "DescribeInstances";
+/// eic's extension: the SSH port and host public keys of instances (EC2
+/// has no such action).
+pub const DESCRIBE_INSTANCE_HOST_KEYS: &str = "DescribeInstanceHostKeys";
+pub const ACTIONS: [&str; 2] = [DESCRIBE_INSTANCES, DESCRIBE_INSTANCE_HOST_KEYS];
+
 /// A parsed Query request. One variant per action eic answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryRequest {
     DescribeInstances(DescribeInstancesRequest),
+    DescribeInstanceHostKeys(DescribeInstanceHostKeysRequest),
 }
 
 impl QueryRequest {
     /// The `Action` parameter, e.g. for the audit log's `eventName`.
     pub fn action(&self) -> &'static str {
         match self {
-            QueryRequest::DescribeInstances(_) => "DescribeInstances",
+            QueryRequest::DescribeInstances(_) => DESCRIBE_INSTANCES,
+            QueryRequest::DescribeInstanceHostKeys(_) => DESCRIBE_INSTANCE_HOST_KEYS,
         }
     }
 
     /// The IAM action to authorize (DescribeInstances has no resource-level
-    /// permissions, so the resource is `*`).
+    /// permissions, so the resource is `*`). DescribeInstanceHostKeys shows
+    /// what DescribeInstances does plus public keys, so it takes the same
+    /// permission rather than one no policy grants yet.
     pub fn iam_action(&self) -> &'static str {
         match self {
-            QueryRequest::DescribeInstances(_) => "ec2:DescribeInstances",
+            QueryRequest::DescribeInstances(_) | QueryRequest::DescribeInstanceHostKeys(_) => {
+                "ec2:DescribeInstances"
+            }
         }
     }
 
     pub fn dry_run(&self) -> bool {
         match self {
             QueryRequest::DescribeInstances(r) => r.dry_run,
+            QueryRequest::DescribeInstanceHostKeys(r) => r.dry_run,
+        }
+    }
+
+    /// The instance ids the request names, in request order, each once.
+    pub fn instance_ids(&self) -> &[String] {
+        match self {
+            QueryRequest::DescribeInstances(r) => &r.instance_ids,
+            QueryRequest::DescribeInstanceHostKeys(r) => &r.instance_ids,
         }
     }
 
@@ -91,6 +114,15 @@ pub struct DescribeInstancesRequest {
     pub max_results: Option<usize>,
     /// From a valid `NextToken`: the page starts after this instance id.
     pub after: Option<String>,
+    pub dry_run: bool,
+}
+
+/// DescribeInstanceHostKeys, validated: `InstanceId.N` (at least one) and
+/// `DryRun`, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribeInstanceHostKeysRequest {
+    /// `InstanceId.N` in N order, each once; never empty.
+    pub instance_ids: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -148,7 +180,7 @@ pub fn parse_query(body: &[u8]) -> Result<QueryRequest, Ec2Error> {
         }
     }
     let action = take_nonempty(&mut params, "Action").ok_or_else(Ec2Error::missing_action)?;
-    if action != "DescribeInstances" {
+    if !ACTIONS.contains(&action.as_str()) {
         return Err(Ec2Error::invalid_action(&action));
     }
     let version = take_nonempty(&mut params, "Version")
@@ -156,7 +188,19 @@ pub fn parse_query(body: &[u8]) -> Result<QueryRequest, Ec2Error> {
     if version != API_VERSION {
         return Err(Ec2Error::no_such_version(&version));
     }
-    describe_instances(params).map(QueryRequest::DescribeInstances)
+    if action == DESCRIBE_INSTANCE_HOST_KEYS {
+        describe_instance_host_keys(params).map(QueryRequest::DescribeInstanceHostKeys)
+    } else {
+        describe_instances(params).map(QueryRequest::DescribeInstances)
+    }
+}
+
+/// The action a body names, if eic answers it, without validating the rest:
+/// what the audit event of a call refused before its body is parsed (an
+/// unsigned one, say) is named.
+pub fn requested_action(body: &[u8]) -> Option<&'static str> {
+    let (_, action) = form_urlencoded::parse(body).find(|(key, _)| key == "Action")?;
+    ACTIONS.into_iter().find(|known| *known == action)
 }
 
 fn take_nonempty(params: &mut BTreeMap<String, String>, key: &str) -> Option<String> {
@@ -209,6 +253,60 @@ fn parse_filter_key(key: &str) -> Option<FilterKey> {
     ))
 }
 
+/// `InstanceId.N`'s N, or `None` for another parameter; more than
+/// [`MAX_INSTANCE_IDS`] is refused.
+fn instance_id_index(key: &str) -> Option<Result<usize, Ec2Error>> {
+    let n = key.strip_prefix("InstanceId.").and_then(list_index)?;
+    Some(if n > MAX_INSTANCE_IDS {
+        Err(Ec2Error::invalid_parameter_value(format!(
+            "The request names more than {MAX_INSTANCE_IDS} instance IDs"
+        )))
+    } else {
+        Ok(n)
+    })
+}
+
+/// The ids in N order, each checked, each once.
+fn instance_ids(ids: BTreeMap<usize, String>) -> Result<Vec<String>, Ec2Error> {
+    let mut instance_ids: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids.into_values() {
+        if id.is_empty() {
+            return Err(Ec2Error::missing_parameter("InstanceId"));
+        }
+        if !is_well_formed_instance_id(&id) {
+            return Err(Ec2Error::malformed_instance_id(&id));
+        }
+        if !instance_ids.contains(&id) {
+            instance_ids.push(id);
+        }
+    }
+    Ok(instance_ids)
+}
+
+fn describe_instance_host_keys(
+    params: BTreeMap<String, String>,
+) -> Result<DescribeInstanceHostKeysRequest, Ec2Error> {
+    let mut ids: BTreeMap<usize, String> = BTreeMap::new();
+    let mut dry_run = false;
+    for (key, value) in params {
+        if key == "DryRun" {
+            dry_run = parse_bool("DryRun", &value)?;
+        } else if let Some(n) = instance_id_index(&key) {
+            ids.insert(n?, value);
+        } else {
+            return Err(Ec2Error::unknown_parameter(&key));
+        }
+    }
+    let instance_ids = instance_ids(ids)?;
+    if instance_ids.is_empty() {
+        return Err(Ec2Error::missing_parameter("InstanceId"));
+    }
+    Ok(DescribeInstanceHostKeysRequest {
+        instance_ids,
+        dry_run,
+    })
+}
+
 #[derive(Default)]
 struct RawFilter {
     name: Option<String>,
@@ -229,13 +327,8 @@ fn describe_instances(
             "MaxResults" => max_results = Some(parse_max_results(&value)?),
             "NextToken" => next_token = Some(value).filter(|v| !v.is_empty()),
             _ => {
-                if let Some(n) = key.strip_prefix("InstanceId.").and_then(list_index) {
-                    if n > MAX_INSTANCE_IDS {
-                        return Err(Ec2Error::invalid_parameter_value(format!(
-                            "The request names more than {MAX_INSTANCE_IDS} instance IDs"
-                        )));
-                    }
-                    ids.insert(n, value);
+                if let Some(n) = instance_id_index(&key) {
+                    ids.insert(n?, value);
                     continue;
                 }
                 match parse_filter_key(&key) {
@@ -257,18 +350,7 @@ fn describe_instances(
         }
     }
 
-    let mut instance_ids: Vec<String> = Vec::with_capacity(ids.len());
-    for id in ids.into_values() {
-        if id.is_empty() {
-            return Err(Ec2Error::missing_parameter("InstanceId"));
-        }
-        if !is_well_formed_instance_id(&id) {
-            return Err(Ec2Error::malformed_instance_id(&id));
-        }
-        if !instance_ids.contains(&id) {
-            instance_ids.push(id);
-        }
-    }
+    let instance_ids = instance_ids(ids)?;
 
     let mut filters = Vec::with_capacity(raw_filters.len());
     let mut total_values = 0;

@@ -80,7 +80,9 @@ fn fleet() -> BTreeMap<String, InstanceView> {
 
 fn request(tail: &str) -> eic_ec2::DescribeInstancesRequest {
     let body = format!("Action=DescribeInstances&Version=2016-11-15{tail}");
-    let QueryRequest::DescribeInstances(r) = parse_query(body.as_bytes()).unwrap();
+    let QueryRequest::DescribeInstances(r) = parse_query(body.as_bytes()).unwrap() else {
+        panic!("not a DescribeInstances request");
+    };
     r
 }
 

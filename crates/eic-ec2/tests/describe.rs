@@ -46,7 +46,9 @@ fn fleet() -> BTreeMap<String, InstanceView> {
 
 fn request(tail: &str) -> DescribeInstancesRequest {
     let body = format!("Action=DescribeInstances&Version=2016-11-15{tail}");
-    let QueryRequest::DescribeInstances(r) = parse_query(body.as_bytes()).unwrap();
+    let QueryRequest::DescribeInstances(r) = parse_query(body.as_bytes()).unwrap() else {
+        panic!("not a DescribeInstances request");
+    };
     r
 }
 

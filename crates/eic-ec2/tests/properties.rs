@@ -1,15 +1,15 @@
 //! Property tests: the form parser never panics and stays within its
-//! bounds, parsed requests round-trip, wildcards agree with a reference
-//! matcher, and paging yields every match exactly once.
+//! bounds (for both actions), parsed requests round-trip, wildcards agree
+//! with a reference matcher, and paging yields every match exactly once.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use eic_ec2::{
-    describe_map, parse_query, DescribeInstancesRequest, Filter, FilterName, InstanceState,
-    InstanceView, Pattern, QueryRequest, MAX_FILTER_VALUES, MAX_INSTANCE_IDS, MAX_MAX_RESULTS,
-    MIN_MAX_RESULTS,
+    describe_map, parse_query, requested_action, DescribeInstanceHostKeysRequest,
+    DescribeInstancesRequest, Filter, FilterName, InstanceState, InstanceView, Pattern,
+    QueryRequest, MAX_FILTER_VALUES, MAX_INSTANCE_IDS, MAX_MAX_RESULTS, MIN_MAX_RESULTS,
 };
 use proptest::prelude::*;
 
@@ -22,6 +22,21 @@ fn check_bounds(r: &DescribeInstancesRequest) {
     }
     for id in &r.instance_ids {
         assert!(eic_ec2::is_well_formed_instance_id(id));
+    }
+}
+
+fn check_host_keys_bounds(r: &DescribeInstanceHostKeysRequest) {
+    assert!((1..=MAX_INSTANCE_IDS).contains(&r.instance_ids.len()));
+    for (n, id) in r.instance_ids.iter().enumerate() {
+        assert!(eic_ec2::is_well_formed_instance_id(id));
+        assert!(!r.instance_ids[..n].contains(id), "{id} twice");
+    }
+}
+
+fn check_parsed(q: &QueryRequest) {
+    match q {
+        QueryRequest::DescribeInstances(r) => check_bounds(r),
+        QueryRequest::DescribeInstanceHostKeys(r) => check_host_keys_bounds(r),
     }
 }
 
@@ -43,6 +58,7 @@ fn key() -> impl Strategy<Value = String> {
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("DescribeInstances".to_owned()),
+        Just("DescribeInstanceHostKeys".to_owned()),
         Just("2016-11-15".to_owned()),
         Just("true".to_owned()),
         "i-[0-9a-f]{8,17}",
@@ -117,19 +133,20 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..2048)) {
-        if let Ok(QueryRequest::DescribeInstances(r)) = parse_query(&body) {
-            check_bounds(&r);
+        if let Ok(q) = parse_query(&body) {
+            check_parsed(&q);
+            prop_assert_eq!(requested_action(&body), Some(q.action()));
         }
     }
 
     #[test]
     fn plausible_bodies_never_panic(
         pairs in prop::collection::vec((key(), value()), 0..40),
-        head in any::<bool>(),
+        head in prop::option::of(prop::sample::select(eic_ec2::ACTIONS.to_vec())),
     ) {
         let mut s = form_urlencoded::Serializer::new(String::new());
-        if head {
-            s.append_pair("Action", "DescribeInstances");
+        if let Some(action) = head {
+            s.append_pair("Action", action);
             s.append_pair("Version", "2016-11-15");
         }
         for (k, v) in &pairs {
@@ -137,7 +154,10 @@ proptest! {
         }
         let body = s.finish();
         match parse_query(body.as_bytes()) {
-            Ok(QueryRequest::DescribeInstances(r)) => check_bounds(&r),
+            Ok(q) => {
+                check_parsed(&q);
+                prop_assert_eq!(requested_action(body.as_bytes()), Some(q.action()));
+            }
             Err(e) => {
                 prop_assert!((400..=503).contains(&e.status()));
                 prop_assert!(e.message.len() <= 2048, "{}", e.message);
@@ -190,7 +210,9 @@ proptest! {
         for (k, v) in &pairs {
             s.append_pair(k, v);
         }
-        let QueryRequest::DescribeInstances(r) = parse_query(s.finish().as_bytes()).unwrap();
+        let QueryRequest::DescribeInstances(r) = parse_query(s.finish().as_bytes()).unwrap() else {
+        panic!("not a DescribeInstances request");
+    };
 
         let mut want_ids: Vec<String> = Vec::new();
         for id in ids {
@@ -210,6 +232,46 @@ proptest! {
         prop_assert_eq!(r.max_results, with_max);
         prop_assert_eq!(r.dry_run, dry);
         prop_assert_eq!(r.after, None);
+    }
+
+    #[test]
+    fn host_key_requests_round_trip(
+        ids in prop::collection::vec("i-[0-9a-f]{8,17}", 1..40),
+        dry in prop::option::of(any::<bool>()),
+        seed in any::<u64>(),
+    ) {
+        let mut pairs = vec![
+            ("Action".to_owned(), "DescribeInstanceHostKeys".to_owned()),
+            ("Version".to_owned(), "2016-11-15".to_owned()),
+        ];
+        if let Some(dry) = dry {
+            pairs.push(("DryRun".to_owned(), dry.to_string()));
+        }
+        for (n, id) in ids.iter().enumerate() {
+            pairs.push((format!("InstanceId.{}", n + 1), id.clone()));
+        }
+        let mut x = seed;
+        for i in (1..pairs.len()).rev() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            pairs.swap(i, (x >> 33) as usize % (i + 1));
+        }
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &pairs {
+            s.append_pair(k, v);
+        }
+        let q = parse_query(s.finish().as_bytes()).unwrap();
+        prop_assert_eq!(q.iam_action(), "ec2:DescribeInstances");
+        let QueryRequest::DescribeInstanceHostKeys(r) = q else {
+            panic!("not a DescribeInstanceHostKeys request: {q:?}");
+        };
+        let mut want_ids: Vec<String> = Vec::new();
+        for id in ids {
+            if !want_ids.contains(&id) {
+                want_ids.push(id);
+            }
+        }
+        prop_assert_eq!(r.instance_ids, want_ids);
+        prop_assert_eq!(r.dry_run, dry.unwrap_or(false));
     }
 
     #[test]
@@ -275,7 +337,9 @@ proptest! {
             if let Some(t) = &token {
                 body.push_str(&format!("&NextToken={t}"));
             }
-            let QueryRequest::DescribeInstances(r) = parse_query(body.as_bytes()).unwrap();
+            let QueryRequest::DescribeInstances(r) = parse_query(body.as_bytes()).unwrap() else {
+        panic!("not a DescribeInstances request");
+    };
             let page = describe_map(&r, &f).unwrap();
             prop_assert!(page.instances.len() <= k);
             got.extend(page.instances.iter().map(|v| v.instance_id.clone()));
@@ -307,7 +371,9 @@ proptest! {
             tail.push_str(&format!("&Filter.1.Value.{}={v}", m + 1));
         }
         let body = format!("Action=DescribeInstances&Version=2016-11-15{tail}");
-        let QueryRequest::DescribeInstances(r) = parse_query(body.as_bytes()).unwrap();
+        let QueryRequest::DescribeInstances(r) = parse_query(body.as_bytes()).unwrap() else {
+        panic!("not a DescribeInstances request");
+    };
         let page = describe_map(&r, &f).unwrap();
         let got: Vec<&str> = page.instances.iter().map(|v| v.instance_id.as_str()).collect();
         let want: Vec<&str> = f

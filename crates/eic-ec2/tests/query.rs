@@ -12,6 +12,7 @@ fn ok(tail: &str) -> DescribeInstancesRequest {
     let body = format!("{HEAD}{tail}");
     match parse_query(body.as_bytes()) {
         Ok(QueryRequest::DescribeInstances(r)) => r,
+        Ok(other) => panic!("{body}: parsed as {other:?}"),
         Err(e) => panic!("{body}: {e}"),
     }
 }
@@ -63,7 +64,9 @@ fn botocore_bodies_as_sent() {
     assert_eq!(r.max_results, Some(5));
     // Parameters come in any order; Action and Version need not be first.
     let q = parse_query(b"MaxResults=1000&Version=2016-11-15&Action=DescribeInstances").unwrap();
-    let QueryRequest::DescribeInstances(r) = q;
+    let QueryRequest::DescribeInstances(r) = q else {
+        panic!("{q:?}");
+    };
     assert_eq!(r.max_results, Some(1000));
 }
 

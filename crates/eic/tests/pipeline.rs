@@ -424,6 +424,7 @@ impl Fixture {
                     data_dir.path().join("serial-console-access.json"),
                 ))),
                 locks: (!setup.no_gateway).then(|| locks.clone() as Arc<dyn SessionLocks>),
+                host_keys: None,
             },
         });
         Fixture {

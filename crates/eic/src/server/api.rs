@@ -51,7 +51,7 @@ pub struct Api {
     store: Arc<dyn Store>,
     pub(super) audit: Arc<AuditLog>,
     pub(super) clock: Arc<dyn Clock>,
-    serial: SerialState,
+    pub(super) serial: SerialState,
     /// A static instance's `LaunchTime` in DescribeInstances: when this
     /// server started (the configuration knows no launch times).
     pub(super) launch_time: std::time::SystemTime,
@@ -75,6 +75,9 @@ pub struct SerialState {
     pub access: SerialConsoleAccess,
     /// The gateway's session locks; `None` when no gateway runs.
     pub locks: Option<Arc<dyn SessionLocks>>,
+    /// The gateway's port and host key, which DescribeInstanceHostKeys
+    /// serves; `None` when no gateway runs.
+    pub host_keys: Option<eic_ec2::SerialConsoleHostKeys>,
 }
 
 /// How long a push waits to learn whether a console backend answers.

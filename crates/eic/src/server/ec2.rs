@@ -1,17 +1,19 @@
-//! EC2's Query API on the API listener: DescribeInstances, through the
-//! pure core `eic-ec2`.
+//! EC2's Query API on the API listener: DescribeInstances, and eic's own
+//! DescribeInstanceHostKeys (instances' SSH ports and host keys, for
+//! `eic ssh`), through the pure core `eic-ec2`.
 //!
-//! The order: SigV4 (service `ec2`, the same credentials as the Instance
-//! Connect API), the principal's throttle (the same bucket as pushes),
-//! the form body, authorization of `ec2:DescribeInstances` on `*`, DryRun,
-//! then the caller's account's instances only: another account's instance
-//! is `InvalidInstanceID.NotFound` exactly like an unknown one. Every call,
+//! The order, the same for both: SigV4 (service `ec2`, the same
+//! credentials as the Instance Connect API), the principal's throttle (the
+//! same bucket as pushes), the form body, authorization of
+//! `ec2:DescribeInstances` on `*`, DryRun, then the caller's account's
+//! instances only: another account's instance is
+//! `InvalidInstanceID.NotFound` exactly like an unknown one. Every call,
 //! allowed or refused, is audited with eventSource `ec2.amazonaws.com`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use eic_ec2::{Ec2Error, InstanceView, QueryRequest};
+use eic_ec2::{Ec2Error, InstanceHostKeys, InstanceView, QueryRequest};
 use eic_sigv4::SigV4ErrorKind;
 use eic_wire::ErrorCode;
 
@@ -57,49 +59,74 @@ struct Caller {
 /// makes an audit line large (the rest are counted).
 const AUDITED_ITEMS: usize = 20;
 
-/// CloudTrail's `requestParameters` for DescribeInstances: instance ids,
-/// filter names (not their values, which are compiled patterns by now),
-/// `maxResults`; at most [`AUDITED_ITEMS`] of each.
-fn audited_parameters(request: &eic_ec2::DescribeInstancesRequest) -> serde_json::Value {
+/// CloudTrail's `requestParameters`: instance ids, and for
+/// DescribeInstances filter names (not their values, which are compiled
+/// patterns by now) and `maxResults`; at most [`AUDITED_ITEMS`] of each.
+fn audited_parameters(query: &QueryRequest) -> serde_json::Value {
     use serde_json::{json, Map, Value};
     let mut parameters = Map::new();
-    if !request.instance_ids.is_empty() {
-        let items: Vec<Value> = request
-            .instance_ids
+    let ids = query.instance_ids();
+    if !ids.is_empty() {
+        let items: Vec<Value> = ids
             .iter()
             .take(AUDITED_ITEMS)
             .map(|id| json!({ "instanceId": id }))
             .collect();
         parameters.insert(
             "instancesSet".into(),
-            json!({ "items": items, "count": request.instance_ids.len() }),
+            json!({ "items": items, "count": ids.len() }),
         );
     }
-    if !request.filters.is_empty() {
-        let items: Vec<Value> = request
-            .filters
-            .iter()
-            .take(AUDITED_ITEMS)
-            .map(|f| json!({ "name": f.name.as_string() }))
-            .collect();
-        parameters.insert(
-            "filterSet".into(),
-            json!({ "items": items, "count": request.filters.len() }),
-        );
-    }
-    if let Some(n) = request.max_results {
-        parameters.insert("maxResults".into(), json!(n));
+    if let QueryRequest::DescribeInstances(request) = query {
+        if !request.filters.is_empty() {
+            let items: Vec<Value> = request
+                .filters
+                .iter()
+                .take(AUDITED_ITEMS)
+                .map(|f| json!({ "name": f.name.as_string() }))
+                .collect();
+            parameters.insert(
+                "filterSet".into(),
+                json!({ "items": items, "count": request.filters.len() }),
+            );
+        }
+        if let Some(n) = request.max_results {
+            parameters.insert("maxResults".into(), json!(n));
+        }
     }
     Value::Object(parameters)
+}
+
+/// A fleet that cannot answer fails the call as EC2's InternalError (500,
+/// retried by the SDKs).
+fn fleet_unavailable(e: eic_store::StoreError) -> Ec2Error {
+    tracing::error!(
+        error = &e as &dyn std::error::Error,
+        "fleet unavailable; EC2 request refused"
+    );
+    Ec2Error::internal_error()
+}
+
+/// What DescribeInstanceHostKeys shows of an instance. A terminated one
+/// is still found (as DescribeInstances finds it) but shows no keys: its
+/// sshd is gone, and its address may be another machine's by now.
+fn host_keys_of(instance: &Instance) -> InstanceHostKeys {
+    InstanceHostKeys {
+        instance_id: instance.id.clone(),
+        ssh_port: instance.ssh_port,
+        host_keys: if instance.state == InstanceState::Terminated {
+            Vec::new()
+        } else {
+            instance.host_keys.clone()
+        },
+    }
 }
 
 impl Api {
     pub async fn handle_ec2(&self, request: ApiRequest<'_>) -> Ec2Response {
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut caller = Caller::default();
-        let outcome = self
-            .describe_instances(&request, &request_id, &mut caller)
-            .await;
+        let outcome = self.answer_ec2(&request, &request_id, &mut caller).await;
         let error = outcome.as_ref().err();
         let admission = match error {
             None => Admission::Outcome,
@@ -116,7 +143,13 @@ impl Api {
                 event_source: EC2_EVENT_SOURCE,
                 read_only: true,
                 region: &self.registry.region,
-                event_name: Some("DescribeInstances"),
+                // Named before the body is validated, so a refusal of an
+                // unsigned call is named too; an action eic does not answer
+                // is filed under DescribeInstances, as before there were two.
+                event_name: Some(
+                    eic_ec2::requested_action(request.http.body)
+                        .unwrap_or(eic_ec2::DESCRIBE_INSTANCES),
+                ),
                 identity: Identity::of(
                     principal,
                     caller.access_key_id.as_deref(),
@@ -150,13 +183,49 @@ impl Api {
         }
     }
 
-    async fn describe_instances(
+    /// What every action shares, then the action.
+    async fn answer_ec2(
         &self,
         request: &ApiRequest<'_>,
         request_id: &str,
         caller: &mut Caller,
     ) -> Result<String, Ec2Error> {
         let now = self.clock.now();
+        let principal = self.authenticate_ec2(request, now, caller).await?;
+        let query = eic_ec2::parse_query(request.http.body)?;
+        caller.parameters = Some(audited_parameters(&query));
+        let action = query.iam_action();
+        if let Some(reason) = self.authorizer.authorize_unscoped(
+            &principal,
+            action,
+            request.source_ip,
+            request.secure_transport,
+            now,
+        ) {
+            return Err(Ec2Error::unauthorized_operation(
+                &principal.arn,
+                action,
+                &reason,
+            ));
+        }
+        query.dry_run_outcome()?;
+        match &query {
+            QueryRequest::DescribeInstances(describe) => {
+                self.describe_instances(describe, &principal.account, request_id, now)
+            }
+            QueryRequest::DescribeInstanceHostKeys(ids) => {
+                self.describe_instance_host_keys(ids, &principal.account, request_id, now)
+            }
+        }
+    }
+
+    /// SigV4 with service `ec2`, then the principal's token bucket.
+    async fn authenticate_ec2(
+        &self,
+        request: &ApiRequest<'_>,
+        now: std::time::SystemTime,
+        caller: &mut Caller,
+    ) -> Result<Arc<Principal>, Ec2Error> {
         let (principal, key_active) = self
             .verify_caller(
                 &self.ec2_verifier,
@@ -193,32 +262,16 @@ impl Api {
             ErrorCode::ThrottlingException => Ec2Error::request_limit_exceeded(),
             _ => Ec2Error::internal_error(),
         })?;
+        Ok(principal)
+    }
 
-        let query = eic_ec2::parse_query(request.http.body)?;
-        let QueryRequest::DescribeInstances(describe) = &query;
-        caller.parameters = Some(audited_parameters(describe));
-        let action = query.iam_action();
-        if let Some(reason) = self.authorizer.authorize_unscoped(
-            &principal,
-            action,
-            request.source_ip,
-            request.secure_transport,
-            now,
-        ) {
-            return Err(Ec2Error::unauthorized_operation(
-                &principal.arn,
-                action,
-                &reason,
-            ));
-        }
-        query.dry_run_outcome()?;
-        let unavailable = |e: eic_store::StoreError| {
-            tracing::error!(
-                error = &e as &dyn std::error::Error,
-                "fleet unavailable; DescribeInstances refused"
-            );
-            Ec2Error::internal_error()
-        };
+    fn describe_instances(
+        &self,
+        describe: &eic_ec2::DescribeInstancesRequest,
+        account: &str,
+        request_id: &str,
+        now: std::time::SystemTime,
+    ) -> Result<String, Ec2Error> {
         // Ids name what to look at: only those are looked up, so asking for
         // one instance costs the same in a fleet of any size. Without ids,
         // one pass over the account keeps only the views a page can show.
@@ -226,7 +279,7 @@ impl Api {
             // A pass over a large fleet is CPU-bound for tens of
             // milliseconds: off the runtime's worker, so the tasks that keep
             // the fleet's shared view fresh (and other requests) still run.
-            let pass = || self.select(describe, &principal.account);
+            let pass = || self.select(describe, account);
             let on_workers = tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
             if on_workers {
@@ -234,14 +287,14 @@ impl Api {
             } else {
                 pass()
             }
-            .map_err(unavailable)?
+            .map_err(fleet_unavailable)?
         } else {
             let mut found = Vec::with_capacity(describe.instance_ids.len());
             for id in &describe.instance_ids {
                 if let Some(instance) = self
                     .instances
-                    .in_account(id, &principal.account, now)
-                    .map_err(unavailable)?
+                    .in_account(id, account, now)
+                    .map_err(fleet_unavailable)?
                 {
                     found.push(self.view(&instance));
                 }
@@ -254,6 +307,34 @@ impl Api {
             .collect();
         let page = eic_ec2::describe_map(describe, &mine)?;
         Ok(eic_ec2::render_describe_instances(request_id, &page))
+    }
+
+    /// Only the ids asked for are looked up, as DescribeInstances by id
+    /// does; `serialConsole` when this server runs the gateway.
+    fn describe_instance_host_keys(
+        &self,
+        request: &eic_ec2::DescribeInstanceHostKeysRequest,
+        account: &str,
+        request_id: &str,
+        now: std::time::SystemTime,
+    ) -> Result<String, Ec2Error> {
+        let mut found: HashMap<&str, InstanceHostKeys> =
+            HashMap::with_capacity(request.instance_ids.len());
+        for id in &request.instance_ids {
+            if let Some(instance) = self
+                .instances
+                .in_account(id, account, now)
+                .map_err(fleet_unavailable)?
+            {
+                found.insert(id.as_str(), host_keys_of(&instance));
+            }
+        }
+        let instances = eic_ec2::describe_host_keys(request, |id| found.get(id))?;
+        Ok(eic_ec2::render_describe_instance_host_keys(
+            request_id,
+            &instances,
+            self.serial.host_keys.as_ref(),
+        ))
     }
 
     /// The views of `account`'s instances that match the request's

@@ -153,10 +153,7 @@ pub async fn run(
             .filter(Tls::has_files)
             .collect(),
     ));
-    let api = Arc::new(shared.api(
-        authorizer,
-        serial.as_ref().map(|serial| serial.role.locks.clone()),
-    )?);
+    let api = Arc::new(shared.api(authorizer, serial.as_ref())?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_addr = sockets.api.local_addr()?;
@@ -337,15 +334,26 @@ struct SerialGateway {
     gateway: Arc<Gateway>,
     locks: Arc<dyn SessionLocks>,
     fingerprint: String,
+    /// Its host key as `type base64`, for DescribeInstanceHostKeys.
+    public_key: String,
 }
 
 impl Shared<'_> {
-    /// The API pipeline; `locks` are the serial gateway's, when it runs.
+    /// The API pipeline; `serial` is the serial gateway, when it runs: its
+    /// session locks, and its port and host key for
+    /// DescribeInstanceHostKeys.
     fn api(
         &self,
         authorizer: Authorizer,
-        locks: Option<Arc<dyn SessionLocks>>,
+        serial: Option<&Bound<SerialGateway>>,
     ) -> anyhow::Result<Api> {
+        let host_keys = match serial {
+            Some(bound) => Some(eic_ec2::SerialConsoleHostKeys {
+                port: bound.listener.local_addr()?.port(),
+                host_keys: vec![bound.role.public_key.clone()],
+            }),
+            None => None,
+        };
         Ok(Api::new(ApiParts {
             registry: self.registry.clone(),
             instances: self.instances.clone(),
@@ -361,7 +369,8 @@ impl Shared<'_> {
                     self.state.redis.as_ref(),
                     SERIAL_CONSOLE_ACCESS,
                 )),
-                locks,
+                locks: serial.map(|bound| bound.role.locks.clone()),
+                host_keys,
             },
         }))
     }
@@ -441,6 +450,7 @@ impl Shared<'_> {
         let host_key =
             eic_serial::load_or_create_host_key(&self.data_dir.path().join("serial-host-key"))?;
         let fingerprint = eic_serial::host_key_fingerprint(&host_key);
+        let public_key = eic_serial::host_public_key_line(&host_key)?;
         let teardown = Duration::from_secs(settings.teardown_secs);
         // On Redis the lock is a lease shared by every node, so one
         // session per instance port holds across the whole service.
@@ -472,6 +482,7 @@ impl Shared<'_> {
             gateway: Arc::new(Gateway::new(gateway)),
             locks,
             fingerprint,
+            public_key,
         })
     }
 }
