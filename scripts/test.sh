@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests drive and a fresh machine lacks
-# (OpenSSH client and server, socat, redis-server, openssl; boto3 and the
-# AWS CLI), then runs every test. Some tests run sshd and mount a tmpfs, so
-# run it as root (or in a throwaway VM or container).
+# (OpenSSH client and server, socat, redis-server, openssl; boto3, the AWS
+# CLI, and mssh/msftp from ec2instanceconnectcli), then runs every test.
+# Some tests run sshd and mount a tmpfs, so run it as root (or in a
+# throwaway VM or container).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,15 @@ if ! python3 -c 'import boto3' 2>/dev/null || ! command -v aws >/dev/null; then
   # the tests need these two packages importable by python3 itself.
   python3 -m pip install --quiet --disable-pip-version-check 'boto3>=1.34' 'awscli>=1.32' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'boto3>=1.34' 'awscli>=1.32'
+fi
+
+# The official one-step clients (mssh, msftp), at the version the tests
+# were written against; its own requirements (botocore, cryptography) are
+# unpinned minimums that the boto3 above already satisfies.
+if ! python3 -c 'import ec2instanceconnectcli as c; assert c.__version__ == "1.0.3"' 2>/dev/null \
+  || ! command -v mssh >/dev/null || ! command -v msftp >/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'ec2instanceconnectcli==1.0.3' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'ec2instanceconnectcli==1.0.3'
 fi
 
 cargo test --workspace --locked "$@"

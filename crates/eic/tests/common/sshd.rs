@@ -45,7 +45,8 @@ fn free_port() -> u16 {
 }
 
 /// sshd on a free loopback port, its AuthorizedKeysCommand `eic
-/// authorized-keys` (a copy in `dir`) with `agent_config`.
+/// authorized-keys` (a copy in `dir`) with `agent_config`; it serves sftp
+/// (sshd's own, no server binary to find).
 pub fn start_sshd(dir: &Path, agent_config: &Path) -> (Sshd, u16) {
     std::fs::create_dir_all("/run/sshd").unwrap();
     let eic_copy = dir.join("eic");
@@ -68,7 +69,8 @@ pub fn start_sshd(dir: &Path, agent_config: &Path) -> (Sshd, u16) {
              AuthorizedKeysCommand {eic} authorized-keys --config {agent} %u %f\n\
              AuthorizedKeysCommandUser nobody\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             PermitRootLogin prohibit-password\nLogLevel VERBOSE\n",
+             PermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
+             Subsystem sftp internal-sftp\n",
             host = host_key.display(),
             dir = dir.display(),
             eic = eic_copy.display(),
@@ -118,4 +120,12 @@ pub fn ssh(port: u16, key: &Path, user: &str) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
+}
+
+/// Writes `path` as a known_hosts file naming only the host key of the sshd
+/// that [`start_sshd`] started in `dir` on `port`, so a client that checks
+/// host keys strictly accepts that sshd and nothing else.
+pub fn write_known_hosts(dir: &Path, port: u16, path: &Path) {
+    let key = std::fs::read_to_string(dir.join("host_ed25519.pub")).unwrap();
+    std::fs::write(path, format!("[127.0.0.1]:{port} {key}")).unwrap();
 }
