@@ -9,7 +9,9 @@
 //!   console gateway's wiring);
 //! - [`agent`]: the instance side, `eic authorized-keys` in its three modes
 //!   and `eic agent install|uninstall`;
-//! - [`cli`]: the admin commands.
+//! - [`cli`]: the admin commands;
+//! - [`client`]: the user side, `eic ssh`, `eic proxy`, `eic known-hosts`
+//!   and `eic ssh-config`.
 //!
 //! The shared core, used by several roles: [`config`] (the TOML schema),
 //! [`registry`] (accounts, principals, instances), [`audit`] (the audit
@@ -21,6 +23,7 @@
 pub mod agent;
 pub mod audit;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod data_dir;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use eic::{agent, cli, server};
+use eic::{agent, cli, client, server};
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +81,14 @@ enum Command {
         #[command(subcommand)]
         command: cli::fleet::InstancesCommand,
     },
+    /// Log in to an instance: look it up, push a fresh key, and run ssh with the instance's registered host keys.
+    Ssh(client::ssh::SshArgs),
+    /// ssh's ProxyCommand (see ssh-config): push the key ssh offers, and connect to the instance.
+    Proxy(client::proxy::ProxyArgs),
+    /// Print known_hosts lines from the host keys instances registered (ssh's KnownHostsCommand).
+    KnownHosts(client::proxy::KnownHostsArgs),
+    /// Print (or --install) the ssh_config block that lets plain ssh, scp, sftp and rsync reach instances by id.
+    SshConfig(client::ssh_config::SshConfigArgs),
     /// Inspect the keys in an embedded store's data directory.
     Keys {
         #[command(subcommand)]
@@ -95,15 +103,29 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+fn user_side(run: impl FnOnce() -> ExitCode) -> ExitCode {
+    if std::env::var_os("RUST_LOG").is_some() {
+        eic::init_logging();
+    }
+    run()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The AuthorizedKeysCommand is started per offered key: it sets up no
     // tracing and no runtime, and owns its exit codes.
-    if let Command::AuthorizedKeys(args) = cli.command {
-        return agent::authorized_keys(args);
-    }
+    // The user side owns its exit codes too (ssh's, for `eic ssh`), and logs
+    // only when RUST_LOG asks: its stderr is the user's terminal.
+    let command = match cli.command {
+        Command::AuthorizedKeys(args) => return agent::authorized_keys(args),
+        Command::Ssh(args) => return user_side(|| client::ssh::run(args)),
+        Command::Proxy(args) => return user_side(|| client::proxy::proxy(args)),
+        Command::KnownHosts(args) => return user_side(|| client::proxy::known_hosts(args)),
+        Command::SshConfig(args) => return user_side(|| client::ssh_config::run(args)),
+        command => command,
+    };
     eic::init_logging();
-    let result = match cli.command {
+    let result = match command {
         Command::Server {
             config,
             api_listen,
@@ -124,7 +146,11 @@ fn main() -> ExitCode {
         Command::Keys { command } => cli::keys::run(command),
         Command::JoinToken { command } => cli::fleet::join_token(command),
         Command::Instances { command } => cli::fleet::instances(command),
-        Command::AuthorizedKeys(_) => unreachable!("handled before logging is set up"),
+        Command::AuthorizedKeys(_)
+        | Command::Ssh(_)
+        | Command::Proxy(_)
+        | Command::KnownHosts(_)
+        | Command::SshConfig(_) => unreachable!("handled before logging is set up"),
         Command::AgentConfig(args) => cli::agent::agent_config(args),
         Command::Agent { command } => agent::install::run(command),
         Command::SerialConsoleAccess { command } => cli::serial::access(command),

@@ -40,6 +40,9 @@ pub enum Trust {
     /// `sha256:<hex>` ([`crate::tls_ca::fingerprint`]) of a certificate
     /// the server's chain must hold.
     Pinned(String),
+    /// The machine's trusted roots (and `SSL_CERT_FILE`/`SSL_CERT_DIR`), as
+    /// the AWS SDK trusts them: for the user side's calls to the API.
+    System,
 }
 
 /// An answer, and with [`Trust::Pinned`] over https the certificate that
@@ -89,6 +92,14 @@ impl Client {
                 Https::Anchors(ureq_agent(roots, timeout))
             }
             Trust::Pinned(pin) => Https::Pinned(parse_pin(&pin)?),
+            Trust::System => {
+                let roots = rustls_native_certs::load_native_certs()
+                    .certs
+                    .into_iter()
+                    .map(|der| ureq::tls::Certificate::from_der(&der).to_owned())
+                    .collect();
+                Https::Anchors(ureq_agent(roots, timeout))
+            }
         };
         Ok(Client {
             https,
