@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests drive and a fresh machine lacks
-# (OpenSSH client and server, socat, redis-server, openssl; boto3, the AWS
+# (OpenSSH client and server, socat, rsync, redis-server, openssl; boto3, the AWS
 # CLI, and mssh/msftp from ec2instanceconnectcli), then runs every test.
 # Some tests run sshd and mount a tmpfs, so run it as root (or in a
 # throwaway VM or container).
@@ -11,6 +11,7 @@ missing=()
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v socat >/dev/null || missing+=(socat)
+command -v rsync >/dev/null || missing+=(rsync)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)

@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -133,20 +134,45 @@ fn read_public_key(path: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// Copies stdin to the instance and the instance to stdout until the
-/// instance closes; ssh then closes stdin. Plain threads: a blocking read
-/// of stdin cannot be cancelled, and the process exits past it.
+/// instance closes; ssh then closes stdin. Plain reads and writes on the
+/// raw descriptors: std's stdout would hold SSH's binary packets until a
+/// newline, and `io::copy` splices, which on Linux sends with MSG_MORE and
+/// leaves a key exchange packet corked in the socket. Plain threads: a
+/// blocking read of stdin cannot be cancelled, and the process exits past
+/// it.
 fn relay(stream: TcpStream) -> anyhow::Result<()> {
-    let mut upstream = stream.try_clone().context("cannot share the connection")?;
+    let from_ssh = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot take stdin")?,
+    );
+    let to_ssh = std::fs::File::from(
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot take stdout")?,
+    );
+    stream.set_nodelay(true).context("cannot set TCP_NODELAY")?;
+    let upstream = stream.try_clone().context("cannot share the connection")?;
     std::thread::spawn(move || {
-        let copied = std::io::copy(&mut std::io::stdin().lock(), &mut upstream);
+        let _ = pump(from_ssh, &upstream);
         let _ = upstream.shutdown(Shutdown::Write);
-        copied
     });
-    let mut downstream = stream;
-    let mut stdout = std::io::stdout().lock();
-    std::io::copy(&mut downstream, &mut stdout).context("the connection to sshd broke")?;
-    stdout.flush().context("cannot write to ssh")?;
-    Ok(())
+    pump(stream, to_ssh).context("the connection to sshd broke")
+}
+
+/// Everything `from` gives, written to `to` as it comes, until EOF.
+fn pump(mut from: impl Read, mut to: impl Write) -> std::io::Result<()> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => to.write_all(&buffer[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 pub fn known_hosts(args: KnownHostsArgs) -> ExitCode {
