@@ -103,7 +103,7 @@ mod tests {
             "ssh-ed25519".to_owned(),
             String::new(),
         ] {
-            assert_eq!(lines(&names, &[bad.clone()]), "", "{bad:?}");
+            assert_eq!(lines(&names, std::slice::from_ref(&bad)), "", "{bad:?}");
         }
         assert_eq!(lines(&["*".to_owned()], &[ED.to_owned()]), "");
         assert_eq!(lines(&["a b".to_owned()], &[ED.to_owned()]), "");
