@@ -15,28 +15,16 @@ use anyhow::{anyhow, Context};
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_smithy_runtime_api::client::identity::Identity;
 
+pub use eic_ec2::{InstanceHostKeys, SerialConsoleHostKeys};
+
 use super::Aws;
 use crate::agent::http::{Client, Trust};
 
 /// One call; the server answers from memory.
 const TIMEOUT: Duration = Duration::from_secs(15);
 
-/// What one instance registered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceHostKeys {
-    pub instance_id: String,
-    pub ssh_port: u16,
-    /// `TYPE BASE64` each; empty when the instance registered none.
-    pub host_keys: Vec<String>,
-}
-
-/// The serial console gateway, when the server runs one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SerialConsoleHostKeys {
-    pub port: u16,
-    pub host_keys: Vec<String>,
-}
-
+/// The answer: the shapes the server renders them from (`eic_ec2`), read
+/// back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostKeys {
     pub instances: Vec<InstanceHostKeys>,
@@ -205,6 +193,7 @@ fn key_set(node: roxmltree::Node<'_, '_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBc0R9bPT6r4ZK1xxO6Rw8rQmL5EwMv5d9uYu0D8mD4n";
@@ -284,6 +273,46 @@ mod tests {
             (500, "<html/>"),
         ] {
             assert!(parse(status, body.as_bytes()).is_err(), "{body}");
+        }
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        ("(ssh-ed25519|ecdsa-sha2-nistp256|ssh-rsa)", "[A-Za-z0-9+/]{16,64}={0,2}")
+            .prop_map(|(kind, data)| format!("{kind} {data}"))
+    }
+
+    proptest! {
+        /// What the server renders, the client reads back exactly.
+        #[test]
+        fn the_servers_answer_reads_back(
+            instances in proptest::collection::vec(
+                ("[0-9a-f]{17}", 1u16.., proptest::collection::vec(key(), 0..4)),
+                0..6,
+            ),
+            console in proptest::option::of((1u16.., proptest::collection::vec(key(), 1..3))),
+        ) {
+            let instances: Vec<InstanceHostKeys> = instances
+                .into_iter()
+                .map(|(hex, ssh_port, host_keys)| InstanceHostKeys {
+                    instance_id: format!("i-{hex}"),
+                    ssh_port,
+                    host_keys,
+                })
+                .collect();
+            let console = console.map(|(port, host_keys)| SerialConsoleHostKeys { port, host_keys });
+            let refs: Vec<&InstanceHostKeys> = instances.iter().collect();
+            let body = eic_ec2::render_describe_instance_host_keys("r", &refs, console.as_ref());
+            let read = parse(200, body.as_bytes()).unwrap().unwrap();
+            prop_assert_eq!(read, HostKeys { instances, serial_console: console });
+        }
+
+        /// Any bytes: an answer or an error, never a panic.
+        #[test]
+        fn any_answer_is_read_without_panicking(
+            status in prop_oneof![Just(200u16), Just(400u16), 100u16..600],
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let _ = parse(status, &body);
         }
     }
 }
