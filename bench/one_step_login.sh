@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Push-to-first-output on loopback: `eic ssh root@i-… true` beside, in the
+# same run,
+#   floor     plain ssh with a key pushed beforehand (the login itself)
+#   mssh      PyPI ec2instanceconnectcli 1.0.3 (RSA-2048 key, describe, push)
+#   cli+ssh   `aws ec2-instance-connect send-ssh-public-key` then ssh
+# against one release eic server and a real sshd on a loopback port whose
+# AuthorizedKeysCommand is the same release eic. hyperfine --runs RUNS each
+# (the floor re-pushes its key before every run, untimed); p50/p99 from
+# hyperfine's JSON; the eic server's CPU per login from /proc/PID/stat.
+#
+# usage: bench/one_step_login.sh [RUNS]   (as root: sshd and /run; needs
+#        hyperfine, sshd, mssh, aws, python3 with boto3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-50}
+cargo build --release --locked --bin eic >&2
+source bench/lib.sh
+tick=$(getconf CLK_TCK)
+# sshd runs the AuthorizedKeysCommand only from a path no one else can
+# write, which /tmp is not.
+run_dir=/run/eic-bench-login-$$
+mkdir -p "$run_dir" /run/sshd
+chmod 755 "$run_dir"
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work" "$run_dir"' EXIT
+cp target/release/eic "$run_dir/eic"
+chmod 755 "$run_dir/eic"
+eic=$run_dir/eic
+id=i-0be9c000000000001
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+
+ssh-keygen -q -t ed25519 -N '' -f "$run_dir/host_key"
+host_key=$(cut -d' ' -f1,2 "$run_dir/host_key.pub")
+echo "[127.0.0.1]:$port $host_key" >"$work/known_hosts"
+
+cat examples/dev.toml - >"$work/bench.toml" <<TOML
+[throttling]
+principal = { rate = 1e9, burst = 1e9 }
+instance = { rate = 1e9, burst = 1e9 }
+
+[[instances]]
+id = "$id"
+public_ip_address = "127.0.0.1"
+ssh_port = $port
+host_keys = ["$host_key"]
+account = "111122223333"
+state = "running"
+availability_zone = "us-west-2a"
+instance_type = "t3.micro"
+TOML
+start server "$eic" server --config "$work/bench.toml" --api-listen 127.0.0.1:0 \
+  --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --data-dir "$work/data"
+server_pid=${pids[-1]}
+api=$(address server api)
+iapi=$(address server instance-api)
+"$eic" agent-config --config "$work/bench.toml" --data-dir "$work/data" --instance-id "$id" \
+  --endpoint "http://$iapi" >"$run_dir/agent.toml"
+chmod 644 "$run_dir/agent.toml"
+
+cat >"$run_dir/sshd_config" <<CONF
+Port $port
+ListenAddress 127.0.0.1
+HostKey $run_dir/host_key
+PidFile $run_dir/sshd.pid
+AuthorizedKeysFile none
+AuthorizedKeysCommand $eic authorized-keys --config $run_dir/agent.toml %u %f
+AuthorizedKeysCommandUser nobody
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin prohibit-password
+MaxStartups 100
+CONF
+start sshd /usr/sbin/sshd -D -e -f "$run_dir/sshd_config"
+for _ in $(seq 100); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+  sleep 0.1
+done
+
+export AWS_ACCESS_KEY_ID=AKIDEXAMPLE
+export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
+export AWS_REGION=us-west-2 AWS_DEFAULT_REGION=us-west-2
+export AWS_ENDPOINT_URL=http://$api
+export AWS_EC2_METADATA_DISABLED=true
+export AWS_CONFIG_FILE=$work/no-config AWS_SHARED_CREDENTIALS_FILE=$work/no-credentials
+export EIC_ENDPOINT=http://$api
+
+ssh-keygen -q -t ed25519 -N '' -f "$work/key"
+strict="-o UserKnownHostsFile=$work/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes"
+plain_ssh="ssh -p $port -i $work/key -o IdentitiesOnly=yes $strict root@127.0.0.1 true"
+push="python3 crates/eic/tests/clients/push_key.py $id root $work/key.pub >/dev/null"
+
+cpu() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+measure() { # name, command [prepare]
+  local name=$1 command=$2 prepare=${3:-}
+  local before after
+  before=$(cpu)
+  if [ -n "$prepare" ]; then
+    hyperfine --runs "$runs" --warmup 3 --prepare "$prepare" --export-json "$work/$name.json" "$command" >&2
+  else
+    hyperfine --runs "$runs" --warmup 3 --export-json "$work/$name.json" "$command" >&2
+  fi
+  after=$(cpu)
+  python3 - "$work/$name.json" "$name" "$(( (after - before) * 1000000 / tick / (runs + 3) ))" <<'PY'
+import json, sys
+times = sorted(json.load(open(sys.argv[1]))["results"][0]["times"])
+pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000
+print(f"{sys.argv[2]:<8} n={len(times)} p50={pick(0.5):.0f} ms p99={pick(0.99):.0f} ms  eic server CPU {int(sys.argv[3]) / 1000:.2f} ms/login")
+PY
+}
+
+echo "eic $(git rev-parse --short HEAD), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(ssh -V 2>&1)"
+measure floor "$plain_ssh" "$push"
+measure eic "$eic ssh root@$id true"
+measure mssh "mssh -p $port $strict root@$id true"
+measure cli+ssh "aws ec2-instance-connect send-ssh-public-key --instance-id $id --instance-os-user root --ssh-public-key file://$work/key.pub >/dev/null && $plain_ssh"
