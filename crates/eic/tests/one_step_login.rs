@@ -24,6 +24,8 @@ const PINNED: &str = "i-0e1c00000000000a1";
 const WRONG_KEY: &str = "i-0e1c00000000000b2";
 /// Registered no host keys.
 const NO_KEYS: &str = "i-0e1c00000000000c3";
+/// Its agent has stopped reporting.
+const UNAVAILABLE: &str = "i-0e1c00000000000d4";
 
 /// A server, and a real sshd on a loopback port serving `instance`.
 struct Rig {
@@ -66,6 +68,15 @@ state = "running"
 availability_zone = "us-west-2a"
 instance_type = "t3.micro"
 tags = {{ Role = "web" }}
+
+[[instances]]
+id = "{UNAVAILABLE}"
+private_ip_address = "127.0.0.1"
+availability = "unavailable"
+account = "111122223333"
+state = "running"
+availability_zone = "us-west-2a"
+instance_type = "t3.micro"
 
 [[instances]]
 id = "{NO_KEYS}"
@@ -245,7 +256,13 @@ fn eic_ssh_without_registered_keys_says_so_and_uses_the_users_known_hosts() {
 #[test]
 fn eic_ssh_errors_say_what_went_wrong() {
     let rig = Rig::start("onestep-errors", PINNED);
-    let cases: [(&[&str], (&str, &str), &str); 4] = [
+    let unavailable = format!("root@{UNAVAILABLE}");
+    let cases: [(&[&str], (&str, &str), &str); 6] = [
+        (
+            &[&unavailable, "true"],
+            ADMIN,
+            "the instance is unavailable",
+        ),
         (
             &["root@i-0fffffffffffffff0", "true"],
             ADMIN,
@@ -261,6 +278,11 @@ fn eic_ssh_errors_say_what_went_wrong() {
             &["root@no-such-name", "true"],
             ADMIN,
             "no instance that is not terminated has the tag Name=no-such-name",
+        ),
+        (
+            &["root@i-0aaaaaaaaaaaaaaa1", "true"],
+            ADMIN,
+            "pushing a key for root to i-0aaaaaaaaaaaaaaa1: the instance is not running",
         ),
         (
             &["--address", "ipv6", &format!("root@{PINNED}"), "true"],

@@ -277,7 +277,10 @@ mod tests {
     }
 
     fn key() -> impl Strategy<Value = String> {
-        ("(ssh-ed25519|ecdsa-sha2-nistp256|ssh-rsa)", "[A-Za-z0-9+/]{16,64}={0,2}")
+        (
+            "(ssh-ed25519|ecdsa-sha2-nistp256|ssh-rsa)",
+            "[A-Za-z0-9+/]{16,64}={0,2}",
+        )
             .prop_map(|(kind, data)| format!("{kind} {data}"))
     }
 
