@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use eic_keyblob::{
-    issue_signer, ocsp_response, render_blob, sha1_fingerprint_upper, BlobEntry,
+    issue_signer, ocsp_response, render_block, sha1_fingerprint_upper, BlobEntry,
     CertificateAuthority, SignerCertificate,
 };
 use eic_store::PushedKey;
@@ -50,11 +50,15 @@ pub struct Signing {
 }
 
 /// A signed blob, valid while its leaf and its keys' request ids are the
-/// same as when it was signed.
+/// same as when it was signed; and each key's signed block, by request id,
+/// so that a new push signs only its own block, not every live key's again
+/// (a user who logs in with a fresh key each time has one live key per
+/// login of the last 60 s).
 struct CachedBlob {
     leaf_serial: u64,
     request_ids: Vec<String>,
     blob: Arc<str>,
+    blocks: HashMap<String, Arc<str>>,
 }
 
 impl Signing {
@@ -140,28 +144,48 @@ impl Signing {
         let leaf = self.current();
         let ids: Vec<String> = keys.iter().map(|k| k.request_id.clone()).collect();
         let cache_key = (instance_id.to_owned(), user.to_owned());
-        {
+        let signed_before = {
             let cache = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(cached) = cache.get(&cache_key) {
-                if cached.leaf_serial == leaf.serial && cached.request_ids == ids {
-                    return Ok((leaf, cached.blob.clone()));
+            match cache.get(&cache_key) {
+                Some(cached) if cached.leaf_serial == leaf.serial => {
+                    if cached.request_ids == ids {
+                        return Ok((leaf, cached.blob.clone()));
+                    }
+                    cached.blocks.clone()
                 }
+                _ => HashMap::new(),
             }
+        };
+        let mut blocks = HashMap::with_capacity(keys.len());
+        let mut rendered = Vec::with_capacity(keys.len());
+        for k in keys {
+            let block = match signed_before.get(&k.request_id) {
+                Some(block) => block.clone(),
+                None => {
+                    let entry = BlobEntry {
+                        // AWS's #Timestamp is in seconds; rounding down keeps a
+                        // key from being offered past its expiry.
+                        expires_at_unix: k.expires_at_ms / 1000,
+                        instance_id: k.instance_id.clone(),
+                        caller_arn: k.caller_arn.clone(),
+                        request_id: k.request_id.clone(),
+                        key_line: k.public_key.clone(),
+                    };
+                    let block: Arc<str> = render_block(&entry, leaf.certificate.blob_signer())
+                        .map_err(|e| anyhow::anyhow!("cannot render a key blob: {e:?}"))?
+                        .into();
+                    block
+                }
+            };
+            rendered.push(block.clone());
+            blocks.insert(k.request_id.clone(), block);
         }
-        let entries: Vec<BlobEntry> = keys
+        // Blocks separated by one empty line, as render_blob joins them.
+        let blob: Arc<str> = rendered
             .iter()
-            .map(|k| BlobEntry {
-                // AWS's #Timestamp is in seconds; rounding down keeps a key
-                // from being offered past its expiry.
-                expires_at_unix: k.expires_at_ms / 1000,
-                instance_id: k.instance_id.clone(),
-                caller_arn: k.caller_arn.clone(),
-                request_id: k.request_id.clone(),
-                key_line: k.public_key.clone(),
-            })
-            .collect();
-        let blob: Arc<str> = render_blob(&entries, leaf.certificate.blob_signer())
-            .map_err(|e| anyhow::anyhow!("cannot render a key blob: {e:?}"))?
+            .map(|b| &**b)
+            .collect::<Vec<&str>>()
+            .join("\n")
             .into();
         let mut cache = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= MAX_CACHED_BLOBS {
@@ -173,6 +197,7 @@ impl Signing {
                 leaf_serial: leaf.serial,
                 request_ids: ids,
                 blob: blob.clone(),
+                blocks,
             },
         );
         Ok((leaf, blob))
@@ -210,4 +235,63 @@ fn issue_leaf(
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eic_keyblob::{parse_blob, render_blob};
+    use eic_store::KeyTarget;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBc0R9bPT6r4ZK1xxO6Rw8rQmL5EwMv5d9uYu0D8mD4n";
+
+    fn key(n: u64) -> PushedKey {
+        PushedKey {
+            request_id: format!("00000000-0000-4000-8000-{n:012}"),
+            instance_id: "i-0123456789abcdef0".into(),
+            target: KeyTarget::OsUser("ec2-user".into()),
+            public_key: ED.into(),
+            fingerprint: "SHA256:x".into(),
+            caller_arn: "arn:aws:iam::111122223333:user/admin".into(),
+            pushed_at_ms: 1_800_000_000_000,
+            expires_at_ms: 1_800_000_060_000 + n,
+        }
+    }
+
+    #[test]
+    fn a_blob_keeps_earlier_blocks_and_adds_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing =
+            Signing::load_or_create(dir.path(), "us-west-2", "amazonaws.com", SystemTime::now())
+                .unwrap();
+        let id = "i-0123456789abcdef0";
+        let (_, first) = signing.blob(id, "ec2-user", &[key(1), key(2)]).unwrap();
+        let (leaf, second) = signing
+            .blob(id, "ec2-user", &[key(1), key(2), key(3)])
+            .unwrap();
+        // The earlier blocks are the very same text (not signed again), and
+        // the blob has the shape render_blob gives.
+        assert!(second.starts_with(&*first), "{second}");
+        let blocks = parse_blob(&second);
+        assert_eq!(blocks.len(), 3);
+        let fresh = render_blob(
+            &[BlobEntry {
+                expires_at_unix: key(3).expires_at_ms / 1000,
+                instance_id: id.into(),
+                caller_arn: key(3).caller_arn,
+                request_id: key(3).request_id,
+                key_line: ED.into(),
+            }],
+            leaf.certificate.blob_signer(),
+        )
+        .unwrap();
+        assert_eq!(parse_blob(&fresh)[0].headers, blocks[2].headers);
+        // An expired key drops out; the others stay as they were.
+        let (_, third) = signing.blob(id, "ec2-user", &[key(2), key(3)]).unwrap();
+        assert_eq!(parse_blob(&third), blocks[1..].to_vec());
+        // Unchanged keys: the same blob.
+        let (_, again) = signing.blob(id, "ec2-user", &[key(2), key(3)]).unwrap();
+        assert!(Arc::ptr_eq(&third, &again));
+    }
 }
