@@ -5,15 +5,20 @@
 #   mssh      PyPI ec2instanceconnectcli 1.0.3 (RSA-2048 key, describe, push)
 #   cli+ssh   `aws ec2-instance-connect send-ssh-public-key` then ssh
 # against one release eic server and a real sshd on a loopback port whose
-# AuthorizedKeysCommand is the same release eic. hyperfine --runs RUNS each
-# (the floor re-pushes its key before every run, untimed); p50/p99 from
-# hyperfine's JSON; the eic server's CPU per login from /proc/PID/stat.
+# AuthorizedKeysCommand is the same release eic. RUNS logins of each, in
+# ROUNDS rounds that interleave the four commands (so a drift of this
+# shared machine's speed falls on all of them alike), timed by hyperfine
+# (the floor re-pushes its key before every run, untimed); p50/p99 over all
+# rounds; the eic server's CPU per login from /proc/PID/stat, also net of
+# the idle server's rate.
 #
-# usage: bench/one_step_login.sh [RUNS]   (as root: sshd and /run; needs
+# usage: bench/one_step_login.sh [RUNS [ROUNDS]]   (as root: sshd and /run; needs
 #        hyperfine, sshd, mssh, aws, python3 with boto3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-50}
+runs=${1:-60}
+rounds=${2:-6}
+per=$(( runs / rounds ))
 cargo build --release --locked --bin eic >&2
 source bench/lib.sh
 tick=$(getconf CLK_TCK)
@@ -98,32 +103,38 @@ now_ms() { date +%s%3N; }
 idle_before=$(cpu); idle_t0=$(now_ms)
 sleep 10
 idle_us_per_s=$(( ($(cpu) - idle_before) * 1000000000 / tick / ($(now_ms) - idle_t0) ))
-measure() { # name, command [prepare]
-  local name=$1 command=$2 prepare=${3:-}
-  local before after t0 t1
-  before=$(cpu); t0=$(now_ms)
-  if [ -n "$prepare" ]; then
-    hyperfine --runs "$runs" --warmup 3 --prepare "$prepare" --export-json "$work/$name.json" "$command" >&2
-  else
-    hyperfine --runs "$runs" --warmup 3 --export-json "$work/$name.json" "$command" >&2
-  fi
-  after=$(cpu); t1=$(now_ms)
-  # server CPU in ns over the run, and the idle rate's share of it;
-  # passed on as microseconds per login
-  local total=$(( (after - before) * 1000000000 / tick ))
-  local idle=$(( idle_us_per_s * (t1 - t0) ))
-  python3 - "$work/$name.json" "$name" "$(( total / 1000 / (runs + 3) ))" "$(( (total - idle) / 1000 / (runs + 3) ))" <<'PY'
-import json, sys
-times = sorted(json.load(open(sys.argv[1]))["results"][0]["times"])
-pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000
-print(f"{sys.argv[2]:<8} n={len(times)} p50={pick(0.5):.0f} ms p99={pick(0.99):.0f} ms"
-      f"  eic server CPU/login {int(sys.argv[3]) / 1000:.2f} ms, net of idle {int(sys.argv[4]) / 1000:.2f} ms")
-PY
-}
-
+names=(floor eic mssh cli+ssh)
+commands=(
+  "$plain_ssh"
+  "$eic ssh root@$id true"
+  "mssh -p $port $strict root@$id true"
+  "aws ec2-instance-connect send-ssh-public-key --instance-id $id --instance-os-user root --ssh-public-key file://$work/key.pub >/dev/null && $plain_ssh"
+)
+prepares=("$push" "" "" "")
+declare -a total_ns idle_ns logins
 echo "eic $(git rev-parse --short HEAD), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(ssh -V 2>&1)"
-echo "idle server: $(( idle_us_per_s / 1000 )).$(( idle_us_per_s % 1000 / 100 )) ms CPU per second"
-measure floor "$plain_ssh" "$push"
-measure eic "$eic ssh root@$id true"
-measure mssh "mssh -p $port $strict root@$id true"
-measure cli+ssh "aws ec2-instance-connect send-ssh-public-key --instance-id $id --instance-os-user root --ssh-public-key file://$work/key.pub >/dev/null && $plain_ssh"
+echo "idle server: $(( idle_us_per_s / 1000 )).$(( idle_us_per_s % 1000 / 100 )) ms CPU per second; $rounds rounds of $per runs each, the commands interleaved"
+for round in $(seq "$rounds"); do
+  for i in "${!names[@]}"; do
+    prepare=()
+    [ -n "${prepares[i]}" ] && prepare=(--prepare "${prepares[i]}")
+    before=$(cpu); t0=$(now_ms)
+    hyperfine --runs "$per" --warmup 1 "${prepare[@]}" \
+      --export-json "$work/${names[i]}.$round.json" "${commands[i]}" >&2
+    after=$(cpu); t1=$(now_ms)
+    total_ns[i]=$(( ${total_ns[i]:-0} + (after - before) * 1000000000 / tick ))
+    idle_ns[i]=$(( ${idle_ns[i]:-0} + idle_us_per_s * (t1 - t0) ))
+    logins[i]=$(( ${logins[i]:-0} + per + 1 ))
+  done
+done
+for i in "${!names[@]}"; do
+  python3 - "${names[i]}" "$(( total_ns[i] / 1000 / logins[i] ))" \
+    "$(( (total_ns[i] - idle_ns[i]) / 1000 / logins[i] ))" "$work/${names[i]}".*.json <<'PY'
+import json, sys
+name, total_us, net_us, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+times = sorted(t for f in files for t in json.load(open(f))["results"][0]["times"])
+pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000
+print(f"{name:<8} n={len(times)} p50={pick(0.5):.0f} ms p99={pick(0.99):.0f} ms"
+      f"  eic server CPU/login {total_us / 1000:.2f} ms, net of idle {net_us / 1000:.2f} ms")
+PY
+done
