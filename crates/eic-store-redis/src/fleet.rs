@@ -61,6 +61,8 @@ const INSTANCES: &str = "eic:{fleet}:instances";
 const SEEN: &str = "eic:{fleet}:seen";
 const CHANGES: &str = "eic:{fleet}:changes";
 const TOKENS: &str = "eic:{fleet}:tokens";
+/// Per instance, the last-seen time whose loss a node has claimed to audit.
+const LOST_CLAIMS: &str = "eic:{fleet}:lost-claims";
 
 /// Records per HSCAN of a full load.
 const SCAN_BATCH: usize = 1_000;
@@ -229,6 +231,20 @@ if n ~= 1 then
 end
 redis.call('HSET', KEYS[1], ARGV[1], counted)
 return {'redeemed', counted}
+"#,
+    )
+});
+
+/// KEYS[1] the lost claims; ARGV[1] instance id, ARGV[2] its last-seen
+/// time. 1 for the first caller with this (instance, last seen), 0 after.
+static CLAIM_LOST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
 "#,
     )
 });
@@ -1001,6 +1017,26 @@ impl Fleet for RedisFleet {
 
     fn all_enrolled(&self) -> Result<Vec<Arc<Enrolled>>, StoreError> {
         Ok(self.fresh_view()?.instances.values().cloned().collect())
+    }
+
+    async fn claim_connection_lost(
+        &self,
+        instance_id: &str,
+        last_seen_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = CLAIM_LOST.prepare_invoke();
+        invocation
+            .key(LOST_CLAIMS)
+            .arg(instance_id)
+            .arg(last_seen_ms);
+        let mut c = self.connection.conn();
+        let claimed: i64 = self
+            .connection
+            .run("claim a connection loss", async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(claimed == 1)
     }
 }
 

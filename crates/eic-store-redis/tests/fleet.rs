@@ -680,3 +680,24 @@ async fn redis_down_reads_fail_within_the_bound_then_service_returns() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_claims_each_connection_loss() {
+    let server = RedisServer::start();
+    let a = RedisFleet::new(connect(&server.url()).await);
+    let b = RedisFleet::new(connect(&server.url()).await);
+    let id = instance_id(3);
+    let (first, second) = tokio::join!(
+        a.claim_connection_lost(&id, T0),
+        b.claim_connection_lost(&id, T0)
+    );
+    assert!(first.unwrap() ^ second.unwrap(), "exactly one node claims");
+    // A node started later (or restarted) does not record it again.
+    let c = RedisFleet::new(connect(&server.url()).await);
+    assert!(!c.claim_connection_lost(&id, T0).await.unwrap());
+    // The next loss, after the instance was seen again, is a new one.
+    assert!(b.claim_connection_lost(&id, T0 + 30_000).await.unwrap());
+    assert!(!a.claim_connection_lost(&id, T0 + 30_000).await.unwrap());
+    // Each instance has its own.
+    assert!(a.claim_connection_lost(&instance_id(4), T0).await.unwrap());
+}

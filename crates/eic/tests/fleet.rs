@@ -176,6 +176,11 @@ fn machines_join_heartbeat_log_in_and_stop() {
     assert_eq!(shown["privateIpAddress"], "127.0.0.1");
     assert_eq!(shown["hostKeys"][0], a.host_key());
 
+    // The machines' agents heartbeat from here on, as on a real machine: an
+    // instance silent for unavailable_after_secs (3 s here) is unavailable.
+    let agent = a.run();
+    let _other = b.run();
+
     // A login with a pushed key through a real sshd on the enrolled instance.
     let root = RootDir::new("fleet");
     let agent_config = root.0.join("agent.toml");
@@ -191,8 +196,6 @@ fn machines_join_heartbeat_log_in_and_stop() {
 
     // Heartbeats keep it available; a stopped agent makes it
     // connection-lost within the bound, and back when it resumes.
-    let agent = a.run();
-    let _other = b.run();
     assert!(push(&server, &id_a, &key).is_ok());
     agent.signal("STOP");
     wait_until(20, "connection-lost", || {

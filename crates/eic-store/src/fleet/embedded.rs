@@ -913,6 +913,15 @@ impl Fleet for EmbeddedFleet {
             .cloned()
             .collect())
     }
+
+    /// One server serves an embedded store: it is always the one.
+    async fn claim_connection_lost(
+        &self,
+        _instance_id: &str,
+        _last_seen_ms: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

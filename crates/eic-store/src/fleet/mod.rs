@@ -353,6 +353,16 @@ pub trait Fleet: Send + Sync + 'static {
 
     /// Every enrolled instance, from the local view, in no order.
     fn all_enrolled(&self) -> Result<Vec<Arc<Enrolled>>, StoreError>;
+
+    /// Whether the caller is the one to record that `instance_id`, last
+    /// seen at `last_seen_ms`, lost its connection: of every node sharing
+    /// the store, one gets true for each (instance, last seen), so the
+    /// transition is audited once, not once per node.
+    async fn claim_connection_lost(
+        &self,
+        instance_id: &str,
+        last_seen_ms: u64,
+    ) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

@@ -494,7 +494,16 @@ pub async fn sweep_liveness(instances: Arc<Instances>, audit: Arc<AuditLog>, eve
             {
                 continue;
             }
-            if !lost.contains(&e.instance_id) {
+            // Every node sweeps; the one that claims this loss records it. A
+            // claim that cannot be made records it anyway: a transition
+            // audited twice is better than one not audited.
+            let claimed = !lost.contains(&e.instance_id)
+                && instances
+                    .fleet()
+                    .claim_connection_lost(&e.instance_id, enrolled.last_seen_ms())
+                    .await
+                    .unwrap_or(true);
+            if claimed {
                 record_transition(
                     &audit,
                     &e.instance_id,
