@@ -137,7 +137,7 @@ fn encode_into(out: &mut String, bytes: &[u8], keep_escapes: bool) {
     }
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

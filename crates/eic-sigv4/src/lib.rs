@@ -15,14 +15,18 @@
 //!   the skew window, and must agree with the credential scope's date;
 //! * the final comparison is constant-time;
 //! * the four-HMAC signing key is cached per (secret, date, region), since it
-//!   changes once a day.
+//!   changes once a day;
+//! * a URL signed in its query (presigned) is verified by the same rules,
+//!   with its lifetime capped by the server (`Verifier::verify_presigned`).
 
 mod authorization;
 mod canonical;
+mod presigned;
 mod verify;
 
 pub use authorization::{parse_authorization, Authorization};
 pub use canonical::{canonical_query, canonical_request, canonical_uri, hex_sha256};
+pub use presigned::PresignLifetime;
 pub use verify::{
     derive_signing_key, Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verified, Verifier,
 };

@@ -96,10 +96,18 @@ pub struct Verifier {
 /// When full the cache is simply dropped and refilled.
 const SIGNING_KEY_CACHE_ENTRIES: usize = 16_384;
 
-const AMZ_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+pub(crate) const AMZ_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
 
 impl Verifier {
+    pub(crate) fn service(&self) -> &str {
+        &self.service
+    }
+
+    pub(crate) fn serves_region(&self, region: &str) -> bool {
+        self.regions.iter().any(|r| r == region)
+    }
+
     /// `regions` lists the regions this server answers for; a credential
     /// scoped to any other region is refused as AWS refuses it.
     pub fn new(service: impl Into<String>, regions: Vec<String>, max_skew: Duration) -> Self {
@@ -243,7 +251,7 @@ impl Verifier {
         })
     }
 
-    fn check_skew(
+    pub(crate) fn check_skew(
         &self,
         amz_date: &str,
         at: SystemTime,
@@ -301,7 +309,7 @@ impl Verifier {
     /// The derived key for (secret, date, region), from the cache when it is
     /// there. The cache is keyed by a hash of all three so that a rotated
     /// secret never reuses the old key, and no secret is kept as a map key.
-    fn signing_key(&self, secret: &str, date: &str, region: &str) -> [u8; 32] {
+    pub(crate) fn signing_key(&self, secret: &str, date: &str, region: &str) -> [u8; 32] {
         let mut id = Sha256::new();
         for part in [secret, date, region] {
             id.update((part.len() as u64).to_le_bytes());
@@ -329,7 +337,7 @@ pub fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str)
     hmac(&k_service, b"aws4_request")
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(data);
     mac.finalize().into_bytes().into()

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use eic_sigv4::{
-    canonical_request, hex_sha256, parse_authorization, Credential, RequestParts, SigV4ErrorKind,
-    Verifier,
+    canonical_request, hex_sha256, parse_authorization, Credential, PresignLifetime, RequestParts,
+    SigV4ErrorKind, Verifier,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -25,9 +25,14 @@ struct Vector {
 }
 
 fn load(dir: &Path) -> Vector {
+    load_signed(dir, "header")
+}
+
+/// `kind` is `header` or `query`: the two forms each vector is signed in.
+fn load_signed(dir: &Path, kind: &str) -> Vector {
     let ctx: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("context.json")).unwrap()).unwrap();
-    let raw = std::fs::read_to_string(dir.join("header-signed-request.txt")).unwrap();
+    let raw = std::fs::read_to_string(dir.join(format!("{kind}-signed-request.txt"))).unwrap();
     let (head, body) = raw.split_once("\n\n").unwrap_or((&raw, ""));
     let mut lines = head.lines();
     let request_line = lines.next().unwrap();
@@ -71,7 +76,8 @@ fn load(dir: &Path) -> Vector {
         region: ctx["region"].as_str().unwrap().into(),
         service: ctx["service"].as_str().unwrap().into(),
         now: now.into(),
-        canonical: std::fs::read_to_string(dir.join("header-canonical-request.txt")).unwrap(),
+        canonical: std::fs::read_to_string(dir.join(format!("{kind}-canonical-request.txt")))
+            .unwrap(),
     }
 }
 
@@ -294,4 +300,164 @@ fn scope_and_key_errors() {
         other_region.verify(&parts, v.now, lookup).unwrap_err().kind,
         SigV4ErrorKind::MissingAuthenticationToken
     );
+}
+
+/// The same vectors signed in the query (presigned URLs), as a server
+/// receives them.
+fn presigned_vectors() -> Vec<Vector> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws-signing-test-suite/v4");
+    let mut dirs: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.join("query-signed-request.txt").exists())
+        .collect();
+    dirs.sort();
+    let vectors: Vec<Vector> = dirs.iter().map(|d| load_signed(d, "query")).collect();
+    assert!(vectors.len() >= 25, "the suite is missing");
+    vectors
+}
+
+const LIFETIME: PresignLifetime = PresignLifetime {
+    default: Duration::from_secs(300),
+    max: Duration::from_secs(3600),
+};
+
+fn verify_presigned(
+    v: &Vector,
+    secret: &str,
+    now: SystemTime,
+    lifetime: PresignLifetime,
+) -> Result<(), eic_sigv4::SigV4Error> {
+    let verifier = Verifier::new(
+        v.service.clone(),
+        vec![v.region.clone()],
+        Duration::from_secs(900),
+    );
+    let parts = RequestParts {
+        method: &v.method,
+        path: &v.path,
+        query: &v.query,
+        headers: &v.headers,
+        body: &v.body,
+    };
+    verifier
+        .verify_presigned(&parts, now, lifetime, |akid, _token| {
+            (akid == "AKIDEXAMPLE")
+                .then(|| Credential {
+                    secret: secret.to_owned(),
+                    principal: (),
+                })
+                .ok_or_else(eic_sigv4::SigV4Error::unrecognized_client)
+        })
+        .map(|_| ())
+}
+
+#[test]
+fn every_presigned_vector_verifies() {
+    for v in presigned_vectors() {
+        let result = verify_presigned(&v, &v.secret, v.now, LIFETIME);
+        if v.name == TOKEN_ADDED_AFTER_SIGNING {
+            // Its token was appended to the URL after signing: the token
+            // picks the credential, so it must be under the signature.
+            let e = result.unwrap_err();
+            assert_eq!(e.kind, SigV4ErrorKind::InvalidSignature);
+        } else {
+            result.unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        }
+    }
+}
+
+#[test]
+fn presigned_vectors_fail_with_a_wrong_secret_or_a_changed_query() {
+    for v in presigned_vectors() {
+        let e = verify_presigned(
+            &v,
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ",
+            v.now,
+            LIFETIME,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, SigV4ErrorKind::InvalidSignature, "{}", v.name);
+        let mut changed = v;
+        changed.query.push_str("&extra=1");
+        let e = verify_presigned(&changed, &changed.secret, changed.now, LIFETIME).unwrap_err();
+        assert_eq!(e.kind, SigV4ErrorKind::InvalidSignature, "{}", changed.name);
+    }
+}
+
+#[test]
+fn a_presigned_url_lives_as_long_as_it_says_within_the_cap() {
+    let v = presigned_vectors()
+        .into_iter()
+        .find(|v| v.name == "get-vanilla")
+        .unwrap();
+    // X-Amz-Expires=3600: good at its last second, expired after.
+    let hour = Duration::from_secs(3600);
+    verify_presigned(&v, &v.secret, v.now + hour, LIFETIME).unwrap();
+    let e = verify_presigned(
+        &v,
+        &v.secret,
+        v.now + hour + Duration::from_secs(1),
+        LIFETIME,
+    )
+    .unwrap_err();
+    assert_eq!(e.message, "Request has expired");
+    // The server's cap shortens it.
+    let capped = PresignLifetime {
+        default: Duration::from_secs(60),
+        max: Duration::from_secs(60),
+    };
+    verify_presigned(&v, &v.secret, v.now + Duration::from_secs(60), capped).unwrap();
+    let e = verify_presigned(&v, &v.secret, v.now + Duration::from_secs(61), capped).unwrap_err();
+    assert_eq!(e.message, "Request has expired");
+    // Signed in the future beyond the skew window.
+    let e =
+        verify_presigned(&v, &v.secret, v.now - Duration::from_secs(901), LIFETIME).unwrap_err();
+    assert!(
+        e.message.starts_with("Signature not yet current"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn presigned_parameters_are_each_given_once_and_all_there() {
+    let v = presigned_vectors()
+        .into_iter()
+        .find(|v| v.name == "get-vanilla")
+        .unwrap();
+    let mut twice = Vector {
+        ..load_signed(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/aws-signing-test-suite/v4/get-vanilla"),
+            "query",
+        )
+    };
+    twice.query.push_str("&X-Amz-Date=20150830T123600Z");
+    let e = verify_presigned(&twice, &twice.secret, twice.now, LIFETIME).unwrap_err();
+    assert_eq!(e.kind, SigV4ErrorKind::IncompleteSignature);
+    assert_eq!(e.message, "X-Amz-Date is given more than once.");
+    for name in ["X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature"] {
+        let mut without = load_signed(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/aws-signing-test-suite/v4/get-vanilla"),
+            "query",
+        );
+        without.query = v
+            .query
+            .split('&')
+            .filter(|p| !p.starts_with(&format!("{name}=")))
+            .collect::<Vec<_>>()
+            .join("&");
+        let e = verify_presigned(&without, &without.secret, without.now, LIFETIME).unwrap_err();
+        assert_eq!(e.kind, SigV4ErrorKind::IncompleteSignature, "{name}");
+    }
+    // No credential at all: not a signed request.
+    let mut bare = load_signed(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws-signing-test-suite/v4/get-vanilla"),
+        "query",
+    );
+    bare.query = String::new();
+    let e = verify_presigned(&bare, &bare.secret, bare.now, LIFETIME).unwrap_err();
+    assert_eq!(e.kind, SigV4ErrorKind::MissingAuthenticationToken);
 }
