@@ -10,13 +10,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use subtle::ConstantTimeEq;
 use time::PrimitiveDateTime;
 
 use crate::authorization::parse_authorization;
-use crate::canonical::{canonical_request, hex_sha256, percent_decode};
+use crate::canonical::{hex_sha256, percent_decode};
 use crate::verify::{
-    hmac, Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verified, Verifier, AMZ_DATE,
+    check_scope_date, Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verified, Verifier,
+    AMZ_DATE,
 };
 use crate::ALGORITHM;
 
@@ -93,31 +93,7 @@ impl Verifier {
         let auth = parse_authorization(&format!(
             "{ALGORITHM} Credential={credential}, SignedHeaders={signed_headers}, Signature={signature}"
         ))?;
-        if auth.service != self.service() {
-            return Err(invalid(format!(
-                "Credential should be scoped to correct service: '{}'. ",
-                self.service()
-            )));
-        }
-        if auth.terminator != "aws4_request" {
-            return Err(invalid(format!(
-                "Credential should be scoped with a valid terminator: 'aws4_request', not '{}'. ",
-                auth.terminator
-            )));
-        }
-        if !auth.signed_headers.iter().any(|h| h == "host") {
-            return Err(invalid(
-                "'Host' must be a 'SignedHeader' in the AWS Authorization.".into(),
-            ));
-        }
-        // As for the header form: no x-amz-* header outside the signature.
-        if let Some(name) = request.headers.keys().map(|n| n.as_str()).find(|name| {
-            name.starts_with("x-amz-") && !auth.signed_headers.iter().any(|h| h == name)
-        }) {
-            return Err(invalid(format!(
-                "'{name}' must be a 'SignedHeader' in the AWS Authorization."
-            )));
-        }
+        self.check_scope(&auth, request.headers)?;
         let signed_at: SystemTime = PrimitiveDateTime::parse(&date, AMZ_DATE)
             .map_err(|_| {
                 incomplete(
@@ -126,13 +102,7 @@ impl Verifier {
             })?
             .assume_utc()
             .into();
-        if date.get(..8) != Some(auth.date.as_str()) {
-            return Err(invalid(format!(
-                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{date}'.",
-                auth.date,
-                date.get(..8).unwrap_or_default(),
-            )));
-        }
+        check_scope_date(&auth, &date)?;
         let lives = match expires {
             None => lifetime.default,
             Some(text) => {
@@ -151,34 +121,15 @@ impl Verifier {
         }
 
         let credential = lookup(&auth.access_key_id, token.as_deref())?;
-        if !self.serves_region(&auth.region) {
-            return Err(invalid(format!(
-                "Credential should be scoped to a valid region, not '{}'. ",
-                auth.region
-            )));
-        }
-
-        let canonical = canonical_request(
-            request.method,
-            request.path,
+        self.check_region(&auth)?;
+        self.check_signature(
+            &auth,
+            request,
             &unsigned_query.join("&"),
-            request.headers,
-            &auth.signed_headers,
+            &date,
+            &credential.secret,
             &hex_sha256(request.body),
-        );
-        let string_to_sign = format!(
-            "{ALGORITHM}\n{date}\n{}\n{}",
-            auth.scope(),
-            hex_sha256(&canonical)
-        );
-        let key = self.signing_key(&credential.secret, &auth.date, &auth.region);
-        let expected = hmac(&key, string_to_sign.as_bytes());
-        if !bool::from(expected.ct_eq(&auth.signature)) {
-            return Err(invalid(
-                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
-                    .into(),
-            ));
-        }
+        )?;
         Ok(Verified {
             principal: credential.principal,
             access_key_id: auth.access_key_id,

@@ -100,14 +100,6 @@ pub(crate) const AMZ_DATE: &[time::format_description::BorrowedFormatItem<'stati
     format_description!("[year][month][day]T[hour][minute][second]Z");
 
 impl Verifier {
-    pub(crate) fn service(&self) -> &str {
-        &self.service
-    }
-
-    pub(crate) fn serves_region(&self, region: &str) -> bool {
-        self.regions.iter().any(|r| r == region)
-    }
-
     /// `regions` lists the regions this server answers for; a credential
     /// scoped to any other region is refused as AWS refuses it.
     pub fn new(service: impl Into<String>, regions: Vec<String>, max_skew: Duration) -> Self {
@@ -151,61 +143,10 @@ impl Verifier {
         };
         let auth = parse_authorization(header)?;
 
-        if auth.service != self.service {
-            return Err(invalid(format!(
-                "Credential should be scoped to correct service: '{}'. ",
-                self.service
-            )));
-        }
-        if auth.terminator != "aws4_request" {
-            return Err(invalid(format!(
-                "Credential should be scoped with a valid terminator: 'aws4_request', not '{}'. ",
-                auth.terminator
-            )));
-        }
-        if !auth.signed_headers.iter().any(|h| h == "host") {
-            return Err(invalid(
-                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
-            ));
-        }
-        // Every x-amz-* header present must be signed (S3's rule, and
-        // garage's): these headers steer the request (X-Amz-Target picks the
-        // operation, X-Amz-Security-Token the credential), and one outside
-        // the signature can be added or changed by whoever relays it. S3
-        // refuses with an XML AccessDenied, "There were headers present in
-        // the request which were not signed"; AWS's JSON front ends report a
-        // header they require signed as they report `host` above, with
-        // InvalidSignatureException, and this does the same.
-        let mut unsigned: Vec<&str> = request
-            .headers
-            .keys()
-            .map(|name| name.as_str())
-            .filter(|name| {
-                name.starts_with("x-amz-") && !auth.signed_headers.iter().any(|h| h == name)
-            })
-            .collect();
-        if !unsigned.is_empty() {
-            unsigned.sort_unstable();
-            return Err(invalid(
-                unsigned
-                    .iter()
-                    .map(|name| {
-                        format!("'{name}' must be a 'SignedHeader' in the AWS Authorization.")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ));
-        }
+        self.check_scope(&auth, request.headers)?;
 
         let (amz_date, request_time) = request_time(request.headers)?;
-        if amz_date.get(..8) != Some(auth.date.as_str()) {
-            return Err(invalid(format!(
-                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{}'.",
-                auth.date,
-                amz_date.get(..8).unwrap_or_default(),
-                amz_date
-            )));
-        }
+        check_scope_date(&auth, &amz_date)?;
         self.check_skew(&amz_date, request_time, now)?;
 
         let token = match single(request.headers, "x-amz-security-token") {
@@ -217,12 +158,7 @@ impl Verifier {
 
         // Region after the key, as AWS does: an unknown key learns nothing
         // about which regions this server serves.
-        if !self.regions.contains(&auth.region) {
-            return Err(invalid(format!(
-                "Credential should be scoped to a valid region, not '{}'. ",
-                auth.region
-            )));
-        }
+        self.check_region(&auth)?;
 
         let body_hash = hex_sha256(request.body);
         let claimed_hash_matches = match single(request.headers, "x-amz-content-sha256") {
@@ -236,13 +172,14 @@ impl Verifier {
                     .into(),
             ));
         }
-        let expected = self.signature(&auth, request, &amz_date, &credential.secret, &body_hash);
-        if !bool::from(expected.ct_eq(&auth.signature)) {
-            return Err(invalid(
-                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
-                    .into(),
-            ));
-        }
+        self.check_signature(
+            &auth,
+            request,
+            request.query,
+            &amz_date,
+            &credential.secret,
+            &body_hash,
+        )?;
         Ok(Verified {
             principal: credential.principal,
             access_key_id: auth.access_key_id,
@@ -281,18 +218,89 @@ impl Verifier {
         Ok(())
     }
 
-    fn signature(
+    /// The scope's service and terminator, and the signed headers: `host`
+    /// and every `x-amz-*` header present.
+    pub(crate) fn check_scope(
+        &self,
+        auth: &Authorization,
+        headers: &HeaderMap,
+    ) -> Result<(), SigV4Error> {
+        let invalid = |m: String| SigV4Error::new(SigV4ErrorKind::InvalidSignature, m);
+        if auth.service != self.service {
+            return Err(invalid(format!(
+                "Credential should be scoped to correct service: '{}'. ",
+                self.service
+            )));
+        }
+        if auth.terminator != "aws4_request" {
+            return Err(invalid(format!(
+                "Credential should be scoped with a valid terminator: 'aws4_request', not '{}'. ",
+                auth.terminator
+            )));
+        }
+        if !auth.signed_headers.iter().any(|h| h == "host") {
+            return Err(invalid(
+                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
+            ));
+        }
+        // Every x-amz-* header present must be signed (S3's rule, and
+        // garage's): these headers steer the request (X-Amz-Target picks the
+        // operation, X-Amz-Security-Token the credential), and one outside
+        // the signature can be added or changed by whoever relays it. S3
+        // refuses with an XML AccessDenied, "There were headers present in
+        // the request which were not signed"; AWS's JSON front ends report a
+        // header they require signed as they report `host` above, with
+        // InvalidSignatureException, and this does the same.
+        let mut unsigned: Vec<&str> = headers
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| {
+                name.starts_with("x-amz-") && !auth.signed_headers.iter().any(|h| h == name)
+            })
+            .collect();
+        if !unsigned.is_empty() {
+            unsigned.sort_unstable();
+            return Err(invalid(
+                unsigned
+                    .iter()
+                    .map(|name| {
+                        format!("'{name}' must be a 'SignedHeader' in the AWS Authorization.")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_region(&self, auth: &Authorization) -> Result<(), SigV4Error> {
+        if self.regions.contains(&auth.region) {
+            return Ok(());
+        }
+        Err(SigV4Error::new(
+            SigV4ErrorKind::InvalidSignature,
+            format!(
+                "Credential should be scoped to a valid region, not '{}'. ",
+                auth.region
+            ),
+        ))
+    }
+
+    /// Recomputes the signature over `query` (the received one, or a
+    /// presigned URL's without its signature) and compares in constant time.
+    pub(crate) fn check_signature(
         &self,
         auth: &Authorization,
         request: &RequestParts<'_>,
+        query: &str,
         amz_date: &str,
         secret: &str,
         body_hash: &str,
-    ) -> [u8; 32] {
+    ) -> Result<(), SigV4Error> {
         let canonical = canonical_request(
             request.method,
             request.path,
-            request.query,
+            query,
             request.headers,
             &auth.signed_headers,
             body_hash,
@@ -303,13 +311,20 @@ impl Verifier {
             hex_sha256(&canonical)
         );
         let key = self.signing_key(secret, &auth.date, &auth.region);
-        hmac(&key, string_to_sign.as_bytes())
+        let expected = hmac(&key, string_to_sign.as_bytes());
+        if bool::from(expected.ct_eq(&auth.signature)) {
+            return Ok(());
+        }
+        Err(SigV4Error::new(
+            SigV4ErrorKind::InvalidSignature,
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+        ))
     }
 
     /// The derived key for (secret, date, region), from the cache when it is
     /// there. The cache is keyed by a hash of all three so that a rotated
     /// secret never reuses the old key, and no secret is kept as a map key.
-    pub(crate) fn signing_key(&self, secret: &str, date: &str, region: &str) -> [u8; 32] {
+    fn signing_key(&self, secret: &str, date: &str, region: &str) -> [u8; 32] {
         let mut id = Sha256::new();
         for part in [secret, date, region] {
             id.update((part.len() as u64).to_le_bytes());
@@ -329,6 +344,22 @@ impl Verifier {
     }
 }
 
+/// The credential scope's date must be the request time's.
+pub(crate) fn check_scope_date(auth: &Authorization, amz_date: &str) -> Result<(), SigV4Error> {
+    if amz_date.get(..8) == Some(auth.date.as_str()) {
+        return Ok(());
+    }
+    Err(SigV4Error::new(
+        SigV4ErrorKind::InvalidSignature,
+        format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from '{}'.",
+            auth.date,
+            amz_date.get(..8).unwrap_or_default(),
+            amz_date
+        ),
+    ))
+}
+
 /// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region), service), "aws4_request")`.
 pub fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
@@ -337,7 +368,7 @@ pub fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str)
     hmac(&k_service, b"aws4_request")
 }
 
-pub(crate) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(data);
     mac.finalize().into_bytes().into()
