@@ -24,12 +24,8 @@ struct Vector {
     canonical: String,
 }
 
-fn load(dir: &Path) -> Vector {
-    load_signed(dir, "header")
-}
-
 /// `kind` is `header` or `query`: the two forms each vector is signed in.
-fn load_signed(dir: &Path, kind: &str) -> Vector {
+fn load(dir: &Path, kind: &str) -> Vector {
     let ctx: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("context.json")).unwrap()).unwrap();
     let raw = std::fs::read_to_string(dir.join(format!("{kind}-signed-request.txt"))).unwrap();
@@ -82,39 +78,57 @@ fn load_signed(dir: &Path, kind: &str) -> Vector {
 }
 
 fn vectors() -> Vec<Vector> {
+    vectors_signed("header")
+}
+
+/// Every vector of the suite in one form (`header` or `query`), by name.
+fn vectors_signed(kind: &str) -> Vec<Vector> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws-signing-test-suite/v4");
     let mut dirs: Vec<_> = std::fs::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     dirs.sort();
-    let vectors: Vec<Vector> = dirs.iter().map(|d| load(d)).collect();
+    let vectors: Vec<Vector> = dirs.iter().map(|d| load(d, kind)).collect();
     assert!(vectors.len() >= 25, "the suite is missing");
     vectors
 }
 
-fn verify(v: &Vector, secret: &str, now: SystemTime) -> Result<(), eic_sigv4::SigV4Error> {
-    let verifier = Verifier::new(
+fn verifier(v: &Vector) -> Verifier {
+    Verifier::new(
         v.service.clone(),
         vec![v.region.clone()],
         Duration::from_secs(900),
-    );
-    let parts = RequestParts {
+    )
+}
+
+fn parts(v: &Vector) -> RequestParts<'_> {
+    RequestParts {
         method: &v.method,
         path: &v.path,
         query: &v.query,
         headers: &v.headers,
         body: &v.body,
-    };
-    verifier
-        .verify(&parts, now, |akid, _token| {
-            (akid == "AKIDEXAMPLE")
-                .then(|| Credential {
-                    secret: secret.to_owned(),
-                    principal: (),
-                })
-                .ok_or_else(eic_sigv4::SigV4Error::unrecognized_client)
-        })
+    }
+}
+
+/// The suite's one access key, with `secret`.
+fn lookup(
+    secret: &str,
+) -> impl FnOnce(&str, Option<&str>) -> Result<Credential<()>, eic_sigv4::SigV4Error> + '_ {
+    move |akid, _token| {
+        (akid == "AKIDEXAMPLE")
+            .then(|| Credential {
+                secret: secret.to_owned(),
+                principal: (),
+            })
+            .ok_or_else(eic_sigv4::SigV4Error::unrecognized_client)
+    }
+}
+
+fn verify(v: &Vector, secret: &str, now: SystemTime) -> Result<(), eic_sigv4::SigV4Error> {
+    verifier(v)
+        .verify(&parts(v), now, lookup(secret))
         .map(|_| ())
 }
 
@@ -305,16 +319,14 @@ fn scope_and_key_errors() {
 /// The same vectors signed in the query (presigned URLs), as a server
 /// receives them.
 fn presigned_vectors() -> Vec<Vector> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws-signing-test-suite/v4");
-    let mut dirs: Vec<_> = std::fs::read_dir(root)
+    vectors_signed("query")
+}
+
+fn vanilla_presigned() -> Vector {
+    presigned_vectors()
+        .into_iter()
+        .find(|v| v.name == "get-vanilla")
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|d| d.join("query-signed-request.txt").exists())
-        .collect();
-    dirs.sort();
-    let vectors: Vec<Vector> = dirs.iter().map(|d| load_signed(d, "query")).collect();
-    assert!(vectors.len() >= 25, "the suite is missing");
-    vectors
 }
 
 const LIFETIME: PresignLifetime = PresignLifetime {
@@ -328,27 +340,8 @@ fn verify_presigned(
     now: SystemTime,
     lifetime: PresignLifetime,
 ) -> Result<(), eic_sigv4::SigV4Error> {
-    let verifier = Verifier::new(
-        v.service.clone(),
-        vec![v.region.clone()],
-        Duration::from_secs(900),
-    );
-    let parts = RequestParts {
-        method: &v.method,
-        path: &v.path,
-        query: &v.query,
-        headers: &v.headers,
-        body: &v.body,
-    };
-    verifier
-        .verify_presigned(&parts, now, lifetime, |akid, _token| {
-            (akid == "AKIDEXAMPLE")
-                .then(|| Credential {
-                    secret: secret.to_owned(),
-                    principal: (),
-                })
-                .ok_or_else(eic_sigv4::SigV4Error::unrecognized_client)
-        })
+    verifier(v)
+        .verify_presigned(&parts(v), now, lifetime, lookup(secret))
         .map(|_| ())
 }
 
@@ -387,10 +380,7 @@ fn presigned_vectors_fail_with_a_wrong_secret_or_a_changed_query() {
 
 #[test]
 fn a_presigned_url_lives_as_long_as_it_says_within_the_cap() {
-    let v = presigned_vectors()
-        .into_iter()
-        .find(|v| v.name == "get-vanilla")
-        .unwrap();
+    let v = vanilla_presigned();
     // X-Amz-Expires=3600: good at its last second, expired after.
     let hour = Duration::from_secs(3600);
     verify_presigned(&v, &v.secret, v.now + hour, LIFETIME).unwrap();
@@ -422,27 +412,16 @@ fn a_presigned_url_lives_as_long_as_it_says_within_the_cap() {
 
 #[test]
 fn presigned_parameters_are_each_given_once_and_all_there() {
-    let v = presigned_vectors()
-        .into_iter()
-        .find(|v| v.name == "get-vanilla")
-        .unwrap();
+    let v = vanilla_presigned();
     let mut twice = Vector {
-        ..load_signed(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/aws-signing-test-suite/v4/get-vanilla"),
-            "query",
-        )
+        ..vanilla_presigned()
     };
     twice.query.push_str("&X-Amz-Date=20150830T123600Z");
     let e = verify_presigned(&twice, &twice.secret, twice.now, LIFETIME).unwrap_err();
     assert_eq!(e.kind, SigV4ErrorKind::IncompleteSignature);
     assert_eq!(e.message, "X-Amz-Date is given more than once.");
     for name in ["X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature"] {
-        let mut without = load_signed(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/aws-signing-test-suite/v4/get-vanilla"),
-            "query",
-        );
+        let mut without = vanilla_presigned();
         without.query = v
             .query
             .split('&')
@@ -453,10 +432,7 @@ fn presigned_parameters_are_each_given_once_and_all_there() {
         assert_eq!(e.kind, SigV4ErrorKind::IncompleteSignature, "{name}");
     }
     // No credential at all: not a signed request.
-    let mut bare = load_signed(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws-signing-test-suite/v4/get-vanilla"),
-        "query",
-    );
+    let mut bare = vanilla_presigned();
     bare.query = String::new();
     let e = verify_presigned(&bare, &bare.secret, bare.now, LIFETIME).unwrap_err();
     assert_eq!(e.kind, SigV4ErrorKind::MissingAuthenticationToken);
