@@ -118,25 +118,33 @@ instance_type = "t3.micro"
     /// `eic ARGS` as a user runs it: the AWS configuration only from the
     /// environment given here, nothing of the machine's.
     fn user_command(&self, credentials: (&str, &str), args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_eic"));
+        let mut command = as_user(
+            env!("CARGO_BIN_EXE_eic"),
+            &self.dir.0,
+            self.runtime.path(),
+            credentials,
+        );
         command
             .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("HOME", self.dir.0.join("home"))
-            .env("XDG_RUNTIME_DIR", self.runtime.path())
-            .env("AWS_ACCESS_KEY_ID", credentials.0)
-            .env("AWS_SECRET_ACCESS_KEY", credentials.1)
             .env("AWS_REGION", REGION)
-            .env("AWS_ENDPOINT_URL", self.server.endpoint())
-            .env("AWS_CONFIG_FILE", self.dir.0.join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.dir.0.join("no-aws-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null());
+            .env("AWS_ENDPOINT_URL", self.server.endpoint());
         command
+    }
+
+    /// `eic ssh-config` for this rig's server, with `key` and `more`.
+    fn ssh_config(&self, key: &Path, more: &[&str]) -> Output {
+        let endpoint = self.server.endpoint();
+        let mut args = vec![
+            "ssh-config",
+            "--endpoint-url",
+            &endpoint,
+            "--region",
+            REGION,
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(more);
+        self.user_command(ADMIN, &args).output().unwrap()
     }
 
     fn eic_ssh(&self, credentials: (&str, &str), args: &[&str]) -> Output {
@@ -150,6 +158,28 @@ instance_type = "t3.micro"
         let left: Vec<_> = std::fs::read_dir(self.runtime.path()).unwrap().collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
+}
+
+/// `program` with only the environment a user's AWS setup gives: these
+/// credentials, a HOME and shared config files under `files` (none exist),
+/// session keys under `runtime`, no instance metadata service.
+fn as_user(program: &str, files: &Path, runtime: &Path, credentials: (&str, &str)) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", files.join("home"))
+        .env("XDG_RUNTIME_DIR", runtime)
+        .env("AWS_ACCESS_KEY_ID", credentials.0)
+        .env("AWS_SECRET_ACCESS_KEY", credentials.1)
+        .env("AWS_CONFIG_FILE", files.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            files.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    command
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -369,23 +399,21 @@ fn eic_ssh_serial_reaches_the_console_through_the_pinned_gateway() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start_with(data.path(), &[("127.0.0.1:7000", &console)], "");
     let runtime = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eic"))
-        .args(["ssh", "--serial", "i-0123456789abcdef0"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("HOME", home.path())
-        .env("XDG_RUNTIME_DIR", runtime.path())
-        .env("AWS_ACCESS_KEY_ID", ADMIN.0)
-        .env("AWS_SECRET_ACCESS_KEY", ADMIN.1)
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", server.endpoint())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let mut child = as_user(
+        env!("CARGO_BIN_EXE_eic"),
+        files.path(),
+        runtime.path(),
+        ADMIN,
+    )
+    .args(["ssh", "--serial", "i-0123456789abcdef0"])
+    .env("AWS_REGION", REGION)
+    .env("AWS_ENDPOINT_URL", server.endpoint())
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let (tx, lines) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -427,21 +455,7 @@ fn eic_ssh_serial_reaches_the_console_through_the_pinned_gateway() {
 fn plain_ssh_scp_and_rsync_through_eic_ssh_config() {
     let rig = Rig::start("onestep-config", PINNED);
     let key = rig.dir.0.join("eic-key").join("id_ed25519");
-    let out = rig
-        .user_command(
-            ADMIN,
-            &[
-                "ssh-config",
-                "--endpoint-url",
-                &rig.server.endpoint(),
-                "--region",
-                REGION,
-                "--key",
-                key.to_str().unwrap(),
-            ],
-        )
-        .output()
-        .unwrap();
+    let out = rig.ssh_config(&key, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let block = text(&out.stdout);
     assert!(block.contains("ProxyCommand ") && block.contains("KnownHostsCommand "));
@@ -455,21 +469,10 @@ fn plain_ssh_scp_and_rsync_through_eic_ssh_config() {
     // The environment ssh passes on to eic proxy and eic known-hosts: the
     // credentials only (endpoint and region are in the block).
     let run = |program: &str, args: &[&str]| -> Output {
-        let mut command = Command::new(program);
-        command
+        as_user(program, &rig.dir.0, rig.runtime.path(), ADMIN)
             .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("AWS_ACCESS_KEY_ID", ADMIN.0)
-            .env("AWS_SECRET_ACCESS_KEY", ADMIN.1)
-            .env("AWS_CONFIG_FILE", rig.dir.0.join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                rig.dir.0.join("no-aws-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null());
-        command.output().unwrap()
+            .output()
+            .unwrap()
     };
     let batch = "BatchMode=yes";
 
@@ -543,24 +546,10 @@ fn plain_ssh_scp_and_rsync_through_eic_ssh_config() {
     // --install puts the block first and keeps what was there.
     let installed = rig.dir.0.join("installed_config");
     std::fs::write(&installed, "Host *\n    ServerAliveInterval 30\n").unwrap();
-    let out = rig
-        .user_command(
-            ADMIN,
-            &[
-                "ssh-config",
-                "--endpoint-url",
-                &rig.server.endpoint(),
-                "--region",
-                REGION,
-                "--key",
-                key.to_str().unwrap(),
-                "--install",
-                "--ssh-config",
-                installed.to_str().unwrap(),
-            ],
-        )
-        .output()
-        .unwrap();
+    let out = rig.ssh_config(
+        &key,
+        &["--install", "--ssh-config", installed.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         std::fs::read_to_string(&installed).unwrap(),
