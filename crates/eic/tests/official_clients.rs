@@ -11,13 +11,12 @@ mod common;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sshd::{start_sshd, write_known_hosts, RootDir, Sshd};
+use common::sshd::{start_sshd, write_agent_config, write_known_hosts, RootDir, Sshd};
 use common::{eic, Server, ADMIN, REGION};
 
 /// Has a public address, 127.0.0.1, where the test's sshd listens; its
@@ -63,22 +62,8 @@ impl Rig {
     fn start(tag: &str, instance: &str) -> Rig {
         let server = Server::start(INSTANCES);
         let dir = RootDir::new(tag);
-        let (code, agent_toml, err) = eic(&[
-            "agent-config",
-            "--config",
-            server.config.to_str().unwrap(),
-            "--data-dir",
-            server.data_dir.to_str().unwrap(),
-            "--instance-id",
-            instance,
-            "--endpoint",
-            &format!("http://{}", server.instance_api),
-        ]);
-        assert_eq!(code, 0, "{err}");
         let agent = dir.0.join("agent.toml");
-        std::fs::write(&agent, agent_toml).unwrap();
-        // Read by the AuthorizedKeysCommandUser, nobody.
-        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_agent_config(&server, instance, &agent);
         let (sshd, port) = start_sshd(&dir.0, &agent);
         let known_hosts = dir.0.join("known_hosts");
         write_known_hosts(&dir.0, port, &known_hosts);

@@ -15,8 +15,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::serial::console_backend;
-use common::sshd::{start_sshd, write_known_hosts, RootDir, Sshd};
-use common::{eic, ssh_keygen, Server, ADMIN, ALICE, REGION};
+use common::sshd::{start_sshd, write_agent_config, write_known_hosts, RootDir, Sshd};
+use common::{ssh_keygen, Server, ADMIN, ALICE, REGION};
 
 /// Registered its sshd's real host key; Name tag `onestep-web`.
 const PINNED: &str = "i-0e1c00000000000a1";
@@ -91,21 +91,7 @@ instance_type = "t3.micro"
             other_key = other_key.trim(),
         );
         let server = Server::start(&instances);
-        let (code, agent_toml, err) = eic(&[
-            "agent-config",
-            "--config",
-            server.config.to_str().unwrap(),
-            "--data-dir",
-            server.data_dir.to_str().unwrap(),
-            "--instance-id",
-            instance,
-            "--endpoint",
-            &format!("http://{}", server.instance_api),
-        ]);
-        assert_eq!(code, 0, "{err}");
-        std::fs::write(&agent, agent_toml).unwrap();
-        // Read by the AuthorizedKeysCommandUser, nobody.
-        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_agent_config(&server, instance, &agent);
         Rig {
             server,
             _sshd: sshd,

@@ -122,6 +122,25 @@ pub fn ssh(port: u16, key: &Path, user: &str) -> (i32, String) {
     )
 }
 
+/// Writes `path` as the agent config of `instance` on `server`, readable
+/// by the AuthorizedKeysCommandUser (nobody).
+pub fn write_agent_config(server: &super::Server, instance: &str, path: &Path) {
+    let (code, agent_toml, err) = super::eic(&[
+        "agent-config",
+        "--config",
+        server.config.to_str().unwrap(),
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+        "--instance-id",
+        instance,
+        "--endpoint",
+        &format!("http://{}", server.instance_api),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(path, agent_toml).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
 /// Writes `path` as a known_hosts file naming only the host key of the sshd
 /// that [`start_sshd`] started in `dir` on `port`, so a client that checks
 /// host keys strictly accepts that sshd and nothing else.
