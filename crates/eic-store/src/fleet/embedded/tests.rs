@@ -64,6 +64,17 @@ fn log_len(dir: &tempfile::TempDir) -> u64 {
     std::fs::metadata(log_path(dir)).unwrap().len()
 }
 
+/// The `generation` tag the compaction tests rewrite.
+fn generation(fleet: &EmbeddedFleet, instance_id: &str) -> String {
+    let enrolled = fleet.enrolled(instance_id).unwrap().unwrap();
+    enrolled
+        .enrollment
+        .tags
+        .get("generation")
+        .unwrap()
+        .to_owned()
+}
+
 fn log_lines(dir: &tempfile::TempDir) -> usize {
     std::fs::read(log_path(dir))
         .unwrap()
@@ -544,17 +555,7 @@ async fn compaction_while_another_handle_is_open_keeps_its_later_writes() {
     let command = EmbeddedFleet::open(dir.path()).unwrap();
     assert_eq!(log_lines(&dir), 2);
     assert!(!dir.path().join(COMPACTING_FILE).exists());
-    assert_eq!(
-        command
-            .enrolled(&id(1))
-            .unwrap()
-            .unwrap()
-            .enrollment
-            .tags
-            .get("generation")
-            .unwrap(),
-        "1199"
-    );
+    assert_eq!(generation(&command, &id(1)), "1199");
 
     // The server still has the old file open; its writes must land in the new one.
     assert!(server
@@ -616,17 +617,7 @@ async fn a_compaction_that_fails_leaves_the_log_and_the_start_alone() {
     std::fs::write(dir.path().join(COMPACTING_FILE).join("x"), b"").unwrap();
     let fleet = EmbeddedFleet::open(dir.path()).unwrap();
     assert_eq!(log_lines(&dir), 1_201);
-    assert_eq!(
-        fleet
-            .enrolled(&id(1))
-            .unwrap()
-            .unwrap()
-            .enrollment
-            .tags
-            .get("generation")
-            .unwrap(),
-        "1199"
-    );
+    assert_eq!(generation(&fleet, &id(1)), "1199");
     fleet.change(&id(1), tag("later", "yes"), T0).await.unwrap();
     assert_eq!(log_lines(&dir), 1_202);
 }
