@@ -116,22 +116,30 @@ impl Target {
 /// Finds the one instance `what` names.
 pub async fn resolve(aws: &Aws, what: &InstanceRef) -> anyhow::Result<Target> {
     match what {
-        InstanceRef::Id(id) => {
-            let out = aws
-                .ec2
-                .describe_instances()
-                .instance_ids(id)
-                .send()
-                .await
-                .map_err(|e| api_error(format!("looking up {id}"), e))?;
-            out.reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .find_map(Target::of)
-                .ok_or_else(|| anyhow!("looking up {id}: no such instance"))
-        }
+        InstanceRef::Id(id) => by_ids(aws, &[id.as_str()])
+            .await?
+            .pop()
+            .ok_or_else(|| anyhow!("looking up {id}: no such instance")),
         InstanceRef::Tag { key, value } => by_tag(aws, what, key, value).await,
     }
+}
+
+/// The instances `ids` name, in one DescribeInstances call (an unknown id
+/// fails it, as EC2 fails it).
+pub async fn by_ids(aws: &Aws, ids: &[&str]) -> anyhow::Result<Vec<Target>> {
+    let out = aws
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.iter().map(|id| (*id).to_owned()).collect()))
+        .send()
+        .await
+        .map_err(|e| api_error(format!("looking up {}", ids.join(", ")), e))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(Target::of)
+        .collect())
 }
 
 async fn by_tag(aws: &Aws, what: &InstanceRef, key: &str, value: &str) -> anyhow::Result<Target> {

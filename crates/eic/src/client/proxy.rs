@@ -18,7 +18,7 @@ use clap::Args;
 
 use super::host_keys::{self, HostKeys};
 use super::known_hosts::{self, host_pattern};
-use super::lookup::{self, AddressChoice, InstanceRef};
+use super::lookup::{self, AddressChoice, InstanceRef, Target};
 use super::ssh::DEFAULT_USER;
 use super::ssh_config::default_key;
 use super::{api_error, Aws, AwsArgs};
@@ -205,31 +205,32 @@ async fn print_known_hosts(args: &KnownHostsArgs) -> anyhow::Result<()> {
             aws.ec2_endpoint
         );
     };
+    let targets = if args.addresses {
+        lookup::by_ids(&aws, &ids).await?
+    } else {
+        Vec::new()
+    };
     let mut out = String::new();
     for (name, id) in &asked {
-        out.push_str(&lines_for(&aws, args.addresses, &keys, name, id).await?);
+        let target = targets.iter().find(|t| t.instance_id == *id);
+        out.push_str(&lines_for(&keys, target, name, id));
     }
     std::io::stdout()
         .write_all(out.as_bytes())
         .context("cannot write to stdout")
 }
 
-async fn lines_for(
-    aws: &Aws,
-    addresses: bool,
-    keys: &HostKeys,
-    name: &str,
-    id: &str,
-) -> anyhow::Result<String> {
+/// The known_hosts lines of `id` as ssh asked for it (`name`), and under
+/// `target`'s addresses when given.
+fn lines_for(keys: &HostKeys, target: Option<&Target>, name: &str, id: &str) -> String {
     let Some(registered) = keys.instance(id) else {
-        return Ok(String::new());
+        return String::new();
     };
     let mut names = vec![id.to_owned()];
     if name != id {
         names.push(name.to_owned());
     }
-    if addresses {
-        let target = lookup::resolve(aws, &InstanceRef::Id(id.to_owned())).await?;
+    if let Some(target) = target {
         let ips = [
             target.public_ip.map(std::net::IpAddr::V4),
             target.private_ip.map(std::net::IpAddr::V4),
@@ -241,7 +242,7 @@ async fn lines_for(
                 .map(|ip| host_pattern(&ip.to_string(), registered.ssh_port)),
         );
     }
-    Ok(known_hosts::lines(&names, &registered.host_keys))
+    known_hosts::lines(&names, &registered.host_keys)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! The lookups and the push run before ssh starts: the key is pushed at most
 //! a few milliseconds before ssh offers it, well inside the 60 s it lives.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -178,7 +177,8 @@ fn instance_destination(
     command.args(["-p", &port.to_string()]);
     let host_keys = registered.map(|r| r.host_keys.as_slice()).unwrap_or(&[]);
     pin_host_keys(command, key_file, id, host_keys)?;
-    Ok(format!("{user}@{}", bare(address)))
+    // IPv6 without brackets, as ssh takes it in USER@HOST.
+    Ok(format!("{user}@{address}"))
 }
 
 /// `INSTANCE.port0@GATEWAY`, pinned to the gateway's key.
@@ -292,11 +292,6 @@ fn strip_separator(args: &[String]) -> &[String] {
         Some(first) if first == "--" => &args[1..],
         _ => args,
     }
-}
-
-/// An address as ssh takes it in `USER@HOST` (IPv6 without brackets).
-fn bare(address: IpAddr) -> String {
-    address.to_string()
 }
 
 /// `HOST:PORT`, `[V6]:PORT`, or a bare host with `default_port`.
