@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use crate::error::Ec2Error;
 use crate::filter::matches_all;
 use crate::instance::InstanceView;
-use crate::query::DescribeInstancesRequest;
+use crate::query::{DescribeInstancesRequest, DESCRIBE_INSTANCES};
 use crate::token;
 
 /// One page of the answer, in instance id order.
@@ -100,7 +100,7 @@ where
         instances.truncate(limit);
         instances.last().map(|last| {
             token::encode(
-                &token::query_digest(&request.instance_ids, &request.filters),
+                &token::query_digest(DESCRIBE_INSTANCES, &request.instance_ids, &request.filters),
                 &last.instance_id,
             )
         })

@@ -19,6 +19,8 @@ use crate::xml::Xml;
 pub enum ErrorCode {
     InvalidInstanceIdNotFound,
     InvalidInstanceIdMalformed,
+    InvalidInstanceConnectEndpointIdNotFound,
+    InvalidInstanceConnectEndpointIdMalformed,
     InvalidParameterValue,
     InvalidParameterCombination,
     MissingParameter,
@@ -39,9 +41,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::InvalidInstanceIdNotFound,
         ErrorCode::InvalidInstanceIdMalformed,
+        ErrorCode::InvalidInstanceConnectEndpointIdNotFound,
+        ErrorCode::InvalidInstanceConnectEndpointIdMalformed,
         ErrorCode::InvalidParameterValue,
         ErrorCode::InvalidParameterCombination,
         ErrorCode::MissingParameter,
@@ -66,6 +70,13 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidInstanceIdNotFound => "InvalidInstanceID.NotFound",
             ErrorCode::InvalidInstanceIdMalformed => "InvalidInstanceID.Malformed",
+            // `Id`, not `ID`: EC2's spelling for this resource.
+            ErrorCode::InvalidInstanceConnectEndpointIdNotFound => {
+                "InvalidInstanceConnectEndpointId.NotFound"
+            }
+            ErrorCode::InvalidInstanceConnectEndpointIdMalformed => {
+                "InvalidInstanceConnectEndpointId.Malformed"
+            }
             ErrorCode::InvalidParameterValue => "InvalidParameterValue",
             ErrorCode::InvalidParameterCombination => "InvalidParameterCombination",
             ErrorCode::MissingParameter => "MissingParameter",
@@ -145,19 +156,45 @@ impl Ec2Error {
     /// `The instance ID 'i-…' does not exist`, or for several, `The instance
     /// IDs 'i-a, i-b' do not exist`. `ids` must not be empty.
     pub fn instance_not_found<S: AsRef<str>>(ids: &[S]) -> Ec2Error {
+        Ec2Error::not_found(ErrorCode::InvalidInstanceIdNotFound, "instance", ids)
+    }
+
+    /// `The instanceConnectEndpoint ID 'eice-…' does not exist`, or for
+    /// several, `The instanceConnectEndpoint IDs 'eice-a, eice-b' do not
+    /// exist`: EC2's form for a missing resource, with the resource type
+    /// as EC2 writes it in such messages (camelCase); this one's exact
+    /// wording is not known. `ids` must not be empty.
+    pub fn endpoint_not_found<S: AsRef<str>>(ids: &[S]) -> Ec2Error {
+        Ec2Error::not_found(
+            ErrorCode::InvalidInstanceConnectEndpointIdNotFound,
+            "instanceConnectEndpoint",
+            ids,
+        )
+    }
+
+    fn not_found<S: AsRef<str>>(code: ErrorCode, resource: &str, ids: &[S]) -> Ec2Error {
         let list = ids.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ");
         let message = if ids.len() == 1 {
-            format!("The instance ID '{list}' does not exist")
+            format!("The {resource} ID '{list}' does not exist")
         } else {
-            format!("The instance IDs '{list}' do not exist")
+            format!("The {resource} IDs '{list}' do not exist")
         };
-        Ec2Error::new(ErrorCode::InvalidInstanceIdNotFound, message)
+        Ec2Error::new(code, message)
     }
 
     /// `Invalid id: "…"`.
     pub fn malformed_instance_id(id: &str) -> Ec2Error {
         Ec2Error::new(
             ErrorCode::InvalidInstanceIdMalformed,
+            format!("Invalid id: \"{id}\""),
+        )
+    }
+
+    /// `Invalid id: "…"`, as for an instance id (EC2's wording for endpoint
+    /// ids is not known).
+    pub fn malformed_endpoint_id(id: &str) -> Ec2Error {
+        Ec2Error::new(
+            ErrorCode::InvalidInstanceConnectEndpointIdMalformed,
             format!("Invalid id: \"{id}\""),
         )
     }
@@ -354,6 +391,14 @@ mod tests {
         assert_eq!(
             Ec2Error::instance_not_found(&["i-0a", "i-0b"]).message,
             "The instance IDs 'i-0a, i-0b' do not exist"
+        );
+        assert_eq!(
+            Ec2Error::endpoint_not_found(&["eice-0123456789abcdef0"]).message,
+            "The instanceConnectEndpoint ID 'eice-0123456789abcdef0' does not exist"
+        );
+        assert_eq!(
+            Ec2Error::endpoint_not_found(&["eice-0a", "eice-0b"]).message,
+            "The instanceConnectEndpoint IDs 'eice-0a, eice-0b' do not exist"
         );
     }
 

@@ -1,4 +1,6 @@
-//! DescribeInstances filters: names, wildcard values, matching.
+//! Filters: names, wildcard values, matching. DescribeInstances' names are
+//! here; DescribeInstanceConnectEndpoints' are in [`crate::endpoints`], over
+//! the same [`Filter`] and [`Pattern`].
 //!
 //! EC2's rules: filters are ANDed, a filter's values are ORed; in a value
 //! `*` matches any run of characters (also none) and `?` exactly one, and a
@@ -56,26 +58,57 @@ impl FilterName {
 
     /// The name as sent, `None` when eic does not know it.
     pub fn parse(name: &str) -> Option<FilterName> {
-        if let Some(key) = name.strip_prefix("tag:") {
-            return (!key.is_empty()).then(|| FilterName::Tag(key.to_owned()));
-        }
-        FilterName::FIXED
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, f)| f.clone())
+        parse_name(&FilterName::FIXED, name, FilterName::Tag)
     }
 
     /// The name as EC2 spells it.
     pub fn as_string(&self) -> String {
         match self {
             FilterName::Tag(key) => format!("tag:{key}"),
-            other => FilterName::FIXED
-                .iter()
-                .find(|(_, f)| f == other)
-                .map(|(n, _)| (*n).to_owned())
-                .unwrap_or_default(),
+            other => fixed_name(&FilterName::FIXED, other),
         }
     }
+}
+
+/// An action's set of filter names, for the parser and the paging token,
+/// which treat every action's filters alike.
+pub(crate) trait FilterNames: Sized {
+    fn parse(name: &str) -> Option<Self>;
+    fn as_string(&self) -> String;
+}
+
+impl FilterNames for FilterName {
+    fn parse(name: &str) -> Option<Self> {
+        FilterName::parse(name)
+    }
+
+    fn as_string(&self) -> String {
+        FilterName::as_string(self)
+    }
+}
+
+/// `tag:KEY` (a key of at least one character) or one of `fixed`.
+pub(crate) fn parse_name<N: Clone>(
+    fixed: &[(&str, N)],
+    name: &str,
+    tag: fn(String) -> N,
+) -> Option<N> {
+    if let Some(key) = name.strip_prefix("tag:") {
+        return (!key.is_empty()).then(|| tag(key.to_owned()));
+    }
+    fixed
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| f.clone())
+}
+
+/// The spelling of one of `fixed`.
+pub(crate) fn fixed_name<N: PartialEq>(fixed: &[(&str, N)], name: &N) -> String {
+    fixed
+        .iter()
+        .find(|(_, f)| f == name)
+        .map(|(n, _)| (*n).to_owned())
+        .unwrap_or_default()
 }
 
 /// One filter value, compiled.
@@ -174,25 +207,34 @@ impl Pattern {
     }
 }
 
-/// One `Filter.N`: its name and values (none: "has the attribute").
+/// One `Filter.N`: its name and values (none: "has the attribute"). `N`
+/// is the action's set of names: [`FilterName`] for DescribeInstances,
+/// [`crate::EndpointFilterName`] for DescribeInstanceConnectEndpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Filter {
-    pub name: FilterName,
+pub struct Filter<N = FilterName> {
+    pub name: N,
     pub values: Vec<Pattern>,
 }
 
-impl Filter {
-    pub fn new(name: FilterName, values: &[&str]) -> Filter {
+impl<N> Filter<N> {
+    pub fn new(name: N, values: &[&str]) -> Filter<N> {
         Filter {
             name,
             values: values.iter().map(|v| Pattern::new(v)).collect(),
         }
     }
 
+    /// Whether an attribute's `text` passes: any value matches it, or the
+    /// filter has no values (the attribute is there at all).
+    pub(crate) fn accepts(&self, text: &str) -> bool {
+        self.values.is_empty() || self.values.iter().any(|p| p.matches(text))
+    }
+}
+
+impl Filter {
     /// Whether `instance` passes this filter.
     pub fn matches(&self, instance: &InstanceView) -> bool {
-        let any =
-            |text: &str| self.values.is_empty() || self.values.iter().any(|p| p.matches(text));
+        let any = |text: &str| self.accepts(text);
         let opt = |text: Option<&str>| text.is_some_and(any);
         match &self.name {
             FilterName::InstanceId => any(&instance.instance_id),

@@ -89,7 +89,7 @@ pub fn render_describe_instance_host_keys(
             x.open("item");
             x.text_element("instanceId", &i.instance_id);
             x.text_element("sshPort", &i.ssh_port.to_string());
-            host_key_set(&mut x, &i.host_keys);
+            x.item_set("hostKeySet", &i.host_keys);
             x.close("item");
         }
         x.close("instanceSet");
@@ -97,21 +97,9 @@ pub fn render_describe_instance_host_keys(
     if let Some(serial) = serial_console {
         x.open("serialConsole");
         x.text_element("port", &serial.port.to_string());
-        host_key_set(&mut x, &serial.host_keys);
+        x.item_set("hostKeySet", &serial.host_keys);
         x.close("serialConsole");
     }
     x.raw("</DescribeInstanceHostKeysResponse>");
     x.finish()
-}
-
-fn host_key_set(x: &mut Xml, keys: &[String]) {
-    if keys.is_empty() {
-        x.raw("<hostKeySet/>");
-        return;
-    }
-    x.open("hostKeySet");
-    for key in keys {
-        x.text_element("item", key);
-    }
-    x.close("hostKeySet");
 }

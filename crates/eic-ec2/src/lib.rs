@@ -1,22 +1,28 @@
-//! EC2's Query protocol for DescribeInstances, as a pure core: the form
-//! body botocore and the AWS SDKs send (`Action=DescribeInstances&Version=
+//! EC2's Query protocol for DescribeInstances and
+//! DescribeInstanceConnectEndpoints, as a pure core: the form body botocore
+//! and the AWS SDKs send (`Action=DescribeInstances&Version=
 //! 2016-11-15&InstanceId.1=…`), its validation with EC2's error codes and
 //! messages, filters with EC2's wildcards, paging with a validated
-//! `NextToken`, and the XML of the answer and of errors; beside it eic's
+//! `NextToken`, and the XML of the answer and of errors. The endpoints
+//! action is what `aws ec2-instance-connect ssh` and `open-tunnel` ask to
+//! find where to open their websocket ([`describe_endpoints`],
+//! [`render_describe_instance_connect_endpoints`]). Beside them is eic's
 //! extension DescribeInstanceHostKeys (instances' SSH ports and host keys,
 //! [`render_describe_instance_host_keys`]). Nothing here does I/O or knows
 //! about accounts, credentials or IAM; the server authenticates (SigV4,
-//! service `ec2`), authorizes `ec2:DescribeInstances`, throttles and
-//! supplies the caller's instances.
+//! service `ec2`), authorizes [`QueryRequest::iam_action`], throttles and
+//! supplies the caller's instances and endpoints.
 //!
 //! The server's part, in a few lines:
 //!
 //! ```
 //! use std::collections::BTreeMap;
 //! use std::time::SystemTime;
-//! use eic_ec2::{InstanceHostKeys, InstanceState, InstanceView, QueryRequest};
+//! use eic_ec2::{EndpointState, EndpointView, InstanceHostKeys, InstanceState, InstanceView,
+//!                QueryRequest};
 //!
-//! fn answer(body: &[u8], mine: &BTreeMap<String, InstanceView>, request_id: &str) -> (u16, String) {
+//! fn answer(body: &[u8], mine: &BTreeMap<String, InstanceView>, endpoints: &[EndpointView],
+//!           request_id: &str) -> (u16, String) {
 //!     let result = (|| {
 //!         let request = eic_ec2::parse_query(body)?;
 //!         // ... authorize request.iam_action() for the caller here ...
@@ -25,6 +31,10 @@
 //!             QueryRequest::DescribeInstances(describe) => {
 //!                 let page = eic_ec2::describe_map(describe, mine)?;
 //!                 Ok(eic_ec2::render_describe_instances(request_id, &page))
+//!             }
+//!             QueryRequest::DescribeInstanceConnectEndpoints(describe) => {
+//!                 let page = eic_ec2::describe_endpoints(describe, endpoints)?;
+//!                 Ok(eic_ec2::render_describe_instance_connect_endpoints(request_id, &page))
 //!             }
 //!             QueryRequest::DescribeInstanceHostKeys(ids) => {
 //!                 // ... the caller's instances' ports and host keys here ...
@@ -51,20 +61,31 @@
 //!                           "t3.micro", "us-west-2a", SystemTime::UNIX_EPOCH);
 //! let mine = BTreeMap::from([(v.instance_id.clone(), v)]);
 //! let body = b"Action=DescribeInstances&Version=2016-11-15&InstanceId.1=i-0123456789abcdef0";
-//! let (status, xml) = answer(body, &mine, "req-1");
+//! let eice = EndpointView::new("eice-0123456789abcdef0", "111122223333",
+//!     "arn:aws:ec2:us-west-2:111122223333:instance-connect-endpoint/eice-0123456789abcdef0",
+//!     EndpointState::CreateComplete, "eic.example", "vpc-0a1b2c3d", "subnet-0a1b2c3d",
+//!     "us-west-2a", SystemTime::UNIX_EPOCH);
+//! let endpoints = [eice];
+//! let (status, xml) = answer(body, &mine, &endpoints, "req-1");
 //! assert_eq!(status, 200);
 //! assert!(xml.contains("<instanceId>i-0123456789abcdef0</instanceId>"));
 //! let (status, xml) = answer(b"Action=DescribeInstances&Version=2016-11-15&InstanceId.1=i-0fffffffffffffff0",
-//!                            &mine, "req-2");
+//!                            &mine, &endpoints, "req-2");
 //! assert_eq!(status, 400);
 //! assert!(xml.contains("<Code>InvalidInstanceID.NotFound</Code>"));
 //! let (status, xml) = answer(b"Action=DescribeInstanceHostKeys&Version=2016-11-15&InstanceId.1=i-0123456789abcdef0",
-//!                            &mine, "req-3");
+//!                            &mine, &endpoints, "req-3");
 //! assert_eq!(status, 200);
 //! assert!(xml.contains("<sshPort>22</sshPort><hostKeySet/>"));
+//! let (status, xml) = answer(b"Action=DescribeInstanceConnectEndpoints&Version=2016-11-15\
+//!                              &Filter.1.Name=state&Filter.1.Value.1=create-complete",
+//!                            &mine, &endpoints, "req-4");
+//! assert_eq!(status, 200);
+//! assert!(xml.contains("<dnsName>eic.example</dnsName>"));
 //! ```
 
 mod describe;
+mod endpoints;
 mod error;
 mod filter;
 mod host_keys;
@@ -75,6 +96,10 @@ mod token;
 mod xml;
 
 pub use describe::{describe, describe_map, Page};
+pub use endpoints::{
+    describe_endpoints, render_describe_instance_connect_endpoints, EndpointFilterName,
+    EndpointPage, EndpointState, EndpointView,
+};
 pub use error::{Ec2Error, ErrorCode};
 pub use filter::{matches_all, Filter, FilterName, Pattern};
 pub use host_keys::{
@@ -82,10 +107,12 @@ pub use host_keys::{
 };
 pub use instance::{InstanceState, InstanceView};
 pub use query::{
-    is_well_formed_instance_id, parse_query, requested_action, DescribeInstanceHostKeysRequest,
+    is_well_formed_endpoint_id, is_well_formed_instance_id, parse_query, requested_action,
+    DescribeInstanceConnectEndpointsRequest, DescribeInstanceHostKeysRequest,
     DescribeInstancesRequest, QueryRequest, ACTIONS, API_VERSION, DESCRIBE_INSTANCES,
-    DESCRIBE_INSTANCE_HOST_KEYS, MAX_BODY_BYTES, MAX_FILTERS, MAX_FILTER_VALUES,
+    DESCRIBE_INSTANCE_CONNECT_ENDPOINTS, DESCRIBE_INSTANCE_HOST_KEYS, MAX_BODY_BYTES,
+    MAX_ENDPOINT_IDS, MAX_ENDPOINT_MAX_RESULTS, MAX_FILTERS, MAX_FILTER_VALUES,
     MAX_FILTER_VALUE_CHARS, MAX_INSTANCE_IDS, MAX_KEY_BYTES, MAX_MAX_RESULTS, MAX_PARAMS,
-    MAX_VALUE_BYTES, MIN_MAX_RESULTS,
+    MAX_VALUE_BYTES, MIN_ENDPOINT_MAX_RESULTS, MIN_MAX_RESULTS,
 };
 pub use render::{iso8601_millis, render_describe_instances, CONTENT_TYPE, XMLNS};

@@ -1,5 +1,6 @@
 //! The Query protocol's form body: `Action=…&Version=2016-11-15&…`, for
-//! DescribeInstances and eic's own DescribeInstanceHostKeys.
+//! DescribeInstances, DescribeInstanceConnectEndpoints and eic's own
+//! DescribeInstanceHostKeys.
 //!
 //! botocore and the AWS SDK for Rust send `POST /` with
 //! `application/x-www-form-urlencoded`, list members as `Name.N` counted from
@@ -10,9 +11,11 @@
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
+use crate::endpoints::EndpointFilterName;
 use crate::error::Ec2Error;
-use crate::filter::{Filter, FilterName, Pattern};
+use crate::filter::{Filter, FilterName, FilterNames, Pattern};
 use crate::token;
 
 /// The API version eic speaks. Older EC2 versions exist, but no current SDK
@@ -32,6 +35,9 @@ pub const MAX_VALUE_BYTES: usize = 1_024;
 pub const MAX_KEY_BYTES: usize = 64;
 /// `InstanceId.N`: N from 1 to this.
 pub const MAX_INSTANCE_IDS: usize = 1_000;
+/// `InstanceConnectEndpointId.N`: N from 1 to this (EC2 states no limit; an
+/// account has a handful of endpoints, and this keeps [`MAX_PARAMS`]'s sum).
+pub const MAX_ENDPOINT_IDS: usize = 1_000;
 /// EC2's limits on filters: values in one call, and characters in a value.
 pub const MAX_FILTER_VALUES: usize = 200;
 pub const MAX_FILTER_VALUE_CHARS: usize = 255;
@@ -40,18 +46,29 @@ pub const MAX_FILTERS: usize = 200;
 /// `MaxResults` bounds (EC2's for DescribeInstances).
 pub const MIN_MAX_RESULTS: usize = 5;
 pub const MAX_MAX_RESULTS: usize = 1_000;
+/// `MaxResults` bounds for DescribeInstanceConnectEndpoints (EC2's model).
+pub const MIN_ENDPOINT_MAX_RESULTS: usize = 1;
+pub const MAX_ENDPOINT_MAX_RESULTS: usize = 50;
 
 /// The `Action` names eic answers.
 pub const DESCRIBE_INSTANCES: &str = "DescribeInstances";
+/// What `aws ec2-instance-connect ssh` and `open-tunnel` ask to find the
+/// endpoint (and its DNS name) to tunnel through.
+pub const DESCRIBE_INSTANCE_CONNECT_ENDPOINTS: &str = "DescribeInstanceConnectEndpoints";
 /// eic's extension: the SSH port and host public keys of instances (EC2
 /// has no such action).
 pub const DESCRIBE_INSTANCE_HOST_KEYS: &str = "DescribeInstanceHostKeys";
-pub const ACTIONS: [&str; 2] = [DESCRIBE_INSTANCES, DESCRIBE_INSTANCE_HOST_KEYS];
+pub const ACTIONS: [&str; 3] = [
+    DESCRIBE_INSTANCES,
+    DESCRIBE_INSTANCE_CONNECT_ENDPOINTS,
+    DESCRIBE_INSTANCE_HOST_KEYS,
+];
 
 /// A parsed Query request. One variant per action eic answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryRequest {
     DescribeInstances(DescribeInstancesRequest),
+    DescribeInstanceConnectEndpoints(DescribeInstanceConnectEndpointsRequest),
     DescribeInstanceHostKeys(DescribeInstanceHostKeysRequest),
 }
 
@@ -60,18 +77,25 @@ impl QueryRequest {
     pub fn action(&self) -> &'static str {
         match self {
             QueryRequest::DescribeInstances(_) => DESCRIBE_INSTANCES,
+            QueryRequest::DescribeInstanceConnectEndpoints(_) => {
+                DESCRIBE_INSTANCE_CONNECT_ENDPOINTS
+            }
             QueryRequest::DescribeInstanceHostKeys(_) => DESCRIBE_INSTANCE_HOST_KEYS,
         }
     }
 
-    /// The IAM action to authorize (DescribeInstances has no resource-level
-    /// permissions, so the resource is `*`). DescribeInstanceHostKeys shows
-    /// what DescribeInstances does plus public keys, so it takes the same
-    /// permission rather than one no policy grants yet.
+    /// The IAM action to authorize (neither describe action has
+    /// resource-level permissions, so the resource is `*`).
+    /// DescribeInstanceHostKeys shows what DescribeInstances does plus
+    /// public keys, so it takes the same permission rather than one no
+    /// policy grants yet.
     pub fn iam_action(&self) -> &'static str {
         match self {
             QueryRequest::DescribeInstances(_) | QueryRequest::DescribeInstanceHostKeys(_) => {
                 "ec2:DescribeInstances"
+            }
+            QueryRequest::DescribeInstanceConnectEndpoints(_) => {
+                "ec2:DescribeInstanceConnectEndpoints"
             }
         }
     }
@@ -79,14 +103,17 @@ impl QueryRequest {
     pub fn dry_run(&self) -> bool {
         match self {
             QueryRequest::DescribeInstances(r) => r.dry_run,
+            QueryRequest::DescribeInstanceConnectEndpoints(r) => r.dry_run,
             QueryRequest::DescribeInstanceHostKeys(r) => r.dry_run,
         }
     }
 
-    /// The instance ids the request names, in request order, each once.
+    /// The instance ids the request names, in request order, each once
+    /// (none for DescribeInstanceConnectEndpoints, which names endpoints).
     pub fn instance_ids(&self) -> &[String] {
         match self {
             QueryRequest::DescribeInstances(r) => &r.instance_ids,
+            QueryRequest::DescribeInstanceConnectEndpoints(_) => &[],
             QueryRequest::DescribeInstanceHostKeys(r) => &r.instance_ids,
         }
     }
@@ -117,6 +144,21 @@ pub struct DescribeInstancesRequest {
     pub dry_run: bool,
 }
 
+/// DescribeInstanceConnectEndpoints, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DescribeInstanceConnectEndpointsRequest {
+    /// `InstanceConnectEndpointId.N` in N order, each once.
+    pub endpoint_ids: Vec<String>,
+    pub filters: Vec<Filter<EndpointFilterName>>,
+    /// `MaxResults`, with or without endpoint ids (EC2 is not known to
+    /// refuse the two together for this action, as it does for
+    /// DescribeInstances).
+    pub max_results: Option<usize>,
+    /// From a valid `NextToken`: the page starts after this endpoint id.
+    pub after: Option<String>,
+    pub dry_run: bool,
+}
+
 /// DescribeInstanceHostKeys, validated: `InstanceId.N` (at least one) and
 /// `DryRun`, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +176,15 @@ pub fn is_well_formed_instance_id(id: &str) -> bool {
         && id
             .strip_prefix("i-")
             .is_some_and(|hex| hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// EC2's endpoint id shape: `eice-` and 8 or 17 lowercase hex digits, as
+/// AWS issues them (the CLI's own check, `^eice-[0-9a-zA-Z_]+$`, admits
+/// every such id).
+pub fn is_well_formed_endpoint_id(id: &str) -> bool {
+    id.strip_prefix("eice-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// Parses and validates a Query body.
@@ -188,10 +239,13 @@ pub fn parse_query(body: &[u8]) -> Result<QueryRequest, Ec2Error> {
     if version != API_VERSION {
         return Err(Ec2Error::no_such_version(&version));
     }
-    if action == DESCRIBE_INSTANCE_HOST_KEYS {
-        describe_instance_host_keys(params).map(QueryRequest::DescribeInstanceHostKeys)
-    } else {
-        describe_instances(params).map(QueryRequest::DescribeInstances)
+    match action.as_str() {
+        DESCRIBE_INSTANCE_HOST_KEYS => {
+            describe_instance_host_keys(params).map(QueryRequest::DescribeInstanceHostKeys)
+        }
+        DESCRIBE_INSTANCE_CONNECT_ENDPOINTS => describe_instance_connect_endpoints(params)
+            .map(QueryRequest::DescribeInstanceConnectEndpoints),
+        _ => describe_instances(params).map(QueryRequest::DescribeInstances),
     }
 }
 
@@ -253,34 +307,68 @@ fn parse_filter_key(key: &str) -> Option<FilterKey> {
     ))
 }
 
-/// `InstanceId.N`'s N, or `None` for another parameter; more than
-/// [`MAX_INSTANCE_IDS`] is refused.
-fn instance_id_index(key: &str) -> Option<Result<usize, Ec2Error>> {
-    let n = key.strip_prefix("InstanceId.").and_then(list_index)?;
-    Some(if n > MAX_INSTANCE_IDS {
-        Err(Ec2Error::invalid_parameter_value(format!(
-            "The request names more than {MAX_INSTANCE_IDS} instance IDs"
-        )))
-    } else {
-        Ok(n)
-    })
+/// One action's list of resource ids, `NAME.N`, and the ids' shape.
+struct IdList {
+    /// `InstanceId`, `InstanceConnectEndpointId`.
+    name: &'static str,
+    /// For the message when there are too many: `instance`, `instance
+    /// connect endpoint`.
+    noun: &'static str,
+    max: usize,
+    well_formed: fn(&str) -> bool,
+    malformed: fn(&str) -> Ec2Error,
 }
 
-/// The ids in N order, each checked, each once.
-fn instance_ids(ids: BTreeMap<usize, String>) -> Result<Vec<String>, Ec2Error> {
-    let mut instance_ids: Vec<String> = Vec::with_capacity(ids.len());
-    for id in ids.into_values() {
-        if id.is_empty() {
-            return Err(Ec2Error::missing_parameter("InstanceId"));
-        }
-        if !is_well_formed_instance_id(&id) {
-            return Err(Ec2Error::malformed_instance_id(&id));
-        }
-        if !instance_ids.contains(&id) {
-            instance_ids.push(id);
-        }
+const INSTANCE_IDS: IdList = IdList {
+    name: "InstanceId",
+    noun: "instance",
+    max: MAX_INSTANCE_IDS,
+    well_formed: is_well_formed_instance_id,
+    malformed: Ec2Error::malformed_instance_id,
+};
+
+const ENDPOINT_IDS: IdList = IdList {
+    name: "InstanceConnectEndpointId",
+    noun: "instance connect endpoint",
+    max: MAX_ENDPOINT_IDS,
+    well_formed: is_well_formed_endpoint_id,
+    malformed: Ec2Error::malformed_endpoint_id,
+};
+
+impl IdList {
+    /// `NAME.N`'s N, or `None` for another parameter; more than `max` is
+    /// refused.
+    fn index(&self, key: &str) -> Option<Result<usize, Ec2Error>> {
+        let n = key
+            .strip_prefix(self.name)?
+            .strip_prefix('.')
+            .and_then(list_index)?;
+        Some(if n > self.max {
+            Err(Ec2Error::invalid_parameter_value(format!(
+                "The request names more than {} {} IDs",
+                self.max, self.noun
+            )))
+        } else {
+            Ok(n)
+        })
     }
-    Ok(instance_ids)
+
+    /// The ids in N order, each checked, each once.
+    fn ids(&self, ids: BTreeMap<usize, String>) -> Result<Vec<String>, Ec2Error> {
+        let mut out: Vec<String> = Vec::with_capacity(ids.len());
+        for id in ids.into_values() {
+            if id.is_empty() {
+                return Err(Ec2Error::missing_parameter(self.name));
+            }
+            if !(self.well_formed)(&id) {
+                return Err((self.malformed)(&id));
+            }
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn describe_instance_host_keys(
@@ -291,13 +379,13 @@ fn describe_instance_host_keys(
     for (key, value) in params {
         if key == "DryRun" {
             dry_run = parse_bool("DryRun", &value)?;
-        } else if let Some(n) = instance_id_index(&key) {
+        } else if let Some(n) = INSTANCE_IDS.index(&key) {
             ids.insert(n?, value);
         } else {
             return Err(Ec2Error::unknown_parameter(&key));
         }
     }
-    let instance_ids = instance_ids(ids)?;
+    let instance_ids = INSTANCE_IDS.ids(ids)?;
     if instance_ids.is_empty() {
         return Err(Ec2Error::missing_parameter("InstanceId"));
     }
@@ -313,9 +401,78 @@ struct RawFilter {
     values: BTreeMap<usize, String>,
 }
 
+/// What DescribeInstances and DescribeInstanceConnectEndpoints share:
+/// ids, `Filter.N`, `MaxResults`, `NextToken` and `DryRun`, validated.
+struct Describe<N> {
+    ids: Vec<String>,
+    filters: Vec<Filter<N>>,
+    max_results: Option<usize>,
+    after: Option<String>,
+    dry_run: bool,
+}
+
+/// How the two differ in those parameters.
+struct DescribeAction {
+    /// The action, for the paging token.
+    name: &'static str,
+    ids: IdList,
+    max_results: RangeInclusive<usize>,
+    /// What a too small `MaxResults` is told to expect.
+    too_small_expect: &'static str,
+    /// Whether `MaxResults` is refused together with ids.
+    ids_exclude_max_results: bool,
+}
+
 fn describe_instances(
     params: BTreeMap<String, String>,
 ) -> Result<DescribeInstancesRequest, Ec2Error> {
+    let d = describe::<FilterName>(
+        params,
+        DescribeAction {
+            name: DESCRIBE_INSTANCES,
+            ids: INSTANCE_IDS,
+            max_results: MIN_MAX_RESULTS..=MAX_MAX_RESULTS,
+            // EC2's words, though 5 itself is accepted.
+            too_small_expect: "a value greater than 5",
+            ids_exclude_max_results: true,
+        },
+    )?;
+    Ok(DescribeInstancesRequest {
+        instance_ids: d.ids,
+        filters: d.filters,
+        max_results: d.max_results,
+        after: d.after,
+        dry_run: d.dry_run,
+    })
+}
+
+fn describe_instance_connect_endpoints(
+    params: BTreeMap<String, String>,
+) -> Result<DescribeInstanceConnectEndpointsRequest, Ec2Error> {
+    let d = describe::<EndpointFilterName>(
+        params,
+        DescribeAction {
+            name: DESCRIBE_INSTANCE_CONNECT_ENDPOINTS,
+            ids: ENDPOINT_IDS,
+            max_results: MIN_ENDPOINT_MAX_RESULTS..=MAX_ENDPOINT_MAX_RESULTS,
+            // eic's words, in EC2's form; EC2's are not known.
+            too_small_expect: "a value greater than or equal to 1",
+            ids_exclude_max_results: false,
+        },
+    )?;
+    Ok(DescribeInstanceConnectEndpointsRequest {
+        endpoint_ids: d.ids,
+        filters: d.filters,
+        max_results: d.max_results,
+        after: d.after,
+        dry_run: d.dry_run,
+    })
+}
+
+fn describe<N: FilterNames>(
+    params: BTreeMap<String, String>,
+    action: DescribeAction,
+) -> Result<Describe<N>, Ec2Error> {
     let mut ids: BTreeMap<usize, String> = BTreeMap::new();
     let mut raw_filters: BTreeMap<usize, RawFilter> = BTreeMap::new();
     let mut dry_run = false;
@@ -324,10 +481,10 @@ fn describe_instances(
     for (key, value) in params {
         match key.as_str() {
             "DryRun" => dry_run = parse_bool("DryRun", &value)?,
-            "MaxResults" => max_results = Some(parse_max_results(&value)?),
+            "MaxResults" => max_results = Some(parse_max_results(&value, &action)?),
             "NextToken" => next_token = Some(value).filter(|v| !v.is_empty()),
             _ => {
-                if let Some(n) = instance_id_index(&key) {
+                if let Some(n) = action.ids.index(&key) {
                     ids.insert(n?, value);
                     continue;
                 }
@@ -350,7 +507,7 @@ fn describe_instances(
         }
     }
 
-    let instance_ids = instance_ids(ids)?;
+    let ids = action.ids.ids(ids)?;
 
     let mut filters = Vec::with_capacity(raw_filters.len());
     let mut total_values = 0;
@@ -358,7 +515,7 @@ fn describe_instances(
         let name = raw
             .name
             .ok_or_else(|| Ec2Error::missing_parameter(&format!("Filter.{n}.Name")))?;
-        let name = FilterName::parse(&name).ok_or_else(|| Ec2Error::invalid_filter(&name))?;
+        let name = N::parse(&name).ok_or_else(|| Ec2Error::invalid_filter(&name))?;
         total_values += raw.values.len();
         if total_values > MAX_FILTER_VALUES {
             return Err(too_many_filter_values());
@@ -373,18 +530,22 @@ fn describe_instances(
         filters.push(Filter { name, values });
     }
 
-    if max_results.is_some() && !instance_ids.is_empty() {
+    if action.ids_exclude_max_results && max_results.is_some() && !ids.is_empty() {
         return Err(Ec2Error::instance_ids_with_max_results());
     }
     let after = match next_token {
         None => None,
         Some(t) => Some(
-            token::decode(&t, &token::query_digest(&instance_ids, &filters))
-                .ok_or_else(|| Ec2Error::invalid_next_token(&t))?,
+            token::decode(
+                &t,
+                &token::query_digest(action.name, &ids, &filters),
+                action.ids.well_formed,
+            )
+            .ok_or_else(|| Ec2Error::invalid_next_token(&t))?,
         ),
     };
-    Ok(DescribeInstancesRequest {
-        instance_ids,
+    Ok(Describe {
+        ids,
         filters,
         max_results,
         after,
@@ -406,23 +567,23 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, Ec2Error> {
     }
 }
 
-/// EC2: `Value ( 1 ) for parameter maxResults is invalid. Expecting a value
-/// greater than 5.` (5 itself is accepted). The wording above 1,000 and for
-/// a non-number is eic's, in the same form.
-fn parse_max_results(value: &str) -> Result<usize, Ec2Error> {
+/// EC2 (DescribeInstances): `Value ( 1 ) for parameter maxResults is
+/// invalid. Expecting a value greater than 5.` (5 itself is accepted). The
+/// wording above the maximum and for a non-number is eic's, in the same
+/// form.
+fn parse_max_results(value: &str, action: &DescribeAction) -> Result<usize, Ec2Error> {
     let invalid = |expect: &str| {
         Ec2Error::invalid_parameter_value(format!(
             "Value ( {value} ) for parameter maxResults is invalid. Expecting {expect}."
         ))
     };
     let n: i64 = value.parse().map_err(|_| invalid("an integer"))?;
-    if n < MIN_MAX_RESULTS as i64 {
-        return Err(invalid(&format!("a value greater than {MIN_MAX_RESULTS}")));
+    let (min, max) = (*action.max_results.start(), *action.max_results.end());
+    if n < min as i64 {
+        return Err(invalid(action.too_small_expect));
     }
-    if n > MAX_MAX_RESULTS as i64 {
-        return Err(invalid(&format!(
-            "a value less than or equal to {MAX_MAX_RESULTS}"
-        )));
+    if n > max as i64 {
+        return Err(invalid(&format!("a value less than or equal to {max}")));
     }
     // In range, so it fits.
     Ok(n as usize)

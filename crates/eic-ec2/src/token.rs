@@ -1,11 +1,12 @@
 //! `NextToken`: where the next page starts, bound to the query it pages.
 //!
-//! A token is hex of `1 ‖ query digest (8) ‖ last instance id shown ‖
-//! check (8)`, where the digest is SHA-256 over the request's instance ids
-//! and filters in a canonical order, and the check is SHA-256 over
-//! everything before it. Pages are ordered by instance id, so "after this
-//! id" is a position that stays right when instances come and go between
-//! calls.
+//! A token is hex of `1 ‖ query digest (8) ‖ last id shown ‖ check (8)`,
+//! where the digest is SHA-256 over the action, the request's ids and its
+//! filters in a canonical order, and the check is SHA-256 over everything
+//! before it. Pages are ordered by id (instance or endpoint), so "after this
+//! id" is a position that stays right when resources come and go between
+//! calls. The action in the digest keeps one action's token from paging
+//! another's.
 //!
 //! The token is validated, not secret: a garbled or truncated token, or a
 //! token of another query, is refused (`InvalidParameterValue`). Nobody
@@ -16,19 +17,23 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::filter::Filter;
-use crate::query::is_well_formed_instance_id;
+use crate::filter::{Filter, FilterNames};
 
 const VERSION: u8 = 1;
 const DIGEST_LEN: usize = 8;
 const CHECK_LEN: usize = 8;
-/// Longest token [`encode`] produces (an instance id is at most 32 bytes).
+/// Longest token [`encode`] produces (an instance id is at most 32 bytes,
+/// an endpoint id 22).
 pub(crate) const MAX_TOKEN_LEN: usize = 2 * (1 + DIGEST_LEN + 32 + CHECK_LEN);
 
-/// The digest of what a query selects (not how it pages: `MaxResults` may
-/// change between pages, as EC2 allows).
-pub(crate) fn query_digest(instance_ids: &[String], filters: &[Filter]) -> [u8; DIGEST_LEN] {
-    let mut ids: Vec<&str> = instance_ids.iter().map(String::as_str).collect();
+/// The digest of what a query of `action` selects (not how it pages:
+/// `MaxResults` may change between pages, as EC2 allows).
+pub(crate) fn query_digest<N: FilterNames>(
+    action: &str,
+    ids: &[String],
+    filters: &[Filter<N>],
+) -> [u8; DIGEST_LEN] {
+    let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut filters: Vec<(String, Vec<String>)> = filters
@@ -42,7 +47,9 @@ pub(crate) fn query_digest(instance_ids: &[String], filters: &[Filter]) -> [u8; 
         .collect();
     filters.sort_unstable();
     let mut h = Sha256::new();
-    h.update(b"eic-ec2 DescribeInstances query\0");
+    // `eic-ec2 DescribeInstances query\0` for DescribeInstances, as before
+    // there were other actions, so its tokens stay valid.
+    h.update(format!("eic-ec2 {action} query\0").as_bytes());
     let mut field = |bytes: &[u8]| {
         h.update((bytes.len() as u64).to_be_bytes());
         h.update(bytes);
@@ -86,9 +93,13 @@ pub(crate) fn encode(digest: &[u8; DIGEST_LEN], last_id: &str) -> String {
     hex::encode(bytes)
 }
 
-/// The last id shown before this token, if the token is one of ours and
-/// pages the query with `digest`.
-pub(crate) fn decode(token: &str, digest: &[u8; DIGEST_LEN]) -> Option<String> {
+/// The last id shown before this token, if the token is one of ours, pages
+/// the query with `digest` and holds an id `well_formed` accepts.
+pub(crate) fn decode(
+    token: &str,
+    digest: &[u8; DIGEST_LEN],
+    well_formed: fn(&str) -> bool,
+) -> Option<String> {
     if token.len() > MAX_TOKEN_LEN {
         return None;
     }
@@ -101,25 +112,40 @@ pub(crate) fn decode(token: &str, digest: &[u8; DIGEST_LEN]) -> Option<String> {
         return None;
     }
     let id = std::str::from_utf8(&payload[1 + DIGEST_LEN..]).ok()?;
-    is_well_formed_instance_id(id).then(|| id.to_owned())
+    well_formed(id).then(|| id.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::filter::FilterName;
+    use crate::query::{
+        is_well_formed_endpoint_id, is_well_formed_instance_id, DESCRIBE_INSTANCES,
+        DESCRIBE_INSTANCE_CONNECT_ENDPOINTS,
+    };
+
+    fn digest(ids: &[String], filters: &[Filter]) -> [u8; DIGEST_LEN] {
+        query_digest(DESCRIBE_INSTANCES, ids, filters)
+    }
+
+    fn decode_instance(token: &str, digest: &[u8; DIGEST_LEN]) -> Option<String> {
+        decode(token, digest, is_well_formed_instance_id)
+    }
 
     #[test]
     fn round_trip() {
-        let d = query_digest(&[], &[]);
+        let d = digest(&[], &[]);
         let t = encode(&d, "i-0123456789abcdef0");
         assert!(t.len() <= MAX_TOKEN_LEN);
-        assert_eq!(decode(&t, &d).as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(
+            decode_instance(&t, &d).as_deref(),
+            Some("i-0123456789abcdef0")
+        );
     }
 
     #[test]
     fn refuses_garbled_and_foreign_tokens() {
-        let d = query_digest(&[], &[]);
+        let d = digest(&[], &[]);
         let t = encode(&d, "i-0123456789abcdef0");
         for bad in [
             String::new(),
@@ -127,22 +153,26 @@ mod tests {
             t[..t.len() - 2].to_owned(),
             format!("{t}00"),
         ] {
-            assert_eq!(decode(&bad, &d), None, "{bad}");
+            assert_eq!(decode_instance(&bad, &d), None, "{bad}");
         }
         // Every single-character change is refused.
         for i in 0..t.len() {
             let mut b = t.clone().into_bytes();
             b[i] = if b[i] == b'0' { b'1' } else { b'0' };
             let b = String::from_utf8(b).unwrap();
-            assert_eq!(decode(&b, &d), None, "position {i}");
+            assert_eq!(decode_instance(&b, &d), None, "position {i}");
         }
-        let other = query_digest(
+        let other = digest(
             &[],
             &[Filter::new(FilterName::InstanceStateName, &["running"])],
         );
-        assert_eq!(decode(&t, &other), None, "a token of another query");
+        assert_eq!(
+            decode_instance(&t, &other),
+            None,
+            "a token of another query"
+        );
         // A consistent token around something that is not an instance id.
-        assert_eq!(decode(&encode(&d, "x"), &d), None);
+        assert_eq!(decode_instance(&encode(&d, "x"), &d), None);
     }
 
     #[test]
@@ -158,16 +188,38 @@ mod tests {
                 &["stopped", "running", "running"],
             ),
         ];
-        assert_eq!(query_digest(&[], &a), query_digest(&[], &b));
-        assert_ne!(query_digest(&[], &a), query_digest(&[], &a[..1]));
+        assert_eq!(digest(&[], &a), digest(&[], &b));
+        assert_ne!(digest(&[], &a), digest(&[], &a[..1]));
         let ids = ["i-0a".to_owned(), "i-0b".to_owned()];
         let rev = ["i-0b".to_owned(), "i-0a".to_owned()];
-        assert_eq!(query_digest(&ids, &[]), query_digest(&rev, &[]));
-        assert_ne!(query_digest(&ids, &[]), query_digest(&ids[..1], &[]));
+        assert_eq!(digest(&ids, &[]), digest(&rev, &[]));
+        assert_ne!(digest(&ids, &[]), digest(&ids[..1], &[]));
         // Escaped and unescaped wildcards select differently.
         assert_ne!(
-            query_digest(&[], &[Filter::new(FilterName::TagKey, &["*"])]),
-            query_digest(&[], &[Filter::new(FilterName::TagKey, &[r"\*"])])
+            digest(&[], &[Filter::new(FilterName::TagKey, &["*"])]),
+            digest(&[], &[Filter::new(FilterName::TagKey, &[r"\*"])])
         );
+    }
+
+    #[test]
+    fn the_action_is_part_of_the_query() {
+        let instances = digest(&[], &[]);
+        let endpoints = query_digest::<FilterName>(DESCRIBE_INSTANCE_CONNECT_ENDPOINTS, &[], &[]);
+        assert_ne!(instances, endpoints);
+        let t = encode(&endpoints, "eice-0123456789abcdef0");
+        assert_eq!(
+            decode(&t, &endpoints, is_well_formed_endpoint_id).as_deref(),
+            Some("eice-0123456789abcdef0")
+        );
+        assert_eq!(decode(&t, &instances, is_well_formed_endpoint_id), None);
+        assert_eq!(decode(&t, &endpoints, is_well_formed_instance_id), None);
+    }
+
+    #[test]
+    fn describe_instances_tokens_are_unchanged() {
+        // A token minted before the action joined the digest (a bare
+        // DescribeInstances, after i-0123456789abcdef0) is minted again.
+        let minted = "01fbcc086ca6fa026c692d303132333435363738396162636465663061c8915527e9e73d";
+        assert_eq!(encode(&digest(&[], &[]), "i-0123456789abcdef0"), minted);
     }
 }

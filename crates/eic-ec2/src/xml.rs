@@ -50,6 +50,23 @@ impl Xml {
         self.close(name);
     }
 
+    /// `<name><item>…</item>…</name>`, or `<name/>` without items (the
+    /// element is there either way, so a client tells "none" from "not
+    /// sent").
+    pub(crate) fn item_set(&mut self, name: &str, items: &[String]) {
+        if items.is_empty() {
+            self.out.push('<');
+            self.out.push_str(name);
+            self.out.push_str("/>");
+            return;
+        }
+        self.open(name);
+        for item in items {
+            self.text_element("item", item);
+        }
+        self.close(name);
+    }
+
     pub(crate) fn finish(self) -> String {
         self.out
     }

@@ -1,9 +1,10 @@
 //! The real peer: botocore's own EC2 parser reads eic-ec2's XML.
 //!
 //! Each case is rendered here, then `botocore_parse.py` parses it with
-//! `botocore.parsers.create_parser('ec2')` and DescribeInstances' output
-//! shape from botocore's bundled model, exactly as boto3 would, and checks
-//! the expectations listed here against the dict botocore returns.
+//! `botocore.parsers.create_parser('ec2')` and the operation's output shape
+//! (DescribeInstances' or DescribeInstanceConnectEndpoints') from
+//! botocore's bundled model, exactly as boto3 would, and checks the
+//! expectations listed here against the dict botocore returns.
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use std::collections::BTreeMap;
@@ -13,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eic_ec2::{
-    describe_map, parse_query, render_describe_instances, Ec2Error, InstanceState, InstanceView,
+    describe_endpoints, describe_map, parse_query, render_describe_instance_connect_endpoints,
+    render_describe_instances, Ec2Error, EndpointState, EndpointView, InstanceState, InstanceView,
     QueryRequest,
 };
 use serde_json::{json, Value};
@@ -91,12 +93,32 @@ fn absent() -> Value {
 }
 
 fn case(name: &str, status: u16, xml: String, expect: Vec<(Value, Value)>) -> Value {
+    operation_case("DescribeInstances", name, status, xml, expect)
+}
+
+fn operation_case(
+    operation: &str,
+    name: &str,
+    status: u16,
+    xml: String,
+    expect: Vec<(Value, Value)>,
+) -> Value {
     let expect: Vec<Value> = expect.into_iter().map(|(p, w)| json!([p, w])).collect();
-    json!({"name": name, "status": status, "xml": xml, "expect": expect})
+    json!({"name": name, "operation": operation, "status": status, "xml": xml, "expect": expect})
 }
 
 fn error_case(name: &str, e: &Ec2Error) -> Value {
-    case(
+    let operation = if e
+        .code
+        .as_str()
+        .starts_with("InvalidInstanceConnectEndpointId")
+    {
+        "DescribeInstanceConnectEndpoints"
+    } else {
+        "DescribeInstances"
+    };
+    operation_case(
+        operation,
         name,
         e.status(),
         e.render(REQUEST_ID),
@@ -296,8 +318,17 @@ fn botocore_parses_answers_and_errors() {
         parse_query(format!("Action=DescribeInstances&Version=2016-11-15{tail}").as_bytes())
             .unwrap_err()
     };
+    let (endpoint_not_found, endpoint_malformed) = endpoint_errors();
     let errors = [
         ("InvalidInstanceID.NotFound", not_found),
+        (
+            "InvalidInstanceConnectEndpointId.NotFound",
+            endpoint_not_found,
+        ),
+        (
+            "InvalidInstanceConnectEndpointId.Malformed",
+            endpoint_malformed,
+        ),
         ("InvalidInstanceID.NotFound (several)", not_found_2),
         (
             "InvalidInstanceID.Malformed",
@@ -379,6 +410,177 @@ fn botocore_parses_answers_and_errors() {
     for (name, e) in &errors {
         cases.push(error_case(name, e));
     }
+    cases.extend(endpoint_cases());
 
     run_botocore(&cases);
+}
+
+const ENDPOINTS: &str = "Action=DescribeInstanceConnectEndpoints&Version=2016-11-15";
+
+fn endpoints() -> Vec<EndpointView> {
+    let endpoint = |n: u64, state| {
+        let id = format!("eice-0123456789abcdef{n}");
+        EndpointView::new(
+            &id,
+            "111122223333",
+            format!("arn:aws:ec2:us-west-2:111122223333:instance-connect-endpoint/{id}"),
+            state,
+            format!("{id}.eic.example"),
+            "vpc-0a1b2c3d4e5f67890",
+            "subnet-0a1b2c3d4e5f67890",
+            "us-west-2a",
+            launch(n),
+        )
+    };
+    let mut a = endpoint(0, EndpointState::CreateComplete);
+    a.state_message = Some("a&b <c> \"d\" 'e' é".into());
+    a.fips_dns_name = Some("fips.eic.example".into());
+    a.preserve_client_ip = true;
+    a.security_group_ids = vec!["sg-0a1b2c3d".into(), "sg-0e0f0a0b".into()];
+    a.network_interface_ids = vec!["eni-0a1b2c3d".into()];
+    a.tags = vec![
+        ("Name".into(), "main".into()),
+        ("empty".into(), String::new()),
+    ];
+    a.ip_address_type = Some("ipv4".into());
+    vec![
+        a,
+        endpoint(1, EndpointState::UpdateInProgress),
+        endpoint(2, EndpointState::DeleteFailed),
+    ]
+}
+
+fn endpoints_request(tail: &str) -> eic_ec2::DescribeInstanceConnectEndpointsRequest {
+    let body = format!("{ENDPOINTS}{tail}");
+    let QueryRequest::DescribeInstanceConnectEndpoints(r) = parse_query(body.as_bytes()).unwrap()
+    else {
+        panic!("not a DescribeInstanceConnectEndpoints request");
+    };
+    r
+}
+
+/// The endpoint id errors, each as the code path that raises it builds it.
+fn endpoint_errors() -> (Ec2Error, Ec2Error) {
+    let not_found = describe_endpoints(
+        &endpoints_request("&InstanceConnectEndpointId.1=eice-0fffffffffffffff0"),
+        &endpoints(),
+    )
+    .unwrap_err();
+    let malformed =
+        parse_query(format!("{ENDPOINTS}&InstanceConnectEndpointId.1=eice-%3Cbad%3E").as_bytes())
+            .unwrap_err();
+    (not_found, malformed)
+}
+
+/// What the CLI's `ssh` and `open-tunnel` read: every field, two pages.
+fn endpoint_cases() -> Vec<Value> {
+    const OP: &str = "DescribeInstanceConnectEndpoints";
+    let all = endpoints();
+    let first = describe_endpoints(&endpoints_request("&MaxResults=2"), &all).unwrap();
+    let token = first.next_token.clone().unwrap();
+    let e0 = |rest: &[&str]| {
+        let mut p = vec![json!("InstanceConnectEndpoints"), json!(0)];
+        p.extend(rest.iter().map(|s| json!(s)));
+        Value::Array(p)
+    };
+    let e1 = |rest: &[&str]| {
+        let mut p = vec![json!("InstanceConnectEndpoints"), json!(1)];
+        p.extend(rest.iter().map(|s| json!(s)));
+        Value::Array(p)
+    };
+    let first_case = operation_case(
+        OP,
+        "endpoints, first page",
+        200,
+        render_describe_instance_connect_endpoints(REQUEST_ID, &first),
+        vec![
+            (json!(["ResponseMetadata", "RequestId"]), json!(REQUEST_ID)),
+            (json!(["InstanceConnectEndpoints"]), json!({"len": 2})),
+            (e0(&["OwnerId"]), json!("111122223333")),
+            (
+                e0(&["InstanceConnectEndpointId"]),
+                json!("eice-0123456789abcdef0"),
+            ),
+            (
+                e0(&["InstanceConnectEndpointArn"]),
+                json!("arn:aws:ec2:us-west-2:111122223333:instance-connect-endpoint/eice-0123456789abcdef0"),
+            ),
+            (e0(&["State"]), json!("create-complete")),
+            (e0(&["StateMessage"]), json!("a&b <c> \"d\" 'e' é")),
+            (
+                e0(&["DnsName"]),
+                json!("eice-0123456789abcdef0.eic.example"),
+            ),
+            (e0(&["FipsDnsName"]), json!("fips.eic.example")),
+            (e0(&["NetworkInterfaceIds"]), json!(["eni-0a1b2c3d"])),
+            (e0(&["VpcId"]), json!("vpc-0a1b2c3d4e5f67890")),
+            (e0(&["AvailabilityZone"]), json!("us-west-2a")),
+            (
+                e0(&["CreatedAt"]),
+                json!({"datetime": "2026-11-28T12:00:00.250000+00:00"}),
+            ),
+            (e0(&["SubnetId"]), json!("subnet-0a1b2c3d4e5f67890")),
+            (e0(&["PreserveClientIp"]), json!(true)),
+            (
+                e0(&["SecurityGroupIds"]),
+                json!(["sg-0a1b2c3d", "sg-0e0f0a0b"]),
+            ),
+            (
+                e0(&["Tags"]),
+                json!([{"Key": "Name", "Value": "main"}, {"Key": "empty", "Value": ""}]),
+            ),
+            (e0(&["IpAddressType"]), json!("ipv4")),
+            // The second lacks what it lacks; its sets are empty.
+            (e1(&["State"]), json!("update-in-progress")),
+            (e1(&["StateMessage"]), absent()),
+            (e1(&["FipsDnsName"]), absent()),
+            (e1(&["IpAddressType"]), absent()),
+            (e1(&["PreserveClientIp"]), json!(false)),
+            (e1(&["NetworkInterfaceIds"]), json!([])),
+            (e1(&["SecurityGroupIds"]), json!([])),
+            (e1(&["Tags"]), json!([])),
+            (
+                e1(&["CreatedAt"]),
+                json!({"datetime": "2026-11-28T12:00:01.250000+00:00"}),
+            ),
+            (json!(["NextToken"]), json!(token)),
+        ],
+    );
+    // The token botocore read, sent back.
+    let last = describe_endpoints(
+        &endpoints_request(&format!("&MaxResults=2&NextToken={token}")),
+        &all,
+    )
+    .unwrap();
+    let last_case = operation_case(
+        OP,
+        "endpoints, last page",
+        200,
+        render_describe_instance_connect_endpoints(REQUEST_ID, &last),
+        vec![
+            (json!(["InstanceConnectEndpoints"]), json!({"len": 1})),
+            (
+                e0(&["InstanceConnectEndpointId"]),
+                json!("eice-0123456789abcdef2"),
+            ),
+            (e0(&["State"]), json!("delete-failed")),
+            (json!(["NextToken"]), absent()),
+        ],
+    );
+    let none = describe_endpoints(
+        &endpoints_request("&Filter.1.Name=state&Filter.1.Value.1=create-failed"),
+        &all,
+    )
+    .unwrap();
+    let none_case = operation_case(
+        OP,
+        "endpoints, nothing matches",
+        200,
+        render_describe_instance_connect_endpoints(REQUEST_ID, &none),
+        vec![
+            (json!(["InstanceConnectEndpoints"]), json!([])),
+            (json!(["NextToken"]), absent()),
+        ],
+    );
+    vec![first_case, last_case, none_case]
 }

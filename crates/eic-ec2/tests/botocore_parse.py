@@ -1,8 +1,10 @@
 """Feeds eic-ec2's XML to botocore's own EC2 parser and checks what it reads.
 
 Reads JSON on stdin: a list of cases, each
-  {"name": str, "status": int, "xml": str, "expect": [[path, want], ...]}
-where `path` is a list of keys and list indexes into the dict botocore
+  {"name": str, "operation": str, "status": int, "xml": str,
+   "expect": [[path, want], ...]}
+where `operation` names the EC2 operation whose output shape botocore
+parses by (DescribeInstances, DescribeInstanceConnectEndpoints), `path` is a list of keys and list indexes into the dict botocore
 returns, and `want` is the value expected there, or {"absent": true} (the
 key is missing), or {"datetime": "<isoformat>"} (a timezone-aware datetime
 equal to that), or {"len": n} (a list of n items).
@@ -53,11 +55,7 @@ def check(parsed, path, want):
 
 def main():
     cases = json.load(sys.stdin)
-    model = (
-        botocore.session.get_session()
-        .get_service_model("ec2")
-        .operation_model("DescribeInstances")
-    )
+    service = botocore.session.get_session().get_service_model("ec2")
     failures = []
     for case in cases:
         parser = botocore.parsers.create_parser("ec2")
@@ -67,7 +65,8 @@ def main():
             "status_code": case["status"],
         }
         try:
-            parsed = parser.parse(response, model.output_shape)
+            output = service.operation_model(case["operation"]).output_shape
+            parsed = parser.parse(response, output)
         except Exception as e:  # a parse failure is a finding, not a crash
             failures.append(f"{case['name']}: botocore could not parse: {e!r}")
             continue

@@ -1,15 +1,19 @@
 //! Property tests: the form parser never panics and stays within its
-//! bounds (for both actions), parsed requests round-trip, wildcards agree
-//! with a reference matcher, and paging yields every match exactly once.
+//! bounds (for every action), parsed requests round-trip, wildcards agree
+//! with a reference matcher, and paging yields every match exactly once
+//! (instances and endpoints).
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use eic_ec2::{
-    describe_map, parse_query, requested_action, DescribeInstanceHostKeysRequest,
-    DescribeInstancesRequest, Filter, FilterName, InstanceState, InstanceView, Pattern,
-    QueryRequest, MAX_FILTER_VALUES, MAX_INSTANCE_IDS, MAX_MAX_RESULTS, MIN_MAX_RESULTS,
+    describe_endpoints, describe_map, parse_query, requested_action,
+    DescribeInstanceConnectEndpointsRequest, DescribeInstanceHostKeysRequest,
+    DescribeInstancesRequest, EndpointState, EndpointView, Filter, FilterName, InstanceState,
+    InstanceView, Pattern, QueryRequest, MAX_ENDPOINT_IDS, MAX_ENDPOINT_MAX_RESULTS,
+    MAX_FILTER_VALUES, MAX_INSTANCE_IDS, MAX_MAX_RESULTS, MIN_ENDPOINT_MAX_RESULTS,
+    MIN_MAX_RESULTS,
 };
 use proptest::prelude::*;
 
@@ -33,9 +37,22 @@ fn check_host_keys_bounds(r: &DescribeInstanceHostKeysRequest) {
     }
 }
 
+fn check_endpoint_bounds(r: &DescribeInstanceConnectEndpointsRequest) {
+    assert!(r.endpoint_ids.len() <= MAX_ENDPOINT_IDS);
+    assert!(r.filters.iter().map(|f| f.values.len()).sum::<usize>() <= MAX_FILTER_VALUES);
+    if let Some(k) = r.max_results {
+        assert!((MIN_ENDPOINT_MAX_RESULTS..=MAX_ENDPOINT_MAX_RESULTS).contains(&k));
+    }
+    for (n, id) in r.endpoint_ids.iter().enumerate() {
+        assert!(eic_ec2::is_well_formed_endpoint_id(id));
+        assert!(!r.endpoint_ids[..n].contains(id), "{id} twice");
+    }
+}
+
 fn check_parsed(q: &QueryRequest) {
     match q {
         QueryRequest::DescribeInstances(r) => check_bounds(r),
+        QueryRequest::DescribeInstanceConnectEndpoints(r) => check_endpoint_bounds(r),
         QueryRequest::DescribeInstanceHostKeys(r) => check_host_keys_bounds(r),
     }
 }
@@ -49,6 +66,7 @@ fn key() -> impl Strategy<Value = String> {
         Just("MaxResults".to_owned()),
         Just("NextToken".to_owned()),
         (0u32..1200).prop_map(|n| format!("InstanceId.{n}")),
+        (0u32..1200).prop_map(|n| format!("InstanceConnectEndpointId.{n}")),
         (0u32..210).prop_map(|n| format!("Filter.{n}.Name")),
         (0u32..210, 0u32..210).prop_map(|(n, m)| format!("Filter.{n}.Value.{m}")),
         "[A-Za-z.0-9%+=&]{0,12}",
@@ -59,12 +77,15 @@ fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("DescribeInstances".to_owned()),
         Just("DescribeInstanceHostKeys".to_owned()),
+        Just("DescribeInstanceConnectEndpoints".to_owned()),
         Just("2016-11-15".to_owned()),
         Just("true".to_owned()),
         "i-[0-9a-f]{8,17}",
+        "eice-[0-9a-f]{8,17}",
         "[0-9]{1,5}",
         Just("tag:Name".to_owned()),
         Just("instance-state-name".to_owned()),
+        Just("state".to_owned()),
         "[ -~é✓]{0,20}",
         "%[0-9A-Fa-f]{2}",
     ]
@@ -93,6 +114,35 @@ fn fleet() -> impl Strategy<Value = BTreeMap<String, InstanceView>> {
                 );
                 v.tags.insert("zone".into(), zone.into());
                 (id, v)
+            })
+            .collect()
+    })
+}
+
+fn endpoint_state() -> impl Strategy<Value = EndpointState> {
+    prop::sample::select(EndpointState::ALL.to_vec())
+}
+
+fn endpoints() -> impl Strategy<Value = Vec<EndpointView>> {
+    prop::collection::btree_map(
+        "eice-[0-9a-f]{17}",
+        (endpoint_state(), prop::sample::select(vec!["a", "b"])),
+        0..30,
+    )
+    .prop_map(|m| {
+        m.into_iter()
+            .map(|(id, (state, vpc))| {
+                EndpointView::new(
+                    &id,
+                    "111122223333",
+                    format!("arn:aws:ec2:us-west-2:111122223333:instance-connect-endpoint/{id}"),
+                    state,
+                    "eic.example",
+                    format!("vpc-{vpc}"),
+                    "subnet-0a",
+                    "us-west-2a",
+                    SystemTime::UNIX_EPOCH,
+                )
             })
             .collect()
     })
@@ -381,6 +431,68 @@ proptest! {
             .filter(|id| values.is_empty() || values.contains(id))
             .map(String::as_str)
             .collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn endpoint_paging_yields_every_match_once(
+        mut all in endpoints(),
+        k in MIN_ENDPOINT_MAX_RESULTS..=8,
+        states in prop::collection::vec(endpoint_state(), 0..3),
+        vpc in prop::option::of(prop::sample::select(vec!["a", "b", "*"])),
+        seed in any::<u64>(),
+    ) {
+        let mut tail = String::new();
+        let mut n = 0;
+        if !states.is_empty() {
+            n += 1;
+            tail.push_str(&format!("&Filter.{n}.Name=state"));
+            for (m, s) in states.iter().enumerate() {
+                tail.push_str(&format!("&Filter.{n}.Value.{}={}", m + 1, s.as_str()));
+            }
+        }
+        if let Some(v) = vpc {
+            n += 1;
+            tail.push_str(&format!("&Filter.{n}.Name=vpc-id&Filter.{n}.Value.1=vpc-{v}"));
+        }
+        // `all` is in id order; the wanted ids are computed before it is
+        // shuffled, which must not matter.
+        let want: Vec<String> = all
+            .iter()
+            .filter(|e| states.is_empty() || states.contains(&e.state))
+            .filter(|e| vpc.is_none_or(|v| v == "*" || e.vpc_id == format!("vpc-{v}")))
+            .map(|e| e.endpoint_id.clone())
+            .collect();
+        let mut x = seed;
+        for i in (1..all.len()).rev() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            all.swap(i, (x >> 33) as usize % (i + 1));
+        }
+
+        let mut got = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..=all.len() / k + 1 {
+            let mut body = format!(
+                "Action=DescribeInstanceConnectEndpoints&Version=2016-11-15&MaxResults={k}{tail}"
+            );
+            if let Some(t) = &token {
+                body.push_str(&format!("&NextToken={t}"));
+            }
+            let QueryRequest::DescribeInstanceConnectEndpoints(r) =
+                parse_query(body.as_bytes()).unwrap()
+            else {
+                panic!("not a DescribeInstanceConnectEndpoints request");
+            };
+            let page = describe_endpoints(&r, &all).unwrap();
+            prop_assert!(page.endpoints.len() <= k);
+            got.extend(page.endpoints.iter().map(|e| e.endpoint_id.clone()));
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+            prop_assert_eq!(page.endpoints.len(), k, "only the last page is short");
+        }
+        prop_assert!(token.is_none(), "paging ended");
         prop_assert_eq!(got, want);
     }
 }
