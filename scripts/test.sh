@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests drive and a fresh machine lacks
 # (OpenSSH client and server, socat, rsync, redis-server, openssl; boto3, the AWS
-# CLI, and mssh/msftp from ec2instanceconnectcli), then runs every test.
+# CLI, mssh/msftp from ec2instanceconnectcli, awscrt), then runs every test.
 # Some tests run sshd and mount a tmpfs, so run it as root (or in a
 # throwaway VM or container).
 set -euo pipefail
@@ -34,6 +34,14 @@ if ! python3 -c 'import ec2instanceconnectcli as c; assert c.__version__ == "1.0
   || ! command -v mssh >/dev/null || ! command -v msftp >/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'ec2instanceconnectcli==1.0.3' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'ec2instanceconnectcli==1.0.3'
+fi
+
+# awscrt, at the version the AWS CLI v2 2.36.x pins: its WebSocket client
+# is what `aws ec2-instance-connect open-tunnel` uses, and what
+# tests/clients/eice_open_tunnel.py drives against the tunnel listener.
+if ! python3 -c 'import awscrt, importlib.metadata as m; assert m.version("awscrt") == "0.36.0"' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'awscrt==0.36.0' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'awscrt==0.36.0'
 fi
 
 cargo test --workspace --locked "$@"

@@ -23,7 +23,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eic_store::{unix_millis, BucketRate, TokenBuckets};
@@ -422,8 +422,34 @@ pub struct Admitted<'a> {
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
+        self.log.release_room();
+    }
+}
+
+impl Admitted<'_> {
+    /// The same room, held by a value that may outlive this borrow: work
+    /// that goes on after its call returned (a tunnel).
+    pub fn lasting(self, log: &Arc<AuditLog>) -> LastingAdmission {
+        debug_assert!(std::ptr::eq(self.log, Arc::as_ptr(log)));
+        std::mem::forget(self);
+        LastingAdmission { log: log.clone() }
+    }
+}
+
+/// [`Admitted`] with a handle on the log of its own.
+pub struct LastingAdmission {
+    log: Arc<AuditLog>,
+}
+
+impl Drop for LastingAdmission {
+    fn drop(&mut self) {
+        self.log.release_room();
+    }
+}
+
+impl AuditLog {
+    fn release_room(&self) {
         let _ = self
-            .log
             .owed
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |owed| {
                 Some(owed.saturating_sub(MAX_LINE_BYTES))
@@ -513,6 +539,9 @@ pub enum CallParameters<'a> {
     /// DescribeInstances' in CloudTrail's shape (`instancesSet`,
     /// `filterSet`, `maxResults`), built and bounded by its caller.
     Describe(Value),
+    /// OpenTunnel's (endpoint, port, address, duration), validated before
+    /// they are recorded.
+    Tunnel(Value),
 }
 
 /// What the call asked for; the key itself is never logged, only its
@@ -612,14 +641,28 @@ impl AuditLog {
         call: &ApiCall<'_>,
         kind: ApiCallKind<'_>,
     ) -> Result<Recorded<'_>, AuditError> {
-        let identity = &call.identity;
-        let access_key_id = identity.access_key_id.map(|id| bounded(id, 128));
-        let user_agent = call.user_agent.map(|ua| bounded(ua, MAX_FIELD_BYTES));
-        let error_message = call
-            .error
-            .map(|(_, message)| bounded(message, MAX_FIELD_BYTES));
-        let mut event_id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let event = ApiCallEvent {
+        with_api_call_event(call, |event| match kind {
+            ApiCallKind::Work => self.record_work(event).map(Recorded::Admitted),
+            ApiCallKind::Other(admission) => self.record(event, admission).map(|_| Recorded::Other),
+        })
+    }
+
+    /// [`AuditLog::record_api_call`] for admitted work.
+    pub fn record_api_work(&self, call: &ApiCall<'_>) -> Result<Admitted<'_>, AuditError> {
+        with_api_call_event(call, |event| self.record_work(event))
+    }
+}
+
+/// Builds the event of `call` and hands it to `write`.
+fn with_api_call_event<R>(call: &ApiCall<'_>, write: impl FnOnce(&ApiCallEvent<'_>) -> R) -> R {
+    let identity = &call.identity;
+    let access_key_id = identity.access_key_id.map(|id| bounded(id, 128));
+    let user_agent = call.user_agent.map(|ua| bounded(ua, MAX_FIELD_BYTES));
+    let error_message = call
+        .error
+        .map(|(_, message)| bounded(message, MAX_FIELD_BYTES));
+    let mut event_id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let event = ApiCallEvent {
             event_version: "1.08",
             user_identity: UserIdentity {
                 kind: match identity.arn {
@@ -658,13 +701,7 @@ impl AuditLog {
             error_code: call.error.map(|(code, _)| code),
             error_message: error_message.as_deref(),
         };
-        match kind {
-            ApiCallKind::Work => self.record_work(&event).map(Recorded::Admitted),
-            ApiCallKind::Other(admission) => {
-                self.record(&event, admission).map(|_| Recorded::Other)
-            }
-        }
-    }
+    write(&event)
 }
 
 /// CloudTrail's `eventTime` and `aws:CurrentTime`: ISO 8601 in UTC to the

@@ -32,6 +32,9 @@ pub struct Config {
     pub instance_api: Option<InstanceApiConfig>,
     /// The serial console SSH gateway; absent, no serial sessions.
     pub serial_console: Option<SerialConsoleConfig>,
+    /// The Instance Connect Endpoint's listener (`/openTunnel`); absent,
+    /// endpoints are listed but no tunnel opens.
+    pub tunnel: Option<TunnelConfig>,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -46,6 +49,83 @@ pub struct Config {
     pub principals: Vec<PrincipalConfig>,
     #[serde(default)]
     pub instances: Vec<InstanceConfig>,
+    #[serde(default)]
+    pub instance_connect_endpoints: Vec<EndpointConfig>,
+}
+
+/// `[tunnel]`: the listener every endpoint's `dns_name` resolves to. HTTPS
+/// only: the CLI v2 dials port 443 with TLS and trusts the system store or
+/// `SSL_CERT_FILE`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConfig {
+    pub listen: SocketAddr,
+    /// `"auto"` (a certificate for every endpoint's DNS name from eic's TLS
+    /// CA, `pki/tls-ca.pem`) or the operator's `{ certificate, private_key }`.
+    pub tls: InstanceApiTls,
+    /// Tunnels open at once on this node (each holds two descriptors).
+    /// Default 10,000, lowered at start to fit RLIMIT_NOFILE; a value set
+    /// here must fit.
+    pub max_connections: Option<usize>,
+    /// Open tunnels per principal, on this node.
+    #[serde(default = "TunnelConfig::default_per_principal")]
+    pub max_tunnels_per_principal: usize,
+    /// Open tunnels per endpoint, on this node.
+    #[serde(default = "TunnelConfig::default_per_endpoint")]
+    pub max_tunnels_per_endpoint: usize,
+    /// A tunnel silent both ways this long is closed (AWS: 1 hour).
+    #[serde(default = "TunnelConfig::default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// How long the connection to the instance may take.
+    #[serde(default = "TunnelConfig::default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+impl TunnelConfig {
+    fn default_per_principal() -> usize {
+        64
+    }
+
+    fn default_per_endpoint() -> usize {
+        1_000
+    }
+
+    fn default_idle_timeout() -> u64 {
+        3600
+    }
+
+    fn default_connect_timeout() -> u64 {
+        10
+    }
+}
+
+/// `[[instance_connect_endpoints]]`: an EC2 Instance Connect Endpoint. It
+/// reaches the running instances of its VPC in its account, at their
+/// private addresses, on `allowed_ports`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// `eice-` and 17 hex digits.
+    pub id: String,
+    pub account: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub availability_zone: String,
+    /// The name clients dial (port 443) and sign for; it must resolve to
+    /// the `[tunnel]` listener.
+    pub dns_name: String,
+    /// What DescribeInstanceConnectEndpoints reports as `fipsDnsName`.
+    pub fips_dns_name: Option<String>,
+    #[serde(default = "EndpointConfig::default_ports")]
+    pub allowed_ports: Vec<u16>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl EndpointConfig {
+    fn default_ports() -> Vec<u16> {
+        vec![22]
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -597,6 +677,17 @@ impl Config {
         for instance in &mut config.instances {
             check_ssh(instance)?;
         }
+        if let Some(tunnel) = &config.tunnel {
+            if tunnel.max_tunnels_per_principal == 0
+                || tunnel.max_tunnels_per_endpoint == 0
+                || tunnel.idle_timeout_secs == 0
+                || tunnel.connect_timeout_secs == 0
+            {
+                return Err(ConfigError::Invalid(
+                    "[tunnel] caps and timeouts must be at least 1".into(),
+                ));
+            }
+        }
         let caps = [
             ("[api]", config.api.max_connections),
             (
@@ -609,6 +700,10 @@ impl Config {
                     .serial_console
                     .as_ref()
                     .and_then(|c| c.max_connections),
+            ),
+            (
+                "[tunnel]",
+                config.tunnel.as_ref().and_then(|c| c.max_connections),
             ),
         ];
         if let Some((section, _)) = caps.iter().find(|(_, cap)| *cap == Some(0)) {

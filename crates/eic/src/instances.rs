@@ -128,6 +128,39 @@ impl Instances {
         Ok(self.get(id, now)?.filter(|i| i.account == account))
     }
 
+    /// The instance of `vpc_id` in `account` whose private address (or
+    /// IPv6 address) is `address`, preferring a running one, then the
+    /// smallest id (a configuration may give two instances one address;
+    /// EC2 cannot): what an endpoint's tunnel may reach. One pass over the
+    /// account's instances.
+    pub fn by_address(
+        &self,
+        account: &str,
+        vpc_id: &str,
+        address: std::net::IpAddr,
+    ) -> Option<Arc<Instance>> {
+        let has_address = |i: &Instance| match address {
+            std::net::IpAddr::V4(v4) => i.private_ip_address == Some(v4),
+            std::net::IpAddr::V6(v6) => i.ipv6_address == Some(v6),
+        };
+        let mut found: Option<Arc<Instance>> = None;
+        let mut offer = |instance: Arc<Instance>| {
+            let running = |i: &Instance| i.state == InstanceState::Running;
+            let better = |f: &Instance| (!running(&instance), &instance.id) < (!running(f), &f.id);
+            if found.as_deref().is_none_or(better) {
+                found = Some(instance);
+            }
+        };
+        for instance in self.registry.instances_in_account(account) {
+            if instance.vpc_id.as_deref() == Some(vpc_id) && has_address(instance) {
+                offer(instance.clone());
+            }
+        }
+        // Enrolled instances report no VPC (yet), so no endpoint reaches
+        // them; only configured instances are looked at.
+        found
+    }
+
     /// An enrolled instance in the shape every role reads.
     fn instance_of(&self, enrolled: &Enrolled, now: SystemTime) -> Instance {
         let e = &enrolled.enrollment;

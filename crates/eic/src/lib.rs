@@ -11,7 +11,9 @@
 //!   and `eic agent install|uninstall`;
 //! - [`cli`]: the admin commands;
 //! - [`client`]: the user side, `eic ssh`, `eic proxy`, `eic known-hosts`
-//!   and `eic ssh-config`.
+//!   and `eic ssh-config`;
+//! - [`tunnel`]: the Instance Connect Endpoint's `/openTunnel` request and
+//!   relay (its listener is `server::tunnel`).
 //!
 //! The shared core, used by several roles: [`config`] (the TOML schema),
 //! [`registry`] (accounts, principals, instances), [`audit`] (the audit
@@ -39,6 +41,7 @@ pub mod server;
 pub mod settings;
 pub mod signing;
 pub mod tls_ca;
+pub mod tunnel;
 
 /// Logs to stderr at `RUST_LOG` (default `info`), coloured only for a
 /// person at a terminal, not for journald or a file.

@@ -36,6 +36,9 @@ enum Command {
         /// Listen address for the serial console gateway (overrides [serial_console] listen).
         #[arg(long, value_name = "ADDR")]
         serial_listen: Option<SocketAddr>,
+        /// Listen address for the Instance Connect Endpoint's tunnels (overrides [tunnel] listen).
+        #[arg(long, value_name = "ADDR")]
+        tunnel_listen: Option<SocketAddr>,
         /// The store all nodes share: redis://HOST:PORT, redis-cluster://HOST:PORT[,HOST:PORT…] or redis-sentinel://HOST:PORT[,HOST:PORT…]/MASTER (overrides [store]).
         #[arg(long, value_name = "URL")]
         store_url: Option<String>,
@@ -70,7 +73,9 @@ enum Command {
         command: cli::serial::AccessCommand,
     },
     /// Print the serial console gateway's host key fingerprint, to pin it in known_hosts.
-    SerialHostKey(cli::serial::HostKeyArgs),
+    SerialHostKey(cli::ServerFiles),
+    /// Print eic's TLS CA (PEM), which issues the certificates of listeners with tls = "auto": trust it through SSL_CERT_FILE or the system store.
+    CaCertificate(cli::ServerFiles),
     /// Create, list and revoke the tokens machines join the fleet with.
     JoinToken {
         #[command(subcommand)]
@@ -85,6 +90,8 @@ enum Command {
     Ssh(client::ssh::SshArgs),
     /// ssh's ProxyCommand (see ssh-config): push the key ssh offers, and connect to the instance.
     Proxy(client::proxy::ProxyArgs),
+    /// Open a tunnel through an Instance Connect Endpoint on stdin and stdout, as `aws ec2-instance-connect open-tunnel` does.
+    OpenTunnel(client::tunnel::OpenTunnelArgs),
     /// Print known_hosts lines from the host keys instances registered (ssh's KnownHostsCommand).
     KnownHosts(client::proxy::KnownHostsArgs),
     /// Print (or --install) the ssh_config block that lets plain ssh, scp, sftp and rsync reach instances by id.
@@ -121,6 +128,7 @@ fn main() -> ExitCode {
         Command::Ssh(args) => return user_side(|| client::ssh::run(args)),
         Command::Proxy(args) => return user_side(|| client::proxy::proxy(args)),
         Command::KnownHosts(args) => return user_side(|| client::proxy::known_hosts(args)),
+        Command::OpenTunnel(args) => return user_side(|| client::tunnel::open_tunnel(args)),
         Command::SshConfig(args) => return user_side(|| client::ssh_config::run(args)),
         command => command,
     };
@@ -131,6 +139,7 @@ fn main() -> ExitCode {
             api_listen,
             instance_api_listen,
             serial_listen,
+            tunnel_listen,
             store_url,
             data_dir,
         } => server::main(
@@ -140,6 +149,7 @@ fn main() -> ExitCode {
                 api_listen,
                 instance_api_listen,
                 serial_listen,
+                tunnel_listen,
                 data_dir,
             },
         ),
@@ -150,11 +160,13 @@ fn main() -> ExitCode {
         | Command::Ssh(_)
         | Command::Proxy(_)
         | Command::KnownHosts(_)
+        | Command::OpenTunnel(_)
         | Command::SshConfig(_) => unreachable!("handled before logging is set up"),
         Command::AgentConfig(args) => cli::agent::agent_config(args),
         Command::Agent { command } => agent::install::run(command),
         Command::SerialConsoleAccess { command } => cli::serial::access(command),
         Command::SerialHostKey(args) => cli::serial::host_key(args),
+        Command::CaCertificate(args) => cli::tls::ca_certificate(args),
         Command::InstanceCredential { command } => cli::agent::instance_credential(command),
         Command::Audit(args) => cli::audit::run(args),
         Command::Credentials { command } => cli::credentials::run(command),

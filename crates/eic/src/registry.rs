@@ -59,6 +59,25 @@ pub struct Registry {
     access_keys: HashMap<String, AccessKey>,
     principals: HashMap<String, Arc<Principal>>,
     instances: HashMap<String, Arc<Instance>>,
+    endpoints: BTreeMap<String, Arc<Endpoint>>,
+}
+
+/// An EC2 Instance Connect Endpoint: it reaches the running instances of
+/// its VPC in its account, on its allowed ports.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub id: String,
+    pub account: String,
+    /// `arn:aws:ec2:<region>:<account>:instance-connect-endpoint/<id>`,
+    /// what OpenTunnel is authorized on.
+    pub arn: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub availability_zone: String,
+    pub dns_name: String,
+    pub fips_dns_name: Option<String>,
+    pub allowed_ports: Vec<u16>,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The gateway finds each instance's console here.
@@ -203,6 +222,17 @@ impl Registry {
             }
         }
 
+        let mut endpoints = BTreeMap::new();
+        for e in &config.instance_connect_endpoints {
+            let endpoint = endpoint_from_config(e, &config.region, &accounts)?;
+            if endpoints.insert(e.id.clone(), Arc::new(endpoint)).is_some() {
+                return invalid(format!(
+                    "instance connect endpoint {} is defined twice",
+                    e.id
+                ));
+            }
+        }
+
         Ok(Registry {
             region: config.region.clone(),
             regions,
@@ -210,6 +240,7 @@ impl Registry {
             access_keys,
             principals,
             instances,
+            endpoints,
         })
     }
 
@@ -227,6 +258,34 @@ impl Registry {
 
     pub fn instance(&self, id: &str) -> Option<&Arc<Instance>> {
         self.instances.get(id)
+    }
+
+    /// The endpoint `id`, of whichever account.
+    pub fn endpoint(&self, id: &str) -> Option<&Arc<Endpoint>> {
+        self.endpoints.get(id)
+    }
+
+    /// The account's endpoints in id order, for
+    /// DescribeInstanceConnectEndpoints.
+    pub fn endpoints_in_account<'a>(
+        &'a self,
+        account: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Endpoint>> + 'a {
+        self.endpoints
+            .values()
+            .filter(move |e| e.account == account)
+    }
+
+    /// Every endpoint's DNS names, for the tunnel listener's certificate.
+    pub fn endpoint_dns_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .endpoints
+            .values()
+            .flat_map(|e| std::iter::once(e.dns_name.clone()).chain(e.fips_dns_name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// The instance, if it exists in `account`. An instance of another
@@ -311,6 +370,71 @@ pub fn supports_serial_console(instance_type: &str) -> bool {
     !NON_NITRO_FAMILIES
         .iter()
         .any(|f| *f == family || *f == instance_type)
+}
+
+/// An endpoint's settings checked: its id, account, VPC, subnet, zone,
+/// DNS names (what the CLI accepts: `^[0-9a-zA-Z.-]+$`) and ports.
+fn endpoint_from_config(
+    e: &crate::config::EndpointConfig,
+    region: &str,
+    accounts: &HashMap<String, Account>,
+) -> Result<Endpoint, ConfigError> {
+    let invalid = |m: String| {
+        Err(ConfigError::Invalid(format!(
+            "instance connect endpoint {}: {m}",
+            e.id
+        )))
+    };
+    if !eic_ec2::is_well_formed_endpoint_id(&e.id) {
+        return invalid("the id is not eice- and 17 (or 8) lowercase hex digits".into());
+    }
+    if !accounts.contains_key(&e.account) {
+        return invalid(format!("account {} is not defined", e.account));
+    }
+    for (field, value, prefix) in [
+        ("vpc_id", &e.vpc_id, "vpc-"),
+        ("subnet_id", &e.subnet_id, "subnet-"),
+    ] {
+        if !is_resource_id(value, prefix) {
+            return invalid(format!(
+                "{field} '{value}' does not match ^{prefix}[a-f0-9]+$ (8 to 17 hex digits)"
+            ));
+        }
+    }
+    if !eic_wire::is_valid_availability_zone(&e.availability_zone) {
+        return invalid(format!(
+            "'{}' is not an availability zone name",
+            e.availability_zone
+        ));
+    }
+    for name in std::iter::once(&e.dns_name).chain(&e.fips_dns_name) {
+        let plain = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !plain || rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return invalid(format!("{name:?} is not a DNS name"));
+        }
+    }
+    if e.allowed_ports.is_empty() || e.allowed_ports.contains(&0) {
+        return invalid("allowed_ports must list ports from 1 to 65535".into());
+    }
+    Ok(Endpoint {
+        id: e.id.clone(),
+        account: e.account.clone(),
+        arn: format!(
+            "arn:aws:ec2:{region}:{}:instance-connect-endpoint/{}",
+            e.account, e.id
+        ),
+        vpc_id: e.vpc_id.clone(),
+        subnet_id: e.subnet_id.clone(),
+        availability_zone: e.availability_zone.clone(),
+        dns_name: e.dns_name.clone(),
+        fips_dns_name: e.fips_dns_name.clone(),
+        allowed_ports: e.allowed_ports.clone(),
+        tags: e.tags.clone(),
+    })
 }
 
 /// An EC2 resource id such as `vpc-0de00000000000001`: the prefix, then 8

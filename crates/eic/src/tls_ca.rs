@@ -62,24 +62,33 @@ pub fn instance_api_trust(
     let Some(tls) = config.instance_api.as_ref().and_then(|i| i.tls.as_ref()) else {
         return Ok(None);
     };
-    let (path, hint) = match tls {
-        InstanceApiTls::Auto => (
-            data_dir.path().join("pki").join(CERT_FILE),
-            " (the server creates it on its first start with [instance_api] tls = \"auto\")",
-        ),
-        InstanceApiTls::Files(files) => (files.certificate.clone(), ""),
-    };
-    let text = std::fs::read_to_string(&path)
+    match tls {
+        InstanceApiTls::Auto => auto_trust(data_dir).map(Some),
+        InstanceApiTls::Files(files) => last_certificate(&files.certificate, "").map(Some),
+    }
+}
+
+/// The TLS CA itself, as a command sees it (nothing is created).
+pub fn auto_trust(data_dir: &DataDir) -> anyhow::Result<TrustAnchor> {
+    last_certificate(
+        &data_dir.path().join("pki").join(CERT_FILE),
+        " (the server creates it on its first start with tls = \"auto\")",
+    )
+}
+
+/// The last certificate of a PEM file: a chain's CA.
+fn last_certificate(path: &Path, hint: &str) -> anyhow::Result<TrustAnchor> {
+    let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read {}{hint}", path.display()))?;
     let last = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{} is not PEM", path.display()))?
         .pop()
         .with_context(|| format!("{} holds no certificate", path.display()))?;
-    Ok(Some(TrustAnchor {
+    Ok(TrustAnchor {
         pem: pem_certificate(&last),
         fingerprint: fingerprint(&last),
-    }))
+    })
 }
 
 /// One PEM `CERTIFICATE` block.

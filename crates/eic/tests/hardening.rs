@@ -330,6 +330,8 @@ fn a_server_that_cannot_bind_leaves_no_state() {
         "127.0.0.1:0",
         "--serial-listen",
         "127.0.0.1:0",
+        "--tunnel-listen",
+        "127.0.0.1:0",
         "--data-dir",
         data.to_str().unwrap(),
     ]);
@@ -421,7 +423,13 @@ fn caps_that_cannot_fit_the_descriptor_limit_refuse_the_start() {
             "--instance-api-listen",
             "127.0.0.1:0",
         ])
-        .args(["--serial-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--serial-listen",
+            "127.0.0.1:0",
+            "--tunnel-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
         .arg(root.path().join("data"))
         .output()
         .unwrap();

@@ -6,7 +6,8 @@
 //! - [`credentials`]: `eic credentials issue`, temporary credentials;
 //! - [`agent`]: `eic agent-config` and `eic instance-credential`;
 //! - [`serial`]: `eic serial-console-access` and `eic serial-host-key`;
-//! - [`fleet`]: `eic join-token` and `eic instances`, the enrolled fleet.
+//! - [`fleet`]: `eic join-token` and `eic instances`, the enrolled fleet;
+//! - [`tls`]: `eic ca-certificate`, the TLS CA clients trust.
 //!
 //! The server (`eic server`) is [`crate::server`]; the instance side (`eic
 //! authorized-keys`, `eic agent install`) is [`crate::agent`].
@@ -17,6 +18,28 @@ pub mod credentials;
 pub mod fleet;
 pub mod keys;
 pub mod serial;
+pub mod tls;
+
+/// The server's configuration and data dir, for a command that only reads
+/// them.
+#[derive(clap::Args)]
+pub struct ServerFiles {
+    /// The server's TOML configuration.
+    #[arg(long)]
+    config: std::path::PathBuf,
+    /// The server's data directory, if overridden at its start.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+}
+
+impl ServerFiles {
+    fn open(&self) -> anyhow::Result<(crate::config::Config, crate::data_dir::DataDir)> {
+        let config =
+            crate::config::Config::load_with_data_dir(&self.config, self.data_dir.as_deref())?;
+        let data_dir = crate::data_dir::DataDir::for_command(&config.data_dir)?;
+        Ok((config, data_dir))
+    }
+}
 
 /// A positive duration as `90`, `90s`, `30m`, `12h` or `7d`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

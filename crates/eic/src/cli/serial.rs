@@ -1,12 +1,9 @@
 //! `eic serial-console-access` (EC2's Enable/Disable/GetSerialConsoleAccess
 //! in eic's own admin surface) and `eic serial-host-key`.
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
-use crate::config::{Config, ServerConfigArgs};
-use crate::data_dir::DataDir;
+use crate::config::ServerConfigArgs;
 use crate::settings::{self, SerialConsoleAccess, SERIAL_CONSOLE_ACCESS};
 
 #[derive(Args)]
@@ -26,16 +23,6 @@ pub enum AccessCommand {
     Disable(AccountArgs),
     /// Print whether the account has serial console access (EC2's GetSerialConsoleAccessStatus).
     Status(AccountArgs),
-}
-
-#[derive(Args)]
-pub struct HostKeyArgs {
-    /// The server's TOML configuration.
-    #[arg(long)]
-    config: PathBuf,
-    /// The server's data directory, if overridden at its start.
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
 }
 
 pub fn access(command: AccessCommand) -> anyhow::Result<()> {
@@ -68,9 +55,8 @@ pub fn access(command: AccessCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn host_key(args: HostKeyArgs) -> anyhow::Result<()> {
-    let config = Config::load_with_data_dir(&args.config, args.data_dir.as_deref())?;
-    let data_dir = DataDir::for_command(&config.data_dir)?;
+pub fn host_key(args: super::ServerFiles) -> anyhow::Result<()> {
+    let (_, data_dir) = args.open()?;
     let path = data_dir.path().join("serial-host-key");
     if !path.exists() {
         anyhow::bail!(

@@ -70,6 +70,9 @@ pub struct Target {
     pub public_ip: Option<Ipv4Addr>,
     pub private_ip: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
+    /// Where an Instance Connect Endpoint would reach it.
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
 }
 
 impl Target {
@@ -87,6 +90,8 @@ impl Target {
             public_ip: instance.public_ip_address().and_then(|a| a.parse().ok()),
             private_ip: instance.private_ip_address().and_then(|a| a.parse().ok()),
             ipv6: instance.ipv6_address().and_then(|a| a.parse().ok()),
+            vpc_id: instance.vpc_id().map(str::to_owned),
+            subnet_id: instance.subnet_id().map(str::to_owned),
         })
     }
 
@@ -254,6 +259,8 @@ mod tests {
             public_ip: None,
             private_ip: Some(Ipv4Addr::new(127, 0, 0, 2)),
             ipv6: Some(Ipv6Addr::LOCALHOST),
+            vpc_id: None,
+            subnet_id: None,
         };
         assert_eq!(
             t.address(AddressChoice::Auto).unwrap(),

@@ -14,6 +14,8 @@
 //! - [`proxy`]: `eic proxy` (ssh's ProxyCommand) and `eic known-hosts`
 //!   (its KnownHostsCommand), for plain ssh, scp, sftp, rsync and git;
 //! - [`ssh_config`]: `eic ssh-config`, the ssh_config block wiring them;
+//! - [`tunnel`]: an Instance Connect Endpoint's tunnel (`eic open-tunnel`,
+//!   and `--tunnel` of `eic ssh` and `eic proxy`);
 //! - [`known_hosts`], [`session_key`]: the pure parts (known_hosts lines, the
 //!   session key).
 
@@ -24,6 +26,7 @@ pub mod proxy;
 pub mod session_key;
 pub mod ssh;
 pub mod ssh_config;
+pub mod tunnel;
 
 use std::fmt::Display;
 
@@ -199,11 +202,15 @@ pub fn explain(doing: impl Display, code: &str, message: &str) -> anyhow::Error 
 pub fn block_on<T>(
     work: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the runtime")?
-        .block_on(work)
+        .context("cannot start the runtime")?;
+    let done = runtime.block_on(work);
+    // A read of stdin (a tunnel's) cannot be cancelled; the process is
+    // about to exit, so nothing waits for it.
+    runtime.shutdown_background();
+    done
 }
 
 #[cfg(test)]

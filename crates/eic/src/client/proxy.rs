@@ -21,6 +21,7 @@ use super::known_hosts::{self, host_pattern};
 use super::lookup::{self, AddressChoice, InstanceRef, Target};
 use super::ssh::DEFAULT_USER;
 use super::ssh_config::default_key;
+use super::tunnel::{self, Route};
 use super::{api_error, Aws, AwsArgs};
 
 /// How long the TCP connection to sshd may take.
@@ -41,6 +42,9 @@ pub struct ProxyArgs {
     /// Which of the instance's addresses to connect to.
     #[arg(long, value_enum, default_value_t)]
     pub address: AddressChoice,
+    /// Go through the Instance Connect Endpoint of the instance's VPC (without it: when the instance has no public address and its VPC has one).
+    #[arg(long)]
+    pub tunnel: bool,
     /// The instance (ssh's %h): an id, a Name tag's value, or KEY=VALUE.
     pub instance: String,
     /// The port ssh asked for (%p); 22, ssh's default, means the port the instance registered.
@@ -61,8 +65,17 @@ pub struct KnownHostsArgs {
 }
 
 pub fn proxy(args: ProxyArgs) -> ExitCode {
-    let stream = match super::block_on(connect(&args)) {
-        Ok(stream) => stream,
+    // A tunnel is relayed on the runtime that opened it; a direct
+    // connection by plain threads, after it.
+    let connected = super::block_on(async {
+        match connect(&args).await? {
+            Connection::Direct(stream) => Ok(Some(stream)),
+            Connection::Tunnel(tunnel) => tunnel::relay_stdio(tunnel).await.map(|()| None),
+        }
+    });
+    let stream = match connected {
+        Ok(Some(stream)) => stream,
+        Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("eic proxy: {e:#}");
             return ExitCode::from(255);
@@ -77,7 +90,13 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
     }
 }
 
-async fn connect(args: &ProxyArgs) -> anyhow::Result<TcpStream> {
+/// The instance's sshd, directly or through its VPC's endpoint.
+enum Connection {
+    Direct(TcpStream),
+    Tunnel(tunnel::Tunnel),
+}
+
+async fn connect(args: &ProxyArgs) -> anyhow::Result<Connection> {
     let path = match &args.public_key {
         Some(path) => path.clone(),
         None => default_key()?.with_extension("pub"),
@@ -110,9 +129,17 @@ async fn connect(args: &ProxyArgs) -> anyhow::Result<TcpStream> {
         22 => registered_port.unwrap_or(22),
         asked => asked,
     };
-    let address = SocketAddr::new(target.address(args.address)?, port);
-    TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
-        .with_context(|| format!("cannot connect to {id}'s sshd at {address}"))
+    match tunnel::route(&aws, &target, args.address, args.tunnel).await? {
+        Route::Direct(address) => {
+            let address = SocketAddr::new(address, port);
+            TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
+                .map(Connection::Direct)
+                .with_context(|| format!("cannot connect to {id}'s sshd at {address}"))
+        }
+        Route::Tunnel { endpoint, address } => tunnel::open(&aws, &endpoint, address, port)
+            .await
+            .map(Connection::Tunnel),
+    }
 }
 
 /// The first line of a public key file as `TYPE BASE64`.

@@ -18,6 +18,8 @@ use super::host_keys::{self, HostKeys};
 use super::known_hosts;
 use super::lookup::{self, AddressChoice, InstanceRef, Target};
 use super::session_key::{KeyFile, SessionKey};
+use super::ssh_config::word;
+use super::tunnel::{self, Route};
 use super::{api_error, Aws, AwsArgs};
 
 /// How long a pushed key is served.
@@ -37,6 +39,9 @@ pub struct SshArgs {
     /// Which of the instance's addresses to connect to.
     #[arg(long, value_enum, default_value_t)]
     pub address: AddressChoice,
+    /// Go through the Instance Connect Endpoint of the instance's VPC (without it: when the instance has no public address and its VPC has one).
+    #[arg(long, conflicts_with = "serial")]
+    pub tunnel: bool,
     /// Reach the instance's serial console through eic's gateway instead of its sshd.
     #[arg(long)]
     pub serial: bool,
@@ -106,7 +111,15 @@ async fn prepare(args: &SshArgs) -> anyhow::Result<Login> {
     let destination = if args.serial {
         serial_destination(args, &aws, &target, keys.as_ref(), &key_file, &mut command)?
     } else {
-        instance_destination(args, &target, user, keys.as_ref(), &key_file, &mut command)?
+        let route = tunnel::route(&aws, &target, args.address, args.tunnel).await?;
+        let login = InstanceLogin {
+            target: &target,
+            route: &route,
+            user,
+            keys: keys.as_ref(),
+            key_file: &key_file,
+        };
+        instance_destination(args, &login, &mut command)?
     };
     command.arg(destination);
     command.args(strip_separator(&args.ssh_args));
@@ -159,26 +172,59 @@ async fn push_serial(
 }
 
 /// `USER@ADDRESS`, with the port and the registered host keys as options.
+/// What logging in to an instance's sshd is decided on.
+struct InstanceLogin<'a> {
+    target: &'a Target,
+    route: &'a Route,
+    user: &'a str,
+    keys: Option<&'a HostKeys>,
+    key_file: &'a KeyFile,
+}
+
+/// `USER@ADDRESS -p PORT`, pinned to the instance's registered host keys;
+/// through its endpoint, `USER@ID` with `eic open-tunnel` as ProxyCommand.
 fn instance_destination(
     args: &SshArgs,
-    target: &Target,
-    user: &str,
-    keys: Option<&HostKeys>,
-    key_file: &KeyFile,
+    login: &InstanceLogin<'_>,
     command: &mut tokio::process::Command,
 ) -> anyhow::Result<String> {
-    let id = &target.instance_id;
-    let address = target.address(args.address)?;
-    let registered = keys.and_then(|k| k.instance(id));
+    let id = &login.target.instance_id;
+    let registered = login.keys.and_then(|k| k.instance(id));
     let port = args
         .ssh_port
         .or(registered.map(|r| r.ssh_port))
         .unwrap_or(22);
     command.args(["-p", &port.to_string()]);
     let host_keys = registered.map(|r| r.host_keys.as_slice()).unwrap_or(&[]);
-    pin_host_keys(command, key_file, id, host_keys)?;
-    // IPv6 without brackets, as ssh takes it in USER@HOST.
-    Ok(format!("{user}@{address}"))
+    pin_host_keys(command, login.key_file, id, host_keys)?;
+    let user = login.user;
+    match login.route {
+        // IPv6 without brackets, as ssh takes it in USER@HOST.
+        Route::Direct(address) => Ok(format!("{user}@{address}")),
+        Route::Tunnel { endpoint, address } => {
+            let eic = std::env::current_exe().context("cannot tell where this eic is")?;
+            let mut proxy = vec![eic.display().to_string(), "open-tunnel".into()];
+            proxy.extend(args.aws.to_flags());
+            proxy.extend([
+                "--instance-connect-endpoint-id".into(),
+                endpoint.id.clone(),
+                "--instance-connect-endpoint-dns-name".into(),
+                endpoint.dns_name.clone(),
+                "--private-ip-address".into(),
+                address.to_string(),
+                "--remote-port".into(),
+                "%p".into(),
+            ]);
+            let words = proxy
+                .iter()
+                .map(|w| if w == "%p" { Ok(w.clone()) } else { word(w) })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            command
+                .arg("-o")
+                .arg(format!("ProxyCommand={}", words.join(" ")));
+            Ok(format!("{user}@{id}"))
+        }
+    }
 }
 
 /// `INSTANCE.port0@GATEWAY`, pinned to the gateway's key.

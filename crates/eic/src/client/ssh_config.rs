@@ -156,7 +156,7 @@ pub fn block(eic: &Path, aws: &AwsArgs, user: &str, key: &Path) -> anyhow::Resul
     ))
 }
 
-fn word(text: &str) -> anyhow::Result<String> {
+pub(super) fn word(text: &str) -> anyhow::Result<String> {
     let plain = !text.is_empty()
         && text
             .bytes()

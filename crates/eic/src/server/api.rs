@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eic_sigv4::{Credential, RequestParts, SigV4Error, SigV4ErrorKind, Verifier};
+use eic_sigv4::{Credential, PresignLifetime, RequestParts, SigV4Error, SigV4ErrorKind, Verifier};
 use eic_store::{unix_millis, BucketRate, Clock, PushedKey, Store};
 use eic_wire::{parse_request, ApiError, ErrorCode, KeyTarget, Operation, PushRequest};
 
@@ -336,44 +336,78 @@ impl Api {
     ) -> Result<(Arc<Principal>, bool), SigV4Error> {
         let now = self.clock.now();
         let verified = verifier.verify(http, now, |access_key_id, session_token| {
-            *access_key = Some(access_key_id.to_owned());
-            match session_token {
-                None => {
-                    let key = self
-                        .registry
-                        .access_key(access_key_id)
-                        .ok_or_else(SigV4Error::unrecognized_client)?;
-                    Ok(Credential {
-                        secret: key.secret.expose().clone(),
-                        principal: (key.principal.clone(), key.active),
-                    })
-                }
-                Some(token) => {
-                    let (arn, secret) =
-                        self.temporary
-                            .resolve(access_key_id, token, now)
-                            .map_err(|e| match e {
-                                TokenError::Invalid => SigV4Error::unrecognized_client(),
-                                TokenError::Expired => SigV4Error::new(
-                                    SigV4ErrorKind::ExpiredToken,
-                                    "The security token included in the request is expired",
-                                ),
-                            })?;
-                    // A principal removed from the configuration takes
-                    // its temporary credentials with it.
-                    let principal = self
-                        .registry
-                        .principal(&arn)
-                        .ok_or_else(SigV4Error::unrecognized_client)?;
-                    *temporary = true;
-                    Ok(Credential {
-                        secret,
-                        principal: (principal.clone(), true),
-                    })
-                }
-            }
+            self.credential(access_key_id, session_token, now, access_key, temporary)
         })?;
         Ok(verified.principal)
+    }
+
+    /// As [`Api::verify_caller`], for a URL presigned for EC2 Instance
+    /// Connect (the Endpoint's `/openTunnel`).
+    pub(super) fn verify_presigned_caller(
+        &self,
+        http: &RequestParts<'_>,
+        lifetime: PresignLifetime,
+        access_key: &mut Option<String>,
+        temporary: &mut bool,
+    ) -> Result<(Arc<Principal>, bool), SigV4Error> {
+        let now = self.clock.now();
+        let verified = self.verifier.verify_presigned(
+            http,
+            now,
+            lifetime,
+            |access_key_id, session_token| {
+                self.credential(access_key_id, session_token, now, access_key, temporary)
+            },
+        )?;
+        Ok(verified.principal)
+    }
+
+    /// The secret and principal of an access key id, or of temporary
+    /// credentials with their session token.
+    fn credential(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+        now: std::time::SystemTime,
+        access_key: &mut Option<String>,
+        temporary: &mut bool,
+    ) -> Result<Credential<(Arc<Principal>, bool)>, SigV4Error> {
+        *access_key = Some(access_key_id.to_owned());
+        match session_token {
+            None => {
+                let key = self
+                    .registry
+                    .access_key(access_key_id)
+                    .ok_or_else(SigV4Error::unrecognized_client)?;
+                Ok(Credential {
+                    secret: key.secret.expose().clone(),
+                    principal: (key.principal.clone(), key.active),
+                })
+            }
+            Some(token) => {
+                let (arn, secret) =
+                    self.temporary
+                        .resolve(access_key_id, token, now)
+                        .map_err(|e| match e {
+                            TokenError::Invalid => SigV4Error::unrecognized_client(),
+                            TokenError::Expired => SigV4Error::new(
+                                SigV4ErrorKind::ExpiredToken,
+                                "The security token included in the request is expired",
+                            ),
+                        })?;
+                // A principal removed from the configuration takes its
+                // temporary credentials with it.
+                let principal = self
+                    .registry
+                    .principal(&arn)
+                    .ok_or_else(SigV4Error::unrecognized_client)?;
+                *temporary = true;
+                Ok(Credential {
+                    secret,
+                    principal: (principal.clone(), true),
+                })
+            }
+        }
     }
 
     pub(super) async fn throttle(

@@ -10,14 +10,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eic_policy::{denial_message, evaluate, Decision, Policy, RequestContext};
 use eic_wire::{ApiError, ErrorCode, KeyTarget, PushRequest};
 
 use crate::audit::format_iso8601;
 use crate::config::{Config, ConfigError};
-use crate::registry::{Instance, Principal, Registry};
+use crate::registry::{Endpoint, Instance, Principal, Registry};
+use crate::tunnel::request::OpenTunnelRequest;
 
 pub struct Authorizer {
     region: String,
@@ -125,6 +126,58 @@ impl Authorizer {
         )
     }
 
+    /// Allows `ec2-instance-connect:OpenTunnel` on the endpoint's ARN with
+    /// AWS's condition keys (`remotePort`, `privateIpAddress`,
+    /// `maxTunnelDuration`: the duration asked for, or the default), or
+    /// gives IAM's denial message. An endpoint the caller cannot see is
+    /// authorized as one without tags in the caller's account.
+    pub fn authorize_open_tunnel(
+        &self,
+        principal: &Principal,
+        tunnel: &TunnelAsked<'_>,
+        source_ip: IpAddr,
+        secure_transport: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        const ACTION: &str = "ec2-instance-connect:OpenTunnel";
+        let TunnelAsked {
+            asked,
+            duration,
+            visible_endpoint,
+        } = *tunnel;
+        let resource = match visible_endpoint {
+            Some(endpoint) => endpoint.arn.clone(),
+            None => format!(
+                "arn:aws:ec2:{}:{}:instance-connect-endpoint/{}",
+                self.region, principal.account, asked.endpoint_id
+            ),
+        };
+        let mut ctx = RequestContext::new(ACTION, resource.as_str());
+        ctx.set(
+            "ec2-instance-connect:remotePort",
+            asked.remote_port.to_string(),
+        );
+        ctx.set(
+            "ec2-instance-connect:privateIpAddress",
+            asked.private_ip.to_string(),
+        );
+        ctx.set(
+            "ec2-instance-connect:maxTunnelDuration",
+            duration.as_secs().to_string(),
+        );
+        if let Some(endpoint) = visible_endpoint {
+            for (tag, value) in &endpoint.tags {
+                ctx.set_resource_tag(tag, value.clone());
+            }
+        }
+        global_keys(&mut ctx, principal, source_ip, secure_transport, now);
+        let decision = self.decide(principal, &ctx);
+        match denial_message(&principal.arn, ACTION, &resource, decision) {
+            None => Ok(()),
+            Some(message) => Err(message),
+        }
+    }
+
     fn decide(&self, principal: &Principal, ctx: &RequestContext) -> Decision {
         let identity = self
             .identity
@@ -134,6 +187,15 @@ impl Authorizer {
         let boundary = self.boundaries.get(&principal.account).map(Vec::as_slice);
         evaluate(identity, boundary, ctx)
     }
+}
+
+/// What an OpenTunnel is decided on: the request, its effective duration,
+/// and the endpoint if the caller can see it.
+#[derive(Clone, Copy)]
+pub struct TunnelAsked<'a> {
+    pub asked: &'a OpenTunnelRequest,
+    pub duration: Duration,
+    pub visible_endpoint: Option<&'a Endpoint>,
 }
 
 /// The global condition keys every request carries.

@@ -24,6 +24,9 @@ pub struct Caps {
     pub api: usize,
     pub instance_api: usize,
     pub serial: usize,
+    /// Tunnels (and the HTTP connections that open them) on the tunnel
+    /// listener.
+    pub tunnel: usize,
 }
 
 /// A listener's cap: what the config says (`Some`), or its default.
@@ -50,6 +53,9 @@ impl Cap {
 
 pub const DEFAULT_HTTP_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_SERIAL_CONNECTIONS: usize = 1_000;
+/// A tunnel holds the client's connection and the instance's, and as many
+/// handshakes as tunnels may be under way beside them.
+pub const FDS_PER_TUNNEL: usize = 3;
 
 /// The caps for `config` within `limit` descriptors, or why they cannot fit.
 pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
@@ -76,6 +82,13 @@ pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
                 None => Cap::new(Some(0), 0, eic_serial::FDS_PER_CONNECTION),
             },
         ),
+        (
+            "tunnel",
+            match &config.tunnel {
+                Some(c) => Cap::new(c.max_connections, DEFAULT_HTTP_CONNECTIONS, FDS_PER_TUNNEL),
+                None => Cap::new(Some(0), 0, FDS_PER_TUNNEL),
+            },
+        ),
     ];
     let available = limit.saturating_sub(BASE_DESCRIPTORS);
     let total: u64 = caps.iter().map(|(_, c)| c.descriptors()).sum();
@@ -93,7 +106,7 @@ pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
             .collect();
         let too_many = || {
             anyhow::anyhow!(
-                "the connection caps need {total} file descriptors ({}, plus {BASE_DESCRIPTORS} for the rest) but RLIMIT_NOFILE allows {limit}: lower the caps (max_connections under [api], [instance_api], [serial_console]) or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
+                "the connection caps need {total} file descriptors ({}, plus {BASE_DESCRIPTORS} for the rest) but RLIMIT_NOFILE allows {limit}: lower the caps (max_connections under [api], [instance_api], [serial_console], [tunnel]) or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
                 shares.join(", ")
             )
         };
@@ -120,11 +133,12 @@ pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
             "connection caps left at their defaults were lowered to fit RLIMIT_NOFILE; raise the limit (LimitNOFILE=) or set max_connections"
         );
     }
-    let [api, instance_api, serial] = caps.map(|(_, c)| c.connections as usize);
+    let [api, instance_api, serial, tunnel] = caps.map(|(_, c)| c.connections as usize);
     Ok(Caps {
         api,
         instance_api,
         serial,
+        tunnel,
     })
 }
 
@@ -173,9 +187,24 @@ mod tests {
             Caps {
                 api: DEFAULT_HTTP_CONNECTIONS,
                 instance_api: DEFAULT_HTTP_CONNECTIONS,
-                serial: DEFAULT_SERIAL_CONNECTIONS
+                serial: DEFAULT_SERIAL_CONNECTIONS,
+                tunnel: 0,
             }
         );
+    }
+
+    #[test]
+    fn a_tunnel_counts_three_descriptors() {
+        let tunnel = "[tunnel]\nlisten = \"127.0.0.1:0\"\ntls = \"auto\"\nmax_connections = 300\n";
+        let with = |limit| plan(&config(&format!("max_connections = 100\n{tunnel}")), limit);
+        let caps = with(1 << 20).unwrap();
+        assert_eq!(caps.tunnel, 300);
+        // api 100 + 300 tunnels × 3 + the base, and room for the defaults
+        // to give way into; one descriptor short of the explicit caps is
+        // refused.
+        assert!(with(100 + 900 + BASE_DESCRIPTORS + 2_000).is_ok());
+        let short = with(100 + 899 + BASE_DESCRIPTORS).unwrap_err().to_string();
+        assert!(short.contains("tunnel 300×3"), "{short}");
     }
 
     #[test]

@@ -77,22 +77,44 @@ fn audited_parameters(query: &QueryRequest) -> serde_json::Value {
             json!({ "items": items, "count": ids.len() }),
         );
     }
-    if let QueryRequest::DescribeInstances(request) = query {
-        if !request.filters.is_empty() {
-            let items: Vec<Value> = request
-                .filters
-                .iter()
-                .take(AUDITED_ITEMS)
-                .map(|f| json!({ "name": f.name.as_string() }))
-                .collect();
-            parameters.insert(
-                "filterSet".into(),
-                json!({ "items": items, "count": request.filters.len() }),
-            );
+    let (filters, max_results): (Vec<String>, _) = match query {
+        QueryRequest::DescribeInstances(request) => (
+            request.filters.iter().map(|f| f.name.as_string()).collect(),
+            request.max_results,
+        ),
+        QueryRequest::DescribeInstanceConnectEndpoints(request) => {
+            if !request.endpoint_ids.is_empty() {
+                let items: Vec<Value> = request
+                    .endpoint_ids
+                    .iter()
+                    .take(AUDITED_ITEMS)
+                    .map(|id| json!({ "instanceConnectEndpointId": id }))
+                    .collect();
+                parameters.insert(
+                    "instanceConnectEndpointIdSet".into(),
+                    json!({ "items": items, "count": request.endpoint_ids.len() }),
+                );
+            }
+            (
+                request.filters.iter().map(|f| f.name.as_string()).collect(),
+                request.max_results,
+            )
         }
-        if let Some(n) = request.max_results {
-            parameters.insert("maxResults".into(), json!(n));
-        }
+        QueryRequest::DescribeInstanceHostKeys(_) => (Vec::new(), None),
+    };
+    if !filters.is_empty() {
+        let items: Vec<Value> = filters
+            .iter()
+            .take(AUDITED_ITEMS)
+            .map(|name| json!({ "name": name }))
+            .collect();
+        parameters.insert(
+            "filterSet".into(),
+            json!({ "items": items, "count": filters.len() }),
+        );
+    }
+    if let Some(n) = max_results {
+        parameters.insert("maxResults".into(), json!(n));
     }
     Value::Object(parameters)
 }
@@ -216,6 +238,9 @@ impl Api {
             QueryRequest::DescribeInstanceHostKeys(ids) => {
                 self.describe_instance_host_keys(ids, &principal.account, request_id, now)
             }
+            QueryRequest::DescribeInstanceConnectEndpoints(describe) => {
+                self.describe_instance_connect_endpoints(describe, &principal.account, request_id)
+            }
         }
     }
 
@@ -311,6 +336,41 @@ impl Api {
 
     /// Only the ids asked for are looked up, as DescribeInstances by id
     /// does; `serialConsole` when this server runs the gateway.
+    /// The account's configured endpoints, all `create-complete` since
+    /// the server started (the configuration is their creation).
+    fn describe_instance_connect_endpoints(
+        &self,
+        request: &eic_ec2::DescribeInstanceConnectEndpointsRequest,
+        account: &str,
+        request_id: &str,
+    ) -> Result<String, Ec2Error> {
+        let views: Vec<eic_ec2::EndpointView> = self
+            .registry
+            .endpoints_in_account(account)
+            .map(|e| {
+                let mut view = eic_ec2::EndpointView::new(
+                    &e.id,
+                    &e.account,
+                    &e.arn,
+                    eic_ec2::EndpointState::CreateComplete,
+                    &e.dns_name,
+                    &e.vpc_id,
+                    &e.subnet_id,
+                    &e.availability_zone,
+                    self.launch_time,
+                );
+                view.fips_dns_name = e.fips_dns_name.clone();
+                view.tags = e.tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                view.ip_address_type = Some("ipv4".into());
+                view
+            })
+            .collect();
+        let page = eic_ec2::describe_endpoints(request, &views)?;
+        Ok(eic_ec2::render_describe_instance_connect_endpoints(
+            request_id, &page,
+        ))
+    }
+
     fn describe_instance_host_keys(
         &self,
         request: &eic_ec2::DescribeInstanceHostKeysRequest,

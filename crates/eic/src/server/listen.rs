@@ -15,7 +15,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -31,7 +30,7 @@ use super::tls::Tls;
 /// for its body; then the connection is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a drain waits for in-flight requests before giving up on them.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bounds an EC2 Query body: above the largest legitimate DescribeInstances
 /// (1,000 ids, or 200 filter values of 255 characters percent-encoded),
 /// below `eic_ec2::MAX_BODY_BYTES`.
@@ -90,7 +89,6 @@ where
         aws_errors,
     } = listener;
     let slots = Arc::new(Semaphore::new(max_connections));
-    let graceful = GracefulShutdown::new();
     loop {
         // A slot first: at the limit, connections wait in the kernel's
         // backlog rather than each costing a task and buffers here.
@@ -122,19 +120,24 @@ where
             // (`shutdown(SHUT_WR)`, `nc -N`) still gets its answer.
             .half_close(true)
             .clone();
-        let watcher = graceful.watcher();
         let tls = tls.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let served = match tls {
                 None => {
                     let io = TokioIo::new(AwsShapedErrors::new(stream, aws_errors));
-                    watcher.watch(http.serve_connection(io, service)).await
+                    serve_until_stopped(http.serve_connection(io, service).with_upgrades(), stop)
+                        .await
                 }
                 Some(tls) => match tls.accept(stream).await {
                     Ok(stream) => {
                         let io = TokioIo::new(AwsShapedErrors::new(stream, aws_errors));
-                        watcher.watch(http.serve_connection(io, service)).await
+                        serve_until_stopped(
+                            http.serve_connection(io, service).with_upgrades(),
+                            stop,
+                        )
+                        .await
                     }
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -148,12 +151,42 @@ where
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    // Every connection holds a slot until it ends: having them all back is
+    // the drain's end.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("drain timed out; closing remaining connections");
     }
+}
+
+/// Serves one connection; once `stop` is set, finishes the request in
+/// flight and closes. A connection handed over by an upgrade (a tunnel's
+/// WebSocket) is its role's from then on.
+async fn serve_until_stopped<I, S>(
+    connection: hyper::server::conn::http1::UpgradeableConnection<I, S>,
+    mut stop: watch::Receiver<bool>,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => served,
+        _ = stopped(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
+
+/// Resolves once the server is stopping (or its stop channel is gone).
+pub async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 /// Answers one request on the API listener: `/ready`, the body bounds,

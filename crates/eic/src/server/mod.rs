@@ -26,6 +26,7 @@ pub mod instance_api;
 pub mod listen;
 pub mod serial;
 pub mod tls;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,7 @@ use instance_api::InstanceApi;
 use listen::{announce, bind, handle_api, serve_http, HttpListener};
 use serial::{AuditedSessions, StoreSerialKeys};
 use tls::Tls;
+use tunnel::{TunnelRole, TunnelSettings};
 
 /// Command-line settings that take precedence over the config file.
 #[derive(Debug, Default, Clone)]
@@ -63,6 +65,7 @@ pub struct Overrides {
     pub api_listen: Option<SocketAddr>,
     pub instance_api_listen: Option<SocketAddr>,
     pub serial_listen: Option<SocketAddr>,
+    pub tunnel_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -140,10 +143,18 @@ pub async fn run(
         }),
         None => None,
     };
+    let tunnel = match sockets.tunnel {
+        Some(listener) => Some(Bound {
+            listener,
+            role: shared.tunnel_tls()?,
+        }),
+        None => None,
+    };
     let tls = config.api.tls.as_ref().map(Tls::load).transpose()?;
     let reloadable = [
         tls.clone(),
         instance_api.as_ref().and_then(|bound| bound.role.1.clone()),
+        tunnel.as_ref().map(|bound| bound.role.clone()),
     ];
     tokio::spawn(reload_on_sighup(
         audit,
@@ -200,12 +211,43 @@ pub async fn run(
         announce("serial-console", addr);
         println!("serial-console host key {}", gateway.fingerprint);
     }
+    let mut tunnels = None;
+    if let Some(Bound {
+        listener,
+        role: tunnel_tls,
+    }) = tunnel
+    {
+        let addr = listener.local_addr()?;
+        let settings = config.tunnel.as_ref().expect("bound only when configured");
+        let role = Arc::new(TunnelRole::new(
+            api.clone(),
+            TunnelSettings::from_config(settings, caps.tunnel),
+            stop_rx.clone(),
+        ));
+        let handler = role.clone();
+        tasks.push(tokio::spawn(serve_http(
+            HttpListener {
+                tcp: listener,
+                tls: Some(tunnel_tls),
+                max_connections: caps.tunnel,
+                aws_errors: false,
+            },
+            move |peer, request| handler.clone().handle(peer, request),
+            stop_rx.clone(),
+        )));
+        announce("tunnel", addr);
+        tunnels = Some(role);
+    }
 
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);
     for task in tasks {
         task.await?;
+    }
+    // Told to stop, each tunnel closes with 1001 and audits its end.
+    if let Some(tunnels) = tunnels {
+        tunnels.drained(listen::DRAIN_TIMEOUT).await;
     }
     // The store closes when its last handle drops; its log syncer finishes
     // every written record first.
@@ -238,6 +280,12 @@ impl Overrides {
                 }
             }
         }
+        if let Some(addr) = self.tunnel_listen {
+            match config.tunnel.as_mut() {
+                Some(tunnel) => tunnel.listen = addr,
+                None => anyhow::bail!("--tunnel-listen needs a [tunnel] section in the config"),
+            }
+        }
         if let Some(addr) = self.instance_api_listen {
             match config.instance_api.as_mut() {
                 Some(instance_api) => instance_api.listen = addr,
@@ -257,6 +305,7 @@ struct Sockets {
     api: TcpListener,
     instance_api: Option<TcpListener>,
     serial: Option<TcpListener>,
+    tunnel: Option<TcpListener>,
 }
 
 impl Sockets {
@@ -270,10 +319,15 @@ impl Sockets {
             Some(settings) => Some(bind("serial-console", settings.listen).await?),
             None => None,
         };
+        let tunnel = match &config.tunnel {
+            Some(settings) => Some(bind("tunnel", settings.listen).await?),
+            None => None,
+        };
         Ok(Sockets {
             api,
             instance_api,
             serial,
+            tunnel,
         })
     }
 }
@@ -421,24 +475,52 @@ impl Shared<'_> {
         match &settings.tls {
             None => Ok(None),
             Some(InstanceApiTls::Files(files)) => Ok(Some(Tls::load(files)?)),
-            Some(InstanceApiTls::Auto) => {
-                let auto = AutoCertificate::load_or_create(
-                    &self.data_dir.path().join("pki"),
-                    tls_ca::server_names(settings)?,
-                    self.clock.now(),
-                )?;
-                let issued = auto.issue(self.clock.now())?;
-                let tls = Tls::serving(issued.key)?;
-                tracing::info!(fingerprint = %auto.fingerprint(), "instance-api TLS CA");
-                tokio::spawn(renew_instance_api_certificate(
-                    auto,
-                    tls.clone(),
-                    issued.not_after,
-                    self.clock.clone(),
-                ));
-                Ok(Some(tls))
+            Some(InstanceApiTls::Auto) => self
+                .auto_tls(tls_ca::server_names(settings)?, "instance-api")
+                .map(Some),
+        }
+    }
+
+    /// The tunnel listener's TLS: the operator's files, or with `tls =
+    /// "auto"` a leaf from the TLS CA for every endpoint's DNS names,
+    /// renewed while the server runs.
+    fn tunnel_tls(&self) -> anyhow::Result<Tls> {
+        let settings = self
+            .config
+            .tunnel
+            .as_ref()
+            .expect("bound only when configured");
+        match &settings.tls {
+            InstanceApiTls::Files(files) => Tls::load(files),
+            InstanceApiTls::Auto => {
+                let names = self.registry.endpoint_dns_names();
+                if names.is_empty() {
+                    anyhow::bail!("[tunnel] tls = \"auto\" needs an [[instance_connect_endpoints]] dns_name to certify");
+                }
+                self.auto_tls(names, "tunnel")
             }
         }
+    }
+
+    /// A listener's certificate from the TLS CA (created on the first
+    /// start) for `names`, and the task that renews it.
+    fn auto_tls(&self, names: Vec<String>, role: &'static str) -> anyhow::Result<Tls> {
+        let auto = AutoCertificate::load_or_create(
+            &self.data_dir.path().join("pki"),
+            names,
+            self.clock.now(),
+        )?;
+        let issued = auto.issue(self.clock.now())?;
+        let tls = Tls::serving(issued.key)?;
+        tracing::info!(role, fingerprint = %auto.fingerprint(), "TLS CA");
+        tokio::spawn(renew_auto_certificate(
+            auto,
+            tls.clone(),
+            issued.not_after,
+            self.clock.clone(),
+            role,
+        ));
+        Ok(tls)
     }
 
     fn serial_gateway(&self, max_connections: usize) -> anyhow::Result<SerialGateway> {
@@ -528,13 +610,14 @@ async fn rotate_signer(signing: Arc<Signing>, clock: Arc<dyn Clock>) {
     }
 }
 
-/// Replaces the instance-api leaf once past half its life; checked every
-/// minute, as the signer leaf.
-async fn renew_instance_api_certificate(
+/// Replaces a listener's leaf from the TLS CA once past half its life;
+/// checked every minute, as the signer leaf.
+async fn renew_auto_certificate(
     auto: AutoCertificate,
     tls: Tls,
     mut not_after: u64,
     clock: Arc<dyn Clock>,
+    role: &'static str,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -547,11 +630,12 @@ async fn renew_instance_api_certificate(
             Ok(issued) => {
                 tls.replace(issued.key);
                 not_after = issued.not_after;
-                tracing::info!("renewed the instance-api TLS certificate");
+                tracing::info!(role, "renewed the TLS certificate");
             }
             Err(e) => tracing::error!(
                 error = format!("{e:#}"),
-                "instance-api TLS renewal failed; the current certificate stays until it expires"
+                role,
+                "TLS renewal failed; the current certificate stays until it expires"
             ),
         }
     }

@@ -43,13 +43,14 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The listeners examples/dev.toml enables, in the order they announce.
-pub const ROLES: &[&str] = &["api", "instance-api", "serial-console"];
+pub const ROLES: &[&str] = &["api", "instance-api", "serial-console", "tunnel"];
 
 pub struct Server {
     child: Child,
     pub api: SocketAddr,
     pub instance_api: SocketAddr,
     pub serial: SocketAddr,
+    pub tunnel: SocketAddr,
     pub data_dir: PathBuf,
     pub config: PathBuf,
     _config_dir: tempfile::TempDir,
@@ -118,7 +119,7 @@ impl Server {
                 command
             }
         };
-        let mut child = command
+        command
             .args(["server", "--config"])
             .arg(&config)
             .args([
@@ -131,7 +132,12 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data_dir)
-            .args(args)
+            .args(args);
+        // A test that needs the tunnel on port 443 names its own address.
+        if !args.contains(&"--tunnel-listen") {
+            command.args(["--tunnel-listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -159,6 +165,7 @@ impl Server {
             api: listeners["api"],
             instance_api: listeners["instance-api"],
             serial: listeners["serial-console"],
+            tunnel: listeners["tunnel"],
             data_dir: data_dir.to_owned(),
             config,
             _config_dir: config_dir,
