@@ -466,3 +466,134 @@ fn requests_that_are_no_tunnel_are_refused_before_any_work() {
     assert!(rig.audit_events("CloseTunnel").is_empty());
     let _ = &rig.dir;
 }
+
+/// `eic` as a user runs it: the test's credentials and endpoints only,
+/// eic's CA through SSL_CERT_FILE.
+fn eic_as_user(rig: &Rig, creds: (&str, &str)) -> Command {
+    let home = rig.dir.0.join("home");
+    let runtime = rig.dir.0.join("run");
+    for dir in [&home, &runtime] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eic"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("AWS_ACCESS_KEY_ID", creds.0)
+        .env("AWS_SECRET_ACCESS_KEY", creds.1)
+        .env("AWS_REGION", "us-west-2")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", rig.server.endpoint())
+        .env("SSL_CERT_FILE", &rig.ca)
+        .stdin(Stdio::null());
+    command
+}
+
+/// `eic ssh` to an instance without a public address, in a VPC with an
+/// endpoint, goes through it without being told (as the CLI v2's
+/// `--connection-type auto`), looking the endpoint up with the AWS SDK's
+/// DescribeInstanceConnectEndpoints; `--tunnel` says so outright.
+#[test]
+fn eic_ssh_goes_through_the_endpoint_of_the_instances_vpc() {
+    let rig = Rig::start("tunnel-eic-ssh", "127.0.0.25");
+    let port = rig.sshd_port.to_string();
+    for forced in [false, true] {
+        let mut command = eic_as_user(&rig, ADMIN);
+        command.arg("ssh").args(["--ssh-port", &port]);
+        if forced {
+            command.arg("--tunnel");
+        }
+        let out = command
+            .args([
+                "root@i-abcd1234",
+                "--",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+            ])
+            .arg(format!("UserKnownHostsFile={}", rig.known_hosts.display()))
+            .args(["-o", &format!("HostKeyAlias=[127.0.0.1]:{port}")])
+            .args(["echo", "through-$SSH_CONNECTION"])
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(stdout.contains("through-127.0.0.1 "), "{stdout}");
+    }
+    let opened = rig.audit_events("OpenTunnel");
+    assert_eq!(opened.len(), 2, "{opened:?}");
+    assert!(
+        opened.iter().all(|e| e.get("errorCode").is_none()),
+        "{opened:?}"
+    );
+    let described = rig.audit_events("DescribeInstanceConnectEndpoints");
+    assert!(!described.is_empty());
+    assert_eq!(described[0]["eventSource"], "ec2.amazonaws.com");
+}
+
+/// `eic open-tunnel` refused by the endpoint says why, in one line.
+#[test]
+fn eic_open_tunnel_reports_the_endpoints_refusal() {
+    let rig = Rig::start("tunnel-eic-refused", "127.0.0.26");
+    let out = eic_as_user(&rig, CAROL)
+        .arg("open-tunnel")
+        .args(["--instance-connect-endpoint-id", ENDPOINT])
+        .args(["--instance-connect-endpoint-dns-name", &rig.address])
+        .args(["--private-ip-address", "127.0.0.1", "--remote-port", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("eic open-tunnel: eice-0de00000000000001 refused the tunnel (403 Forbidden): User: arn:aws:iam::111122223333:user/carol is not authorized"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// The CLI's own lookups: with only `--instance-id`, open-tunnel asks
+/// DescribeInstances for the private address and VPC and
+/// DescribeInstanceConnectEndpoints for the endpoint and its DNS name.
+#[test]
+fn the_clis_open_tunnel_finds_address_and_endpoint_by_itself() {
+    let rig = Rig::start("tunnel-cli-lookup", "127.0.0.27");
+    let mut command = Command::new("python3");
+    command
+        .arg(clients().join("eice_open_tunnel.py"))
+        .args(["--region", "us-west-2", "--instance-id", INSTANCE])
+        .args(["--remote-port", &rig.sshd_port.to_string()]);
+    rig.cli_environment(&mut command, ADMIN);
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = [0u8; 8];
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut banner)
+        .unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    let described = rig.audit_events("DescribeInstanceConnectEndpoints");
+    assert_eq!(described.len(), 1, "{described:?}");
+    assert!(
+        described[0].get("errorCode").is_none(),
+        "{:?}",
+        described[0]
+    );
+}

@@ -70,7 +70,7 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
     let connected = super::block_on(async {
         match connect(&args).await? {
             Connection::Direct(stream) => Ok(Some(stream)),
-            Connection::Tunnel(tunnel) => tunnel::relay_stdio(tunnel).await.map(|()| None),
+            Connection::Tunnel(tunnel) => tunnel::relay_stdio(*tunnel).await.map(|()| None),
         }
     });
     let stream = match connected {
@@ -93,7 +93,7 @@ pub fn proxy(args: ProxyArgs) -> ExitCode {
 /// The instance's sshd, directly or through its VPC's endpoint.
 enum Connection {
     Direct(TcpStream),
-    Tunnel(tunnel::Tunnel),
+    Tunnel(Box<tunnel::Tunnel>),
 }
 
 async fn connect(args: &ProxyArgs) -> anyhow::Result<Connection> {
@@ -138,7 +138,7 @@ async fn connect(args: &ProxyArgs) -> anyhow::Result<Connection> {
         }
         Route::Tunnel { endpoint, address } => tunnel::open(&aws, &endpoint, address, port)
             .await
-            .map(Connection::Tunnel),
+            .map(|tunnel| Connection::Tunnel(Box::new(tunnel))),
     }
 }
 

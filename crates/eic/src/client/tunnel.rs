@@ -276,11 +276,10 @@ pub async fn relay_stdio(tunnel: Tunnel) -> anyhow::Result<()> {
     let downstream = async {
         while let Some(message) = from_endpoint.next().await {
             match message.context("the tunnel broke")? {
-                Message::Binary(data) => {
-                    if write_tx.send(data).await.is_err() {
-                        anyhow::bail!("cannot write stdout");
-                    }
-                }
+                Message::Binary(data) => write_tx
+                    .send(data)
+                    .await
+                    .map_err(|_| anyhow!("cannot write stdout"))?,
                 Message::Close(Some(frame)) if frame.code != CloseCode::Normal => {
                     return Err(anyhow!("the tunnel closed: {}", frame.reason));
                 }
