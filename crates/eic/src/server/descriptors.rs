@@ -113,11 +113,27 @@ pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
         if flexible == 0 || room == 0 {
             return Err(too_many());
         }
-        for (_, cap) in caps
-            .iter_mut()
-            .filter(|(_, c)| !c.explicit && c.connections > 0)
-        {
-            cap.connections = (cap.connections * room / flexible).max(MIN_CAP);
+        // Each default keeps MIN_CAP connections; what is left of the room
+        // is shared in proportion to what each default asked beyond that,
+        // so the floors cannot push the sum past the room.
+        let lowered = |c: &Cap| !c.explicit && c.connections > 0;
+        let floors: u64 = caps
+            .iter()
+            .filter(|(_, c)| lowered(c))
+            .map(|(_, c)| MIN_CAP * c.descriptors_each)
+            .sum();
+        let beyond = |c: &Cap| c.connections.saturating_sub(MIN_CAP) * c.descriptors_each;
+        let asked_beyond: u64 = caps
+            .iter()
+            .filter(|(_, c)| lowered(c))
+            .map(|(_, c)| beyond(c))
+            .sum();
+        let spare = room.saturating_sub(floors);
+        for (_, cap) in caps.iter_mut().filter(|(_, c)| lowered(c)) {
+            let share = beyond(cap)
+                .checked_mul(spare)
+                .map_or(0, |n| n / asked_beyond.max(1));
+            cap.connections = MIN_CAP + share / cap.descriptors_each;
         }
         if caps.iter().map(|(_, c)| c.descriptors()).sum::<u64>() > available {
             return Err(too_many());
@@ -213,6 +229,26 @@ mod tests {
         let used = caps.api + caps.instance_api + caps.serial * eic_serial::FDS_PER_CONNECTION;
         assert!(used as u64 + BASE_DESCRIPTORS <= 1024, "{caps:?}");
         assert!(caps.serial >= MIN_CAP as usize && caps.api > caps.serial);
+    }
+
+    #[test]
+    fn every_default_keeps_its_floor_within_a_small_limit() {
+        let tunnel = "[tunnel]\nlisten = \"127.0.0.1:0\"\ntls = \"auto\"\n";
+        for limit in [1024, 1100, 2048, 5000] {
+            let caps = plan(&config(tunnel), limit).unwrap();
+            let used = caps.api
+                + caps.instance_api
+                + caps.serial * eic_serial::FDS_PER_CONNECTION
+                + caps.tunnel * FDS_PER_TUNNEL;
+            assert!(used as u64 + BASE_DESCRIPTORS <= limit, "{limit}: {caps:?}");
+            let floor = MIN_CAP as usize;
+            assert!(
+                [caps.api, caps.instance_api, caps.serial, caps.tunnel]
+                    .iter()
+                    .all(|c| *c >= floor),
+                "{limit}: {caps:?}"
+            );
+        }
     }
 
     #[test]
