@@ -25,7 +25,7 @@ idle=${4:-1000}
 cargo build --release --locked --bin eic >&2
 source bench/lib.sh
 eic=target/release/eic
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 dns=127.0.0.31
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 source_port=$(free_port)

@@ -158,7 +158,10 @@ impl AuditLog {
             suppressed: Mutex::new(Suppressed::default()),
             region: region.to_owned(),
         };
-        log.preallocate(&log.file.read().unwrap_or_else(|p| p.into_inner()));
+        log.preallocate(
+            &log.file.read().unwrap_or_else(|p| p.into_inner()),
+            OUTCOME_ROOM,
+        );
         Ok(log)
     }
 
@@ -170,7 +173,9 @@ impl AuditLog {
     pub fn reopen(&self) -> std::io::Result<()> {
         let file = open_append(&self.path)?;
         self.room.store(0, Ordering::Relaxed);
-        self.preallocate(&file);
+        // What admitted work still owes is written to the new file.
+        let owed = self.owed.load(Ordering::Relaxed);
+        self.preallocate(&file, owed.saturating_add(OUTCOME_ROOM));
         *self.file.write().unwrap_or_else(|p| p.into_inner()) = file;
         self.torn.store(false, Ordering::Relaxed);
         Ok(())
@@ -190,12 +195,12 @@ impl AuditLog {
     /// [`MIN_ROOM`] on a small disk): appends fill those blocks first, so
     /// the lines owed to admitted work fit even when something else has
     /// filled the disk.
-    fn preallocate(&self, file: &File) -> bool {
+    fn preallocate(&self, file: &File, wanted: u64) -> bool {
         use rustix::fs::{fallocate, FallocateFlags};
         let Ok(end) = file.metadata().map(|m| m.len()) else {
             return false;
         };
-        for size in [OUTCOME_ROOM, MIN_ROOM] {
+        for size in [wanted.max(OUTCOME_ROOM), MIN_ROOM] {
             match fallocate(file, FallocateFlags::KEEP_SIZE, end, size) {
                 Ok(()) => {
                     self.room.store(size, Ordering::Relaxed);
@@ -224,7 +229,10 @@ impl AuditLog {
                 >= self.owed.load(Ordering::Relaxed).saturating_add(needed)
         };
         if self.room.load(Ordering::Relaxed) < OUTCOME_ROOM / 2 || !fits() {
-            self.preallocate(file);
+            // As much as is owed (work that lasts, such as open tunnels,
+            // holds its room for long) and half the usual window beyond.
+            let owed = self.owed.load(Ordering::Relaxed);
+            self.preallocate(file, owed.saturating_add(needed + OUTCOME_ROOM / 2));
         }
         fits()
     }
@@ -799,6 +807,22 @@ mod tests {
             source_ip: "127.0.0.1".parse().unwrap(),
             code,
         }
+    }
+
+    /// Work that lasts (open tunnels) holds its room; the preallocation
+    /// grows with what is owed instead of refusing past one window.
+    #[test]
+    fn room_grows_with_the_work_that_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(open(dir.path(), AuditLimits::default()));
+        let held: Vec<LastingAdmission> = (0..1_000)
+            .map(|n| log.record_work(&json!({ "n": n })).unwrap().lasting(&log))
+            .collect();
+        assert_eq!(held.len(), 1_000);
+        log.reopen().unwrap();
+        assert!(log.record_work(&json!({"after": "reopen"})).is_ok());
+        drop(held);
+        assert_eq!(log.owed.load(Ordering::Relaxed), 0);
     }
 
     #[test]
