@@ -84,6 +84,7 @@ fn facts(n: u32) -> MachineFacts {
 
 fn enrollment(n: u32) -> Enrollment {
     Enrollment {
+        network: None,
         instance_id: format!("i-{n:017x}"),
         account: "111122223333".into(),
         token_id: "0123456789abcdef".into(),

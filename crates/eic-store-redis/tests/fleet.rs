@@ -57,6 +57,7 @@ fn facts(n: u32) -> MachineFacts {
 
 fn enrollment(n: u32) -> Enrollment {
     Enrollment {
+        network: None,
         instance_id: instance_id(n),
         account: "111122223333".into(),
         token_id: "0123456789abcdef".into(),
@@ -72,6 +73,7 @@ fn enrollment(n: u32) -> Enrollment {
 
 fn token(id: &str, uses: u32, expires_at_ms: u64) -> JoinToken {
     JoinToken {
+        network: None,
         id: id.into(),
         secret_sha256: SECRET.into(),
         account: "111122223333".into(),
@@ -429,6 +431,7 @@ async fn tokens_refused_for_every_reason() {
     assert_eq!(
         spent,
         JoinToken {
+            network: None,
             used: 1,
             ..odd.clone()
         }
@@ -457,6 +460,7 @@ async fn tokens_refused_for_every_reason() {
     assert_eq!(
         tokens[2],
         JoinToken {
+            network: None,
             used: 1,
             revoked: true,
             ..odd

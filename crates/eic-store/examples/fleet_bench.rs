@@ -73,6 +73,7 @@ fn instance_id(n: u32) -> String {
 
 fn enrollment(n: u32) -> Enrollment {
     Enrollment {
+        network: None,
         instance_id: instance_id(n),
         account: "111122223333".into(),
         token_id: "0f1e2d3c4b5a6978".into(),

@@ -102,6 +102,7 @@ fn enrollment(n: u32, now_ms: u64) -> Enrollment {
         "payments"
     };
     Enrollment {
+        network: None,
         instance_id: instance_id(n),
         account: "111122223333".into(),
         token_id: "0f1e2d3c4b5a6978".into(),

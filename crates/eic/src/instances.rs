@@ -131,14 +131,16 @@ impl Instances {
     /// The instance of `vpc_id` in `account` whose private address (or
     /// IPv6 address) is `address`, preferring a running one, then the
     /// smallest id (a configuration may give two instances one address;
-    /// EC2 cannot): what an endpoint's tunnel may reach. One pass over the
+    /// EC2 cannot): what an endpoint's tunnel may reach. Enrolled instances
+    /// are in a VPC when their token placed them there. One pass over the
     /// account's instances.
     pub fn by_address(
         &self,
         account: &str,
         vpc_id: &str,
         address: std::net::IpAddr,
-    ) -> Option<Arc<Instance>> {
+        now: SystemTime,
+    ) -> Result<Option<Arc<Instance>>, StoreError> {
         let has_address = |i: &Instance| match address {
             std::net::IpAddr::V4(v4) => i.private_ip_address == Some(v4),
             std::net::IpAddr::V6(v6) => i.ipv6_address == Some(v6),
@@ -156,9 +158,20 @@ impl Instances {
                 offer(instance.clone());
             }
         }
-        // Enrolled instances report no VPC (yet), so no endpoint reaches
-        // them; only configured instances are looked at.
-        found
+        for enrolled in self.fleet.all_enrolled()? {
+            let e = &enrolled.enrollment;
+            let placed = e.account == account
+                && e.network.as_ref().is_some_and(|n| n.vpc_id == vpc_id);
+            let addresses = &e.facts.addresses;
+            let at = match address {
+                std::net::IpAddr::V4(v4) => addresses.private_ipv4 == Some(v4),
+                std::net::IpAddr::V6(v6) => addresses.ipv6 == Some(v6),
+            };
+            if placed && at {
+                offer(Arc::new(self.instance_of(&enrolled, now)));
+            }
+        }
+        Ok(found)
     }
 
     /// An enrolled instance in the shape every role reads.
@@ -182,8 +195,8 @@ impl Instances {
             private_ip_address: e.facts.addresses.private_ipv4,
             public_ip_address: e.facts.addresses.public_ipv4,
             ipv6_address: e.facts.addresses.ipv6,
-            vpc_id: None,
-            subnet_id: None,
+            vpc_id: e.network.as_ref().map(|n| n.vpc_id.clone()),
+            subnet_id: e.network.as_ref().map(|n| n.subnet_id.clone()),
             launch_time: Some(UNIX_EPOCH + Duration::from_millis(e.enrolled_at_ms)),
             ssh_port: e.facts.addresses.ssh_port,
             host_keys: e.facts.host_keys.clone(),
@@ -245,10 +258,13 @@ account = "111122223333"
 state = "running"
 availability_zone = "us-west-2a"
 instance_type = "t3.micro"
+private_ip_address = "127.0.0.5"
+vpc_id = "vpc-0de00000000000001"
 "#;
 
     fn enrollment(id: &str, state: FleetState) -> Enrollment {
         Enrollment {
+            network: None,
             instance_id: id.into(),
             account: "111122223333".into(),
             token_id: "0123456789abcdef".into(),
@@ -266,6 +282,49 @@ instance_type = "t3.micro"
         let path = dir.join("eic.toml");
         std::fs::write(&path, CONFIG).unwrap();
         Arc::new(Registry::from_config(&crate::config::Config::load(&path).unwrap()).unwrap())
+    }
+
+    /// A tunnel's target: configured or enrolled, only in the VPC asked
+    /// for and the account asked for, a running one first.
+    #[tokio::test]
+    async fn instances_are_found_by_address_within_a_vpc() {
+        use eic_store::fleet::Network;
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = EmbeddedFleet::open(&dir.path().join("fleet")).unwrap();
+        let placed = |id: &str, ip: [u8; 4], state| {
+            let mut e = enrollment(id, state);
+            e.network = Some(Network {
+                vpc_id: "vpc-0de00000000000001".into(),
+                subnet_id: "subnet-0de00000000000001".into(),
+            });
+            e.facts.addresses.private_ipv4 = Some(ip.into());
+            e
+        };
+        fleet.enroll(placed("i-0000000000000000a", [127, 0, 0, 6], FleetState::Stopped), 100_000).await.unwrap();
+        fleet.enroll(placed("i-0000000000000000b", [127, 0, 0, 6], FleetState::Running), 100_000).await.unwrap();
+        let mut elsewhere = placed("i-0000000000000000c", [127, 0, 0, 7], FleetState::Running);
+        elsewhere.network = None;
+        fleet.enroll(elsewhere, 100_000).await.unwrap();
+        let instances =
+            Instances::new(registry(dir.path()), fleet.clone(), Duration::from_secs(90)).unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(100);
+        let find = |account: &str, vpc: &str, ip: [u8; 4]| {
+            instances
+                .by_address(account, vpc, std::net::IpAddr::from(ip), now)
+                .unwrap()
+                .map(|i| i.id.clone())
+        };
+        let vpc = "vpc-0de00000000000001";
+        assert_eq!(find("111122223333", vpc, [127, 0, 0, 5]).as_deref(), Some("i-abcd1234"));
+        // The running one of the two enrolled at 127.0.0.6.
+        assert_eq!(find("111122223333", vpc, [127, 0, 0, 6]).as_deref(), Some("i-0000000000000000b"));
+        // No network: no VPC reaches it.
+        assert_eq!(find("111122223333", vpc, [127, 0, 0, 7]), None);
+        assert_eq!(find("111122223333", "vpc-0de00000000000002", [127, 0, 0, 5]), None);
+        assert_eq!(find("444455556666", vpc, [127, 0, 0, 5]), None);
+        let enrolled = instances.get("i-0000000000000000b", now).unwrap().unwrap();
+        assert_eq!(enrolled.vpc_id.as_deref(), Some(vpc));
+        assert_eq!(enrolled.subnet_id.as_deref(), Some("subnet-0de00000000000001"));
     }
 
     #[tokio::test]

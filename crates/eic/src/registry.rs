@@ -439,7 +439,7 @@ fn endpoint_from_config(
 
 /// An EC2 resource id such as `vpc-0de00000000000001`: the prefix, then 8
 /// or 17 lowercase hex digits (anything from 8 to 17 is accepted).
-fn is_resource_id(id: &str, prefix: &str) -> bool {
+pub fn is_resource_id(id: &str, prefix: &str) -> bool {
     id.strip_prefix(prefix).is_some_and(|hex| {
         (8..=17).contains(&hex.len())
             && hex

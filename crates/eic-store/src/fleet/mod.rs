@@ -41,6 +41,10 @@ pub struct JoinToken {
     pub account: String,
     /// The zone its machines are placed in, unless the machine says.
     pub availability_zone: Option<String>,
+    /// The VPC and subnet its machines are in, which Instance Connect
+    /// Endpoints reach them by. Absent in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     /// Tags every machine joining with it starts with.
     pub tags: BTreeMap<String, String>,
     pub created_at_ms: u64,
@@ -98,6 +102,15 @@ pub struct Addresses {
     pub ssh_port: u16,
 }
 
+/// Where a machine sits in EC2's terms: what DescribeInstances reports as
+/// `vpcId` and `subnetId`, and what an endpoint's VPC is matched against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Network {
+    pub vpc_id: String,
+    pub subnet_id: String,
+}
+
 /// What a machine says about itself when it joins and on every heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineFacts {
@@ -121,6 +134,9 @@ pub struct Enrollment {
     pub token_id: String,
     pub availability_zone: String,
     pub instance_type: String,
+    /// Its VPC and subnet, from its token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     pub facts: MachineFacts,
     pub tags: Tags,
     pub state: FleetState,
@@ -390,6 +406,7 @@ mod tests {
     fn last_seen_only_moves_forward() {
         let enrolled = Enrolled::new(
             Enrollment {
+                network: None,
                 instance_id: "i-0123456789abcdef0".into(),
                 account: "111122223333".into(),
                 token_id: "0123456789abcdef".into(),

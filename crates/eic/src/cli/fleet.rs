@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
-use eic_store::fleet::{Enrolled, InstanceChange, JoinToken};
+use eic_store::fleet::{Enrolled, InstanceChange, JoinToken, Network};
 use eic_store::{unix_millis, Fleet};
 use serde_json::{json, Value};
 
@@ -50,6 +50,12 @@ pub struct CreateTokenArgs {
     /// The zone they are placed in (default: what the machine says, else the region's first).
     #[arg(long, value_name = "AZ")]
     availability_zone: Option<String>,
+    /// The VPC its machines are in (with --subnet-id): what DescribeInstances reports, and how an Instance Connect Endpoint of that VPC reaches them.
+    #[arg(long, value_name = "VPC", requires = "subnet_id")]
+    vpc_id: Option<String>,
+    /// The subnet its machines are in (with --vpc-id).
+    #[arg(long, value_name = "SUBNET", requires = "vpc_id")]
+    subnet_id: Option<String>,
     /// A tag every machine joining with it starts with (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     tags: Vec<String>,
@@ -194,6 +200,20 @@ async fn create_token(args: CreateTokenArgs) -> anyhow::Result<()> {
             anyhow::bail!("'{zone}' is not an availability zone name");
         }
     }
+    let network = match (&args.vpc_id, &args.subnet_id) {
+        (Some(vpc_id), Some(subnet_id)) => {
+            for (flag, id, prefix) in [("--vpc-id", vpc_id, "vpc-"), ("--subnet-id", subnet_id, "subnet-")] {
+                if !crate::registry::is_resource_id(id, prefix) {
+                    anyhow::bail!("{flag} '{id}' is not {prefix} and 8 to 17 lowercase hex digits");
+                }
+            }
+            Some(Network {
+                vpc_id: vpc_id.clone(),
+                subnet_id: subnet_id.clone(),
+            })
+        }
+        _ => None,
+    };
     if args.ttl > MAX_TOKEN_TTL {
         anyhow::bail!("--ttl is at most ten years");
     }
@@ -212,6 +232,7 @@ async fn create_token(args: CreateTokenArgs) -> anyhow::Result<()> {
     let now = SystemTime::now();
     let now_ms = unix_millis(now);
     let token = JoinToken {
+        network,
         id: text.id.clone(),
         secret_sha256: text.secret_sha256(),
         account: args.account.clone(),
@@ -230,6 +251,8 @@ async fn create_token(args: CreateTokenArgs) -> anyhow::Result<()> {
         json!({
             "tokenId": token.id,
             "availabilityZone": token.availability_zone,
+            "vpcId": token.network.as_ref().map(|n| &n.vpc_id),
+            "subnetId": token.network.as_ref().map(|n| &n.subnet_id),
             "tags": tags,
             "expiresAt": format_iso8601(ms_time(token.expires_at_ms)),
             "uses": token.uses,
@@ -257,6 +280,8 @@ async fn list_tokens(args: ListArgs) -> anyhow::Result<()> {
                     "id": t.id,
                     "account": t.account,
                     "availabilityZone": t.availability_zone,
+                    "vpcId": t.network.as_ref().map(|n| &n.vpc_id),
+                    "subnetId": t.network.as_ref().map(|n| &n.subnet_id),
                     "tags": t.tags,
                     "uses": t.uses,
                     "used": t.used,
@@ -445,6 +470,8 @@ fn describe(service: &Service, id: &str) -> anyhow::Result<Value> {
             "privateIpAddress": i.private_ip_address,
             "publicIpAddress": i.public_ip_address,
             "ipv6Address": i.ipv6_address,
+            "vpcId": i.vpc_id,
+            "subnetId": i.subnet_id,
             "tags": i.tags,
         }));
     }
@@ -465,6 +492,8 @@ fn describe(service: &Service, id: &str) -> anyhow::Result<Value> {
         "privateIpAddress": e.facts.addresses.private_ipv4,
         "publicIpAddress": e.facts.addresses.public_ipv4,
         "ipv6Address": e.facts.addresses.ipv6,
+        "vpcId": e.network.as_ref().map(|n| &n.vpc_id),
+        "subnetId": e.network.as_ref().map(|n| &n.subnet_id),
         "sshPort": e.facts.addresses.ssh_port,
         "hostname": e.facts.hostname,
         "hostKeys": e.facts.host_keys,

@@ -465,6 +465,10 @@ impl Api {
         view.private_dns_name = addresses.private_ipv4.map(|ip| self.private_dns_name(ip));
         view.public_ip = addresses.public_ipv4;
         view.ipv6 = addresses.ipv6;
+        if let Some(network) = &e.network {
+            view.vpc_id = Some(network.vpc_id.clone());
+            view.subnet_id = Some(network.subnet_id.clone());
+        }
         view.tags = e.tags.to_map();
         view
     }

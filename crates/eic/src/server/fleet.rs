@@ -155,7 +155,13 @@ impl InstanceApi {
             Some(e) => e.instance_id.clone(),
             None => self.new_instance_id()?,
         };
+        // A token's network places its machines; a machine that joins again
+        // with a token that names none stays where it was.
         let enrollment = Enrollment {
+            network: stored
+                .network
+                .clone()
+                .or_else(|| earlier.as_ref().and_then(|e| e.network.clone())),
             instance_id: instance_id.clone(),
             account: stored.account.clone(),
             token_id: stored.id.clone(),

@@ -419,7 +419,23 @@ impl TunnelRole {
         let found =
             self.api
                 .instances
-                .by_address(&principal.account, &endpoint.vpc_id, asked.private_ip);
+                .by_address(
+                &principal.account,
+                &endpoint.vpc_id,
+                asked.private_ip,
+                self.api.clock.now(),
+            )
+            .map_err(|e| {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "fleet unavailable; tunnel refused"
+                );
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The fleet cannot be read now; try again.",
+                )
+            })?;
         let Some(instance) = found else {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,

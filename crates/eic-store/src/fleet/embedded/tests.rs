@@ -23,6 +23,7 @@ fn facts(n: u32) -> MachineFacts {
 
 fn enrollment(n: u32) -> Enrollment {
     Enrollment {
+        network: None,
         instance_id: format!("i-{n:017x}"),
         account: "111122223333".into(),
         token_id: "0123456789abcdef".into(),
@@ -42,6 +43,7 @@ fn id(n: u32) -> String {
 
 fn token(id: &str, uses: u32) -> JoinToken {
     JoinToken {
+        network: None,
         id: id.into(),
         secret_sha256: SECRET.into(),
         account: "111122223333".into(),
