@@ -5,8 +5,9 @@
 #               read by `socat` directly, by `eic open-tunnel` through the
 #               tunnel, and by the AWS CLI v2's open-tunnel (its mirror,
 #               tests/clients/eice_open_tunnel.py on awscrt), timed by
-#               hyperfine with the runs interleaved; the eic server's CPU
-#               per run from /proc/PID/stat
+#               hyperfine in ROUNDS rounds that each run all three (so a
+#               drift of this shared machine falls on all alike); the eic
+#               server's CPU per GB from /proc/PID/stat
 #   latency     1-byte round trips to an echo server, direct and through the
 #               tunnel, interleaved (bench/tunnel.py: a WebSocket client on
 #               Python's ssl, so no client process sits in the path)
@@ -14,14 +15,16 @@
 # against one release eic server whose tunnel listener is on
 # 127.0.0.31:443 with tls = "auto".
 #
-# usage: bench/tunnel.sh [SIZE [RUNS [ROUNDTRIPS [IDLE]]]]   (as root: port
+# usage: bench/tunnel.sh [SIZE [RUNS [ROUNDS [ROUNDTRIPS [IDLE]]]]]   (as root: port
 #        443; needs hyperfine, socat, python3 with botocore and awscrt 0.36.0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-1073741824}
-runs=${2:-10}
-roundtrips=${3:-5000}
-idle=${4:-1000}
+runs=${2:-9}
+rounds=${3:-3}
+per=$(( runs / rounds ))
+roundtrips=${4:-5000}
+idle=${5:-1000}
 cargo build --release --locked --bin eic >&2
 source bench/lib.sh
 eic=target/release/eic
@@ -62,22 +65,27 @@ tunnel_flags="--instance-connect-endpoint-id eice-0de00000000000001 --instance-c
 
 cpu() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 tick=$(getconf CLK_TCK)
-echo "== throughput: $size bytes from the instance side, $runs runs each, interleaved"
+echo "== throughput: $size bytes from the instance side, $runs runs each in $rounds rounds"
 before=$(cpu)
-hyperfine --style basic --runs "$runs" --export-json "$work/throughput.json" \
-  -n direct "socat -u TCP:127.0.0.1:$source_port - >/dev/null" \
-  -n eic-open-tunnel "$eic open-tunnel $tunnel_flags </dev/null >/dev/null" \
-  -n cli-v2-open-tunnel "python3 crates/eic/tests/clients/eice_open_tunnel.py --region us-west-2 $tunnel_flags </dev/null >/dev/null" \
-  >"$work/hyperfine.out"
+for round in $(seq "$rounds"); do
+  hyperfine --style none --runs "$per" --export-json "$work/throughput-$round.json" \
+    -n direct "socat -u TCP:127.0.0.1:$source_port - >/dev/null" \
+    -n eic-open-tunnel "$eic open-tunnel $tunnel_flags </dev/null >/dev/null" \
+    -n cli-v2-open-tunnel "python3 crates/eic/tests/clients/eice_open_tunnel.py --region us-west-2 $tunnel_flags </dev/null >/dev/null" \
+    >/dev/null
+done
 after=$(cpu)
-python3 - "$work/throughput.json" "$size" "$(( after - before ))" "$tick" "$runs" <<'PY'
-import json, sys
-results = json.load(open(sys.argv[1]))["results"]
-size, ticks, tick, runs = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-direct = results[0]["median"]
-for r in results:
-    mb_s = size / r["median"] / 1e6
-    print(f"  {r['command']:<20} median {r['median']:.3f} s  {mb_s:7.0f} MB/s  {direct / r['median'] * 100:5.1f}% of direct")
+python3 - "$size" "$(( after - before ))" "$tick" "$runs" "$work"/throughput-*.json <<'PY'
+import json, statistics, sys
+size, ticks, tick, runs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+times = {}
+for path in sys.argv[5:]:
+    for r in json.load(open(path))["results"]:
+        times.setdefault(r["command"], []).extend(r["times"])
+direct = statistics.median(times["direct"])
+for name, ts in times.items():
+    median = statistics.median(ts)
+    print(f"  {name:<20} median {median:.3f} s (min {min(ts):.3f}, max {max(ts):.3f})  {size / median / 1e6:5.0f} MB/s  {direct / median * 100:5.1f}% of direct")
 # Two of the three commands go through the server.
 print(f"  server CPU        {ticks / tick / (2 * runs) / (size / 1e9):.2f} s per GB relayed (both tunnel clients' runs)")
 PY

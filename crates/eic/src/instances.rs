@@ -160,8 +160,8 @@ impl Instances {
         }
         for enrolled in self.fleet.all_enrolled()? {
             let e = &enrolled.enrollment;
-            let placed = e.account == account
-                && e.network.as_ref().is_some_and(|n| n.vpc_id == vpc_id);
+            let placed =
+                e.account == account && e.network.as_ref().is_some_and(|n| n.vpc_id == vpc_id);
             let addresses = &e.facts.addresses;
             let at = match address {
                 std::net::IpAddr::V4(v4) => addresses.private_ipv4 == Some(v4),
@@ -300,8 +300,20 @@ vpc_id = "vpc-0de00000000000001"
             e.facts.addresses.private_ipv4 = Some(ip.into());
             e
         };
-        fleet.enroll(placed("i-0000000000000000a", [127, 0, 0, 6], FleetState::Stopped), 100_000).await.unwrap();
-        fleet.enroll(placed("i-0000000000000000b", [127, 0, 0, 6], FleetState::Running), 100_000).await.unwrap();
+        fleet
+            .enroll(
+                placed("i-0000000000000000a", [127, 0, 0, 6], FleetState::Stopped),
+                100_000,
+            )
+            .await
+            .unwrap();
+        fleet
+            .enroll(
+                placed("i-0000000000000000b", [127, 0, 0, 6], FleetState::Running),
+                100_000,
+            )
+            .await
+            .unwrap();
         let mut elsewhere = placed("i-0000000000000000c", [127, 0, 0, 7], FleetState::Running);
         elsewhere.network = None;
         fleet.enroll(elsewhere, 100_000).await.unwrap();
@@ -315,16 +327,28 @@ vpc_id = "vpc-0de00000000000001"
                 .map(|i| i.id.clone())
         };
         let vpc = "vpc-0de00000000000001";
-        assert_eq!(find("111122223333", vpc, [127, 0, 0, 5]).as_deref(), Some("i-abcd1234"));
+        assert_eq!(
+            find("111122223333", vpc, [127, 0, 0, 5]).as_deref(),
+            Some("i-abcd1234")
+        );
         // The running one of the two enrolled at 127.0.0.6.
-        assert_eq!(find("111122223333", vpc, [127, 0, 0, 6]).as_deref(), Some("i-0000000000000000b"));
+        assert_eq!(
+            find("111122223333", vpc, [127, 0, 0, 6]).as_deref(),
+            Some("i-0000000000000000b")
+        );
         // No network: no VPC reaches it.
         assert_eq!(find("111122223333", vpc, [127, 0, 0, 7]), None);
-        assert_eq!(find("111122223333", "vpc-0de00000000000002", [127, 0, 0, 5]), None);
+        assert_eq!(
+            find("111122223333", "vpc-0de00000000000002", [127, 0, 0, 5]),
+            None
+        );
         assert_eq!(find("444455556666", vpc, [127, 0, 0, 5]), None);
         let enrolled = instances.get("i-0000000000000000b", now).unwrap().unwrap();
         assert_eq!(enrolled.vpc_id.as_deref(), Some(vpc));
-        assert_eq!(enrolled.subnet_id.as_deref(), Some("subnet-0de00000000000001"));
+        assert_eq!(
+            enrolled.subnet_id.as_deref(),
+            Some("subnet-0de00000000000001")
+        );
     }
 
     #[tokio::test]

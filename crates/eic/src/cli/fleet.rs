@@ -202,7 +202,10 @@ async fn create_token(args: CreateTokenArgs) -> anyhow::Result<()> {
     }
     let network = match (&args.vpc_id, &args.subnet_id) {
         (Some(vpc_id), Some(subnet_id)) => {
-            for (flag, id, prefix) in [("--vpc-id", vpc_id, "vpc-"), ("--subnet-id", subnet_id, "subnet-")] {
+            for (flag, id, prefix) in [
+                ("--vpc-id", vpc_id, "vpc-"),
+                ("--subnet-id", subnet_id, "subnet-"),
+            ] {
                 if !crate::registry::is_resource_id(id, prefix) {
                     anyhow::bail!("{flag} '{id}' is not {prefix} and 8 to 17 lowercase hex digits");
                 }

@@ -27,6 +27,9 @@ use crate::config::TlsConfig;
 /// How long a client may take to complete the handshake: a connection that
 /// never finishes one must not hold a task and a descriptor forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Plaintext rustls takes before it must send: a tunnel's largest frame
+/// and then some (`tunnel::relay::MAX_FRAME_BYTES`).
+const SEND_BUFFER_LIMIT: usize = 128 * 1024;
 
 /// A listener's TLS: an acceptor and the certificate it serves.
 #[derive(Clone)]
@@ -78,9 +81,16 @@ impl Tls {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream))
+        let mut stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))?
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))??;
+        // Room for one whole WebSocket frame of a tunnel (its relay flushes
+        // each before the next, so no more is ever queued): with rustls's
+        // 64 KiB default, a frame went in piecemeal and tungstenite moved
+        // the rest of its buffer down after every piece, half the
+        // server's CPU in a bulk transfer.
+        stream.get_mut().1.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
+        Ok(stream)
     }
 
     /// Whether the certificate comes from the operator's files (and

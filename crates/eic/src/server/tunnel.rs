@@ -416,10 +416,10 @@ impl TunnelRole {
         endpoint: &Endpoint,
         asked: &OpenTunnelRequest,
     ) -> Result<Arc<Instance>, Refusal> {
-        let found =
-            self.api
-                .instances
-                .by_address(
+        let found = self
+            .api
+            .instances
+            .by_address(
                 &principal.account,
                 &endpoint.vpc_id,
                 asked.private_ip,
