@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests drive and a fresh machine lacks
-# (OpenSSH client and server, socat, rsync, redis-server, openssl; boto3, the AWS
-# CLI, mssh/msftp from ec2instanceconnectcli, awscrt), then runs every test.
+# (OpenSSH client and server, socat, rsync, redis-server, openssl, systemd's
+# systemd-analyze; boto3, the AWS CLI, mssh/msftp from ec2instanceconnectcli,
+# awscrt), then runs every test.
 # Some tests run sshd and mount a tmpfs, so run it as root (or in a
 # throwaway VM or container).
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v socat >/dev/null || missing+=(socat)
 command -v rsync >/dev/null || missing+=(rsync)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -20,7 +20,8 @@
 //! log), [`credentials`] (temporary credentials), [`instance_credentials`],
 //! [`data_dir`], [`settings`] (runtime settings), [`signing`] (the CA and
 //! signer of key blobs), [`tls_ca`] (the instance-facing listener's TLS CA
-//! and trust anchor), [`secret`] and [`os`] (the libc calls).
+//! and trust anchor), [`secret`], [`os`] (the libc calls) and [`systemd`]
+//! (the notify protocol).
 
 pub mod agent;
 pub mod audit;
@@ -40,6 +41,7 @@ pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod signing;
+pub mod systemd;
 pub mod tls_ca;
 pub mod tunnel;
 

@@ -67,8 +67,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut interval = FIRST_INTERVAL;
         let mut retry = MIN_RETRY;
+        let mut first = true;
         loop {
-            let wait = match beat(agent.clone(), ReportedState::Running).await {
+            let beat = beat(agent.clone(), ReportedState::Running).await;
+            if std::mem::take(&mut first) {
+                // Up, whether or not the server answered: it retries.
+                crate::systemd::ready("heartbeating");
+            }
+            let wait = match beat {
                 Beat::Next(next) => {
                     interval = next;
                     retry = MIN_RETRY;
@@ -88,6 +94,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 _ = interrupt.recv() => break,
             }
         }
+        crate::systemd::stopping();
         match beat(agent, ReportedState::Stopped).await {
             Beat::Next(_) => eprintln!("eic agent: reported stopped"),
             Beat::Refused(m) | Beat::Failed(m) => {

@@ -239,7 +239,11 @@ pub async fn run(
         tunnels = Some(role);
     }
 
+    crate::systemd::ready("serving");
+    let watchdog = tokio::spawn(crate::systemd::watchdog());
     shutdown.await;
+    crate::systemd::stopping();
+    watchdog.abort();
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);
     for task in tasks {
