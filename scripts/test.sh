@@ -2,7 +2,7 @@
 # The test command: installs what the tests drive and a fresh machine lacks
 # (OpenSSH client and server, socat, rsync, redis-server, openssl, systemd's
 # systemd-analyze; boto3, the AWS CLI, mssh/msftp from ec2instanceconnectcli,
-# awscrt), then runs every test.
+# awscrt, prometheus_client), then runs every test.
 # Some tests run sshd and mount a tmpfs, so run it as root (or in a
 # throwaway VM or container).
 set -euo pipefail
@@ -44,6 +44,13 @@ fi
 if ! python3 -c 'import awscrt, importlib.metadata as m; assert m.version("awscrt") == "0.36.0"' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'awscrt==0.36.0' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'awscrt==0.36.0'
+fi
+
+# Prometheus's own Python client, whose text parser reads /metrics in the
+# diagnostics tests.
+if ! python3 -c 'import importlib.metadata as m; assert m.version("prometheus_client") == "0.26.0"' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'prometheus_client==0.26.0' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'prometheus_client==0.26.0'
 fi
 
 cargo test --workspace --locked "$@"

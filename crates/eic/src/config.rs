@@ -35,6 +35,9 @@ pub struct Config {
     /// The Instance Connect Endpoint's listener (`/openTunnel`); absent,
     /// endpoints are listed but no tunnel opens.
     pub tunnel: Option<TunnelConfig>,
+    /// `/metrics`, `/healthz` and `/readyz`, off the API's port; absent,
+    /// none of them.
+    pub diagnostics: Option<DiagnosticsConfig>,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -51,6 +54,15 @@ pub struct Config {
     pub instances: Vec<InstanceConfig>,
     #[serde(default)]
     pub instance_connect_endpoints: Vec<EndpointConfig>,
+}
+
+/// `[diagnostics]`: for Prometheus and health checks. Unauthenticated, so
+/// listen where only the monitoring reaches (loopback, a management
+/// network).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsConfig {
+    pub listen: SocketAddr,
 }
 
 /// `[tunnel]`: the listener every endpoint's `dns_name` resolves to. HTTPS

@@ -35,6 +35,7 @@ pub mod fleet;
 pub mod instance_credentials;
 pub mod instances;
 pub mod join_token;
+pub mod metrics;
 pub mod os;
 pub mod registry;
 pub mod secret;

@@ -39,6 +39,9 @@ enum Command {
         /// Listen address for the Instance Connect Endpoint's tunnels (overrides [tunnel] listen).
         #[arg(long, value_name = "ADDR")]
         tunnel_listen: Option<SocketAddr>,
+        /// Listen address for /metrics, /healthz and /readyz (overrides [diagnostics] listen).
+        #[arg(long, value_name = "ADDR")]
+        diagnostics_listen: Option<SocketAddr>,
         /// The store all nodes share: redis://HOST:PORT, redis-cluster://HOST:PORT[,HOST:PORT…] or redis-sentinel://HOST:PORT[,HOST:PORT…]/MASTER (overrides [store]).
         #[arg(long, value_name = "URL")]
         store_url: Option<String>,
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
             instance_api_listen,
             serial_listen,
             tunnel_listen,
+            diagnostics_listen,
             store_url,
             data_dir,
         } => server::main(
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
                 instance_api_listen,
                 serial_listen,
                 tunnel_listen,
+                diagnostics_listen,
                 data_dir,
             },
         ),

@@ -332,6 +332,8 @@ fn a_server_that_cannot_bind_leaves_no_state() {
         "127.0.0.1:0",
         "--tunnel-listen",
         "127.0.0.1:0",
+        "--diagnostics-listen",
+        "127.0.0.1:0",
         "--data-dir",
         data.to_str().unwrap(),
     ]);
@@ -427,6 +429,8 @@ fn caps_that_cannot_fit_the_descriptor_limit_refuse_the_start() {
             "--serial-listen",
             "127.0.0.1:0",
             "--tunnel-listen",
+            "127.0.0.1:0",
+            "--diagnostics-listen",
             "127.0.0.1:0",
         ])
         .arg("--data-dir")

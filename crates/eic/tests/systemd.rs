@@ -41,6 +41,8 @@ fn the_server_is_ready_after_its_listeners_pings_the_watchdog_and_says_it_stops(
             "127.0.0.1:0",
             "--tunnel-listen",
             "127.0.0.1:0",
+            "--diagnostics-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))

@@ -29,6 +29,7 @@ use crate::audit::{
 use crate::config::{Availability, InstanceState, ThrottlingConfig};
 use crate::credentials::{TemporaryCredentials, TokenError};
 use crate::instances::Instances;
+use crate::metrics::Metrics;
 use crate::registry::{supports_serial_console, Instance, Principal, Registry};
 use crate::settings::SerialConsoleAccess;
 use eic_store::{PortState, SessionLocks};
@@ -55,6 +56,7 @@ pub struct Api {
     /// A static instance's `LaunchTime` in DescribeInstances: when this
     /// server started (the configuration knows no launch times).
     pub(super) launch_time: std::time::SystemTime,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 /// What the pipeline is built from.
@@ -68,6 +70,7 @@ pub struct ApiParts {
     pub audit: Arc<AuditLog>,
     pub clock: Arc<dyn Clock>,
     pub serial: SerialState,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the API needs to know of serial console sessions.
@@ -78,6 +81,17 @@ pub struct SerialState {
     /// The gateway's port and host key, which DescribeInstanceHostKeys
     /// serves; `None` when no gateway runs.
     pub host_keys: Option<eic_ec2::SerialConsoleHostKeys>,
+}
+
+/// A refused signature's reason, as the metrics name it.
+fn sigv4_reason(kind: SigV4ErrorKind) -> &'static str {
+    match kind {
+        SigV4ErrorKind::MissingAuthenticationToken => "MissingAuthenticationToken",
+        SigV4ErrorKind::IncompleteSignature => "IncompleteSignature",
+        SigV4ErrorKind::InvalidSignature => "InvalidSignature",
+        SigV4ErrorKind::UnrecognizedClient => "UnrecognizedClient",
+        SigV4ErrorKind::ExpiredToken => "ExpiredToken",
+    }
 }
 
 /// How long a push waits to learn whether a console backend answers.
@@ -148,6 +162,7 @@ impl Api {
             audit: parts.audit,
             clock: parts.clock,
             serial: parts.serial,
+            metrics: parts.metrics,
         }
     }
 
@@ -159,9 +174,19 @@ impl Api {
     }
 
     pub async fn handle(&self, request: ApiRequest<'_>) -> ApiResponse {
+        let started = std::time::Instant::now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut call = Call::default();
         let outcome = self.process(&request, &request_id, &mut call).await;
+        self.metrics.request(
+            call.operation
+                .map_or(crate::metrics::UNKNOWN_OPERATION, Operation::name),
+            outcome
+                .as_ref()
+                .err()
+                .map_or(crate::metrics::OK, |e| e.code.as_str()),
+            started.elapsed(),
+        );
         // A refusal is audited here; so is a store failure after the success
         // event was written, as a second event with the same requestID.
         // Refusals are rate-limited and kept off the disk reserve (audit.rs);
@@ -335,9 +360,11 @@ impl Api {
         temporary: &mut bool,
     ) -> Result<(Arc<Principal>, bool), SigV4Error> {
         let now = self.clock.now();
-        let verified = verifier.verify(http, now, |access_key_id, session_token| {
-            self.credential(access_key_id, session_token, now, access_key, temporary)
-        })?;
+        let verified = verifier
+            .verify(http, now, |access_key_id, session_token| {
+                self.credential(access_key_id, session_token, now, access_key, temporary)
+            })
+            .inspect_err(|e| self.metrics.sigv4_failure(sigv4_reason(e.kind)))?;
         Ok(verified.principal)
     }
 

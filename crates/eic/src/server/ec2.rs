@@ -146,10 +146,17 @@ fn host_keys_of(instance: &Instance) -> InstanceHostKeys {
 
 impl Api {
     pub async fn handle_ec2(&self, request: ApiRequest<'_>) -> Ec2Response {
+        let started = std::time::Instant::now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut caller = Caller::default();
         let outcome = self.answer_ec2(&request, &request_id, &mut caller).await;
         let error = outcome.as_ref().err();
+        self.metrics.request(
+            eic_ec2::requested_action(request.http.body)
+                .unwrap_or(crate::metrics::UNKNOWN_OPERATION),
+            error.map_or(crate::metrics::OK, |e| e.code.as_str()),
+            started.elapsed(),
+        );
         let admission = match error {
             None => Admission::Outcome,
             Some(e) => Admission::Refusal {

@@ -19,6 +19,7 @@
 pub mod api;
 pub mod authz;
 pub mod descriptors;
+pub mod diagnostics;
 pub mod ec2;
 pub mod fleet;
 pub mod http_errors;
@@ -45,12 +46,14 @@ use crate::credentials::TemporaryCredentials;
 use crate::data_dir::DataDir;
 use crate::instance_credentials::InstanceCredentials;
 use crate::instances::Instances;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::settings::{self, SerialConsoleAccess, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
 use crate::signing::Signing;
 use crate::tls_ca::{self, AutoCertificate};
 use api::{Api, ApiParts, SerialState};
 use authz::Authorizer;
+use diagnostics::{Diagnostics, DIAGNOSTICS_CONNECTIONS};
 use instance_api::InstanceApi;
 use listen::{announce, bind, handle_api, serve_http, HttpListener};
 use serial::{AuditedSessions, StoreSerialKeys};
@@ -66,6 +69,7 @@ pub struct Overrides {
     pub instance_api_listen: Option<SocketAddr>,
     pub serial_listen: Option<SocketAddr>,
     pub tunnel_listen: Option<SocketAddr>,
+    pub diagnostics_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -120,7 +124,9 @@ pub async fn run(
         ));
     }
 
+    let metrics = Metrics::new(&error_codes());
     let shared = Shared {
+        metrics: metrics.clone(),
         config: &config,
         data_dir: &data_dir,
         registry,
@@ -239,6 +245,24 @@ pub async fn run(
         tunnels = Some(role);
     }
 
+    if let Some(listener) = sockets.diagnostics {
+        let addr = listener.local_addr()?;
+        let diagnostics = Arc::new(Diagnostics {
+            api: api.clone(),
+            metrics,
+        });
+        tasks.push(tokio::spawn(serve_http(
+            HttpListener {
+                tcp: listener,
+                tls: None,
+                max_connections: DIAGNOSTICS_CONNECTIONS,
+                aws_errors: false,
+            },
+            move |_, request| diagnostics.clone().handle(request),
+            stop_rx.clone(),
+        )));
+        announce("diagnostics", addr);
+    }
     crate::systemd::ready("serving");
     let watchdog = tokio::spawn(crate::systemd::watchdog());
     shutdown.await;
@@ -259,6 +283,17 @@ pub async fn run(
     drop(state);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every error code a request can end with, for the metrics' closed set.
+fn error_codes() -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = eic_wire::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    codes.extend(eic_ec2::ErrorCode::ALL.iter().map(|c| c.as_str()));
+    codes.extend(tunnel::REFUSAL_CODES);
+    codes
 }
 
 /// A role and the socket it serves on.
@@ -282,6 +317,14 @@ impl Overrides {
                 None => {
                     anyhow::bail!("--serial-listen needs a [serial_console] section in the config")
                 }
+            }
+        }
+        if let Some(addr) = self.diagnostics_listen {
+            match config.diagnostics.as_mut() {
+                Some(diagnostics) => diagnostics.listen = addr,
+                None => anyhow::bail!(
+                    "--diagnostics-listen needs a [diagnostics] section in the config"
+                ),
             }
         }
         if let Some(addr) = self.tunnel_listen {
@@ -310,6 +353,7 @@ struct Sockets {
     instance_api: Option<TcpListener>,
     serial: Option<TcpListener>,
     tunnel: Option<TcpListener>,
+    diagnostics: Option<TcpListener>,
 }
 
 impl Sockets {
@@ -327,11 +371,16 @@ impl Sockets {
             Some(settings) => Some(bind("tunnel", settings.listen).await?),
             None => None,
         };
+        let diagnostics = match &config.diagnostics {
+            Some(settings) => Some(bind("diagnostics", settings.listen).await?),
+            None => None,
+        };
         Ok(Sockets {
             api,
             instance_api,
             serial,
             tunnel,
+            diagnostics,
         })
     }
 }
@@ -378,6 +427,7 @@ fn open_state(config: &Config, data_dir: &DataDir, clock: Arc<dyn Clock>) -> any
 
 /// What the roles are built from.
 struct Shared<'a> {
+    metrics: Arc<Metrics>,
     config: &'a Config,
     data_dir: &'a DataDir,
     registry: Arc<Registry>,
@@ -430,6 +480,7 @@ impl Shared<'_> {
                 locks: serial.map(|bound| bound.role.locks.clone()),
                 host_keys,
             },
+            metrics: self.metrics.clone(),
         }))
     }
 

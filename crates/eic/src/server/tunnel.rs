@@ -48,6 +48,28 @@ use crate::registry::{Endpoint, Instance, Principal};
 use crate::tunnel::relay::{self, Outcome, RelayLimits};
 use crate::tunnel::request::{self, OpenTunnelRequest, Refusal, MAX_TUNNEL_DURATION};
 
+/// Every code a tunnel's refusal carries, for the metrics' closed set.
+pub const REFUSAL_CODES: [&str; 18] = [
+    "UnknownOperationException",
+    "UpgradeRequired",
+    "ValidationException",
+    "MissingAuthenticationToken",
+    "IncompleteSignature",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "AuthFailure",
+    "ThrottlingException",
+    "AccessDeniedException",
+    "InvalidInstanceConnectEndpointId.NotFound",
+    "InvalidParameter",
+    "IncorrectInstanceState",
+    "InstanceUnavailable",
+    "TooManyTunnels",
+    "ServiceUnavailable",
+    "InstanceConnectionFailed",
+];
+
 /// CloudTrail's event source for the endpoint, as at AWS.
 pub const EVENT_SOURCE: &str = "ec2-instance-connect.amazonaws.com";
 const EVENT_NAME: &str = "OpenTunnel";
@@ -144,9 +166,14 @@ impl TunnelRole {
         peer: SocketAddr,
         mut request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let started = std::time::Instant::now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut call = Call::default();
         let opened = self.open(peer, &request, &request_id, &mut call).await;
+        let code = opened.as_ref().err().map_or(crate::metrics::OK, |r| r.code);
+        self.api
+            .metrics
+            .request(EVENT_NAME, code, started.elapsed());
         let opened = match opened {
             Ok(opened) => opened,
             Err(refusal) => {
@@ -164,6 +191,7 @@ impl TunnelRole {
             .unwrap_or_default();
         let upgrade = hyper::upgrade::on(&mut request);
         let role = self.clone();
+        self.api.metrics.tunnel_opened();
         tokio::spawn(async move {
             let Opened {
                 instance,
@@ -190,6 +218,9 @@ impl TunnelRole {
                     duration: Duration::ZERO,
                 },
             };
+            role.api
+                .metrics
+                .tunnel_closed(outcome.bytes_to_instance, outcome.bytes_to_client);
             role.audit_close(&event, &outcome);
             drop(admission);
         });

@@ -43,7 +43,13 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The listeners examples/dev.toml enables, in the order they announce.
-pub const ROLES: &[&str] = &["api", "instance-api", "serial-console", "tunnel"];
+pub const ROLES: &[&str] = &[
+    "api",
+    "instance-api",
+    "serial-console",
+    "tunnel",
+    "diagnostics",
+];
 
 pub struct Server {
     child: Child,
@@ -51,6 +57,7 @@ pub struct Server {
     pub instance_api: SocketAddr,
     pub serial: SocketAddr,
     pub tunnel: SocketAddr,
+    pub diagnostics: SocketAddr,
     pub data_dir: PathBuf,
     pub config: PathBuf,
     _config_dir: tempfile::TempDir,
@@ -137,6 +144,7 @@ impl Server {
         if !args.contains(&"--tunnel-listen") {
             command.args(["--tunnel-listen", "127.0.0.1:0"]);
         }
+        command.args(["--diagnostics-listen", "127.0.0.1:0"]);
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -166,6 +174,7 @@ impl Server {
             instance_api: listeners["instance-api"],
             serial: listeners["serial-console"],
             tunnel: listeners["tunnel"],
+            diagnostics: listeners["diagnostics"],
             data_dir: data_dir.to_owned(),
             config,
             _config_dir: config_dir,

@@ -1,0 +1,287 @@
+//! The service's metrics, for the diagnostics listener's `/metrics`
+//! (Prometheus's text format, encoded by `prometheus-client`).
+//!
+//! Names follow Prometheus's conventions: `eic_` first, base units,
+//! `_total` on counters. Labels are closed sets (an operation, an error
+//! code, a reason, a direction): never an instance id, a principal or a key,
+//! which would make a series per caller.
+//!
+//! Nothing here takes a lock on the request path: every series is made at
+//! start and kept as a handle (an atomic), and the histograms are buckets
+//! of atomics ([`Latency`]); a scrape reads the same atomics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+
+/// What a request asked for, as the metrics name it.
+pub const OPERATIONS: [&str; 6] = [
+    "SendSSHPublicKey",
+    "SendSerialConsoleSSHPublicKey",
+    "DescribeInstances",
+    "DescribeInstanceHostKeys",
+    "DescribeInstanceConnectEndpoints",
+    "OpenTunnel",
+];
+/// A request whose operation is not known (yet, or at all).
+pub const UNKNOWN_OPERATION: &str = "Unknown";
+/// The `code` of a request that succeeded.
+pub const OK: &str = "OK";
+/// Any code not in the known set counts here, so a caller cannot add series.
+const OTHER_CODE: &str = "Other";
+/// SigV4's refusals, as `eic_sigv4::SigV4ErrorKind` names them.
+pub const SIGV4_REASONS: [&str; 5] = [
+    "MissingAuthenticationToken",
+    "IncompleteSignature",
+    "InvalidSignature",
+    "UnrecognizedClient",
+    "ExpiredToken",
+];
+
+/// Upper bounds of the request-duration buckets, in seconds: 100 µs to
+/// 10 s, roughly doubling.
+const LATENCY_BOUNDS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+
+type Labels = [(&'static str, &'static str); 2];
+
+/// Every series, made at start.
+pub struct Metrics {
+    registry: Registry,
+    requests: HashMap<(&'static str, &'static str), Counter>,
+    durations: HashMap<&'static str, Latency>,
+    sigv4_failures: HashMap<&'static str, Counter>,
+    tunnels_open: Gauge,
+    tunnel_bytes_to_instance: Counter,
+    tunnel_bytes_to_client: Counter,
+}
+
+impl Metrics {
+    /// The series for `codes`: every error code a request can end with
+    /// (others count as `Other`).
+    pub fn new(codes: &[&'static str]) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("eic");
+        let mut all_codes: Vec<&'static str> = codes.to_vec();
+        all_codes.extend([OK, OTHER_CODE]);
+        all_codes.sort_unstable();
+        all_codes.dedup();
+        let operations = OPERATIONS.iter().chain([&UNKNOWN_OPERATION]);
+
+        let family = Family::<Labels, Counter>::default();
+        let mut requests = HashMap::new();
+        for &operation in operations.clone() {
+            for &code in &all_codes {
+                let labels = [("operation", operation), ("code", code)];
+                requests.insert((operation, code), family.get_or_create_owned(&labels));
+            }
+        }
+        registry.register(
+            "requests",
+            "Requests answered, by operation and outcome (an error code, or OK)",
+            family,
+        );
+
+        let family = Family::<[(&'static str, &'static str); 1], Latency>::default();
+        let mut durations = HashMap::new();
+        for &operation in operations {
+            durations.insert(
+                operation,
+                family.get_or_create_owned(&[("operation", operation)]),
+            );
+        }
+        registry.register_with_unit(
+            "request_duration",
+            "Time from a request's arrival to its answer, by operation",
+            Unit::Seconds,
+            family,
+        );
+
+        let family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let sigv4_failures = SIGV4_REASONS
+            .iter()
+            .map(|&reason| (reason, family.get_or_create_owned(&[("reason", reason)])))
+            .collect();
+        registry.register(
+            "sigv4_failures",
+            "Requests whose SigV4 signature was refused, by reason",
+            family,
+        );
+
+        let tunnels_open = Gauge::default();
+        registry.register(
+            "tunnels_open",
+            "Instance Connect Endpoint tunnels open on this node",
+            tunnels_open.clone(),
+        );
+        let bytes = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let tunnel_bytes_to_instance = bytes.get_or_create_owned(&[("direction", "to_instance")]);
+        let tunnel_bytes_to_client = bytes.get_or_create_owned(&[("direction", "to_client")]);
+        registry.register_with_unit(
+            "tunnel",
+            "Bytes relayed by closed tunnels, by direction",
+            Unit::Bytes,
+            bytes,
+        );
+
+        let build = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+        build
+            .get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
+            .set(1);
+        registry.register("build_info", "The running build (always 1)", build);
+
+        Arc::new(Metrics {
+            registry,
+            requests,
+            durations,
+            sigv4_failures,
+            tunnels_open,
+            tunnel_bytes_to_instance,
+            tunnel_bytes_to_client,
+        })
+    }
+
+    /// One answered request: its operation (one of [`OPERATIONS`], else
+    /// unknown), its outcome (an error code or [`OK`]) and how long it took.
+    pub fn request(&self, operation: &str, code: &str, took: Duration) {
+        let operation = OPERATIONS
+            .iter()
+            .copied()
+            .find(|o| *o == operation)
+            .unwrap_or(UNKNOWN_OPERATION);
+        let counter = self
+            .requests
+            .get(&(operation, code))
+            .or_else(|| self.requests.get(&(operation, OTHER_CODE)));
+        if let Some(counter) = counter {
+            counter.inc();
+        }
+        if let Some(latency) = self.durations.get(operation) {
+            latency.observe(took);
+        }
+    }
+
+    /// A refused signature, by [`SIGV4_REASONS`] name.
+    pub fn sigv4_failure(&self, reason: &str) {
+        if let Some(counter) = self.sigv4_failures.get(reason) {
+            counter.inc();
+        }
+    }
+
+    pub fn tunnel_opened(&self) {
+        self.tunnels_open.inc();
+    }
+
+    pub fn tunnel_closed(&self, bytes_to_instance: u64, bytes_to_client: u64) {
+        self.tunnels_open.dec();
+        self.tunnel_bytes_to_instance.inc_by(bytes_to_instance);
+        self.tunnel_bytes_to_client.inc_by(bytes_to_client);
+    }
+
+    /// The text exposition format, for a scrape.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// A histogram of durations whose buckets are atomics: observing takes no
+/// lock (prometheus-client's own histogram takes a mutex per observation,
+/// shared with every request and the scrape).
+#[derive(Debug, Default, Clone)]
+pub struct Latency(Arc<LatencyBuckets>);
+
+#[derive(Debug, Default)]
+struct LatencyBuckets {
+    /// Observations at or below each bound (not cumulative); the last is
+    /// the overflow.
+    counts: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Latency {
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.0.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for Latency {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Latency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let counts: Vec<u64> = self
+            .0
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(counts.iter().copied())
+            .collect();
+        let count = counts.iter().sum();
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_count_by_operation_and_code_and_unknown_codes_do_not_add_series() {
+        let metrics = Metrics::new(&["AccessDeniedException"]);
+        metrics.request("SendSSHPublicKey", OK, Duration::from_micros(300));
+        metrics.request(
+            "SendSSHPublicKey",
+            "AccessDeniedException",
+            Duration::from_millis(2),
+        );
+        metrics.request("SendSSHPublicKey", "SomethingNew", Duration::from_millis(2));
+        metrics.request("NoSuchOperation", OK, Duration::from_secs(20));
+        metrics.sigv4_failure("InvalidSignature");
+        let text = metrics.encode();
+        for line in [
+            r#"eic_requests_total{operation="SendSSHPublicKey",code="OK"} 1"#,
+            r#"eic_requests_total{operation="SendSSHPublicKey",code="AccessDeniedException"} 1"#,
+            r#"eic_requests_total{operation="SendSSHPublicKey",code="Other"} 1"#,
+            r#"eic_requests_total{operation="Unknown",code="OK"} 1"#,
+            r#"eic_request_duration_seconds_count{operation="SendSSHPublicKey"} 3"#,
+            r#"eic_request_duration_seconds_bucket{le="0.0005",operation="SendSSHPublicKey"} 1"#,
+            r#"eic_request_duration_seconds_bucket{le="+Inf",operation="Unknown"} 1"#,
+            r#"eic_sigv4_failures_total{reason="InvalidSignature"} 1"#,
+            r#"eic_build_info{version=""#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        assert!(!text.contains("SomethingNew"));
+        assert!(!text.contains("NoSuchOperation"));
+    }
+}
