@@ -39,6 +39,8 @@ pub struct Config {
     /// none of them.
     pub diagnostics: Option<DiagnosticsConfig>,
     #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
     pub throttling: ThrottlingConfig,
@@ -54,6 +56,25 @@ pub struct Config {
     pub instances: Vec<InstanceConfig>,
     #[serde(default)]
     pub instance_connect_endpoints: Vec<EndpointConfig>,
+}
+
+/// `[log]`: how the server writes its log to stderr (the level is
+/// `RUST_LOG`'s, default `info`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people; coloured only at a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line, for journald's or a collector's parsers.
+    Json,
 }
 
 /// `[diagnostics]`: for Prometheus and health checks. Unauthenticated, so

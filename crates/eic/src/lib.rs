@@ -46,15 +46,28 @@ pub mod systemd;
 pub mod tls_ca;
 pub mod tunnel;
 
-/// Logs to stderr at `RUST_LOG` (default `info`), coloured only for a
-/// person at a terminal, not for journald or a file.
+/// Logs to stderr at `RUST_LOG` (default `info`) as text, coloured only
+/// for a person at a terminal, not for journald or a file.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging_as(config::LogFormat::Text);
+}
+
+/// As [`init_logging`], in `format`: text, or one JSON object a line (the
+/// current span's fields, such as a request's `request_id`, under `span`).
+pub fn init_logging_as(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

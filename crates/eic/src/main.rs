@@ -135,7 +135,10 @@ fn main() -> ExitCode {
         Command::SshConfig(args) => return user_side(|| client::ssh_config::run(args)),
         command => command,
     };
-    eic::init_logging();
+    // The server logs as its config says, once it has read it.
+    if !matches!(command, Command::Server { .. }) {
+        eic::init_logging();
+    }
     let result = match command {
         Command::Server {
             config,

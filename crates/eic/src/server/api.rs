@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::registry::{supports_serial_console, Instance, Principal, Registry};
 use crate::settings::SerialConsoleAccess;
 use eic_store::{PortState, SessionLocks};
+use tracing::Instrument;
 
 /// How long a pushed key lets its holder in, as at AWS.
 pub const KEY_LIFETIME: Duration = Duration::from_secs(60);
@@ -177,7 +178,12 @@ impl Api {
         let started = std::time::Instant::now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut call = Call::default();
-        let outcome = self.process(&request, &request_id, &mut call).await;
+        let span = tracing::info_span!("request", request_id = %request_id);
+        let outcome = self
+            .process(&request, &request_id, &mut call)
+            .instrument(span.clone())
+            .await;
+        let _in_request = span.enter();
         self.metrics.request(
             call.operation
                 .map_or(crate::metrics::UNKNOWN_OPERATION, Operation::name),
@@ -219,7 +225,7 @@ impl Api {
                 error: None,
             },
             Err(error) => {
-                tracing::debug!(request_id, code = %error.code, message = %error.message, "request refused");
+                tracing::debug!(request_id, code = %error.code, error_message = %error.message, "request refused");
                 ApiResponse::error(request_id, &error)
             }
         }

@@ -149,7 +149,13 @@ impl Api {
         let started = std::time::Instant::now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut caller = Caller::default();
-        let outcome = self.answer_ec2(&request, &request_id, &mut caller).await;
+        let span = tracing::info_span!("request", request_id = %request_id);
+        let outcome = tracing::Instrument::instrument(
+            self.answer_ec2(&request, &request_id, &mut caller),
+            span.clone(),
+        )
+        .await;
+        let _in_request = span.enter();
         let error = outcome.as_ref().err();
         self.metrics.request(
             eic_ec2::requested_action(request.http.body)
@@ -202,7 +208,7 @@ impl Api {
                 body,
             },
             Err(e) => {
-                tracing::debug!(request_id, code = e.code.as_str(), message = %e.message, "EC2 request refused");
+                tracing::debug!(request_id, code = e.code.as_str(), error_message = %e.message, "EC2 request refused");
                 Ec2Response {
                     status: e.status(),
                     body: e.render(&request_id),

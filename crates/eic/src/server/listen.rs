@@ -58,11 +58,17 @@ pub async fn bind(role: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// The line scripts and tests wait for: `listening <role> <address>`.
 pub fn announce(role: &str, addr: SocketAddr) {
+    print_line(&format!("listening {role} {addr}"));
+    tracing::info!(role, %addr, "listening");
+}
+
+/// A line on stdout, flushed; a reader that went away (a closed pipe) is no
+/// reason to stop serving, as `println!`'s panic would make it.
+pub fn print_line(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening {role} {addr}");
+    let _ = writeln!(out, "{line}");
     let _ = out.flush();
-    tracing::info!(role, %addr, "listening");
 }
 
 /// A bound socket and how to serve it.

@@ -77,6 +77,7 @@ pub struct Overrides {
 /// until SIGTERM or Ctrl-C.
 pub fn main(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    crate::init_logging_as(config.log.format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -215,7 +216,7 @@ pub async fn run(
             gateway.gateway.serve(listener, stop_rx.clone()),
         ));
         announce("serial-console", addr);
-        println!("serial-console host key {}", gateway.fingerprint);
+        listen::print_line(&format!("serial-console host key {}", gateway.fingerprint));
     }
     let mut tunnels = None;
     if let Some(Bound {

@@ -169,7 +169,12 @@ impl TunnelRole {
         let started = std::time::Instant::now();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut call = Call::default();
-        let opened = self.open(peer, &request, &request_id, &mut call).await;
+        let span = tracing::info_span!("request", request_id = %request_id);
+        let opened = tracing::Instrument::instrument(
+            self.open(peer, &request, &request_id, &mut call),
+            span.clone(),
+        )
+        .await;
         let code = opened.as_ref().err().map_or(crate::metrics::OK, |r| r.code);
         self.api
             .metrics
@@ -180,7 +185,7 @@ impl TunnelRole {
                 if !call.audited {
                     self.audit_refusal(peer.ip(), request.headers(), &request_id, &call, &refusal);
                 }
-                tracing::debug!(request_id, code = refusal.code, message = %refusal.message, "tunnel refused");
+                tracing::debug!(request_id, code = refusal.code, error_message = %refusal.message, "tunnel refused");
                 return Ok(refusal_response(&refusal, &request_id));
             }
         };
@@ -192,38 +197,42 @@ impl TunnelRole {
         let upgrade = hyper::upgrade::on(&mut request);
         let role = self.clone();
         self.api.metrics.tunnel_opened();
-        tokio::spawn(async move {
-            let Opened {
-                instance,
-                limits,
-                event,
-                admission,
-                _counted,
-                _permit,
-            } = opened;
-            let outcome = match upgrade.await {
-                Ok(upgraded) => {
-                    let websocket = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
-                        Role::Server,
-                        Some(relay::websocket_config()),
-                    )
-                    .await;
-                    relay::relay(websocket, instance, limits, role.stop.clone()).await
-                }
-                Err(e) => Outcome {
-                    ending: relay::Ending::ClientGone(format!("upgrade failed: {e}")),
-                    bytes_to_instance: 0,
-                    bytes_to_client: 0,
-                    duration: Duration::ZERO,
-                },
-            };
-            role.api
-                .metrics
-                .tunnel_closed(outcome.bytes_to_instance, outcome.bytes_to_client);
-            role.audit_close(&event, &outcome);
-            drop(admission);
-        });
+        let relay_span = span.clone();
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let Opened {
+                    instance,
+                    limits,
+                    event,
+                    admission,
+                    _counted,
+                    _permit,
+                } = opened;
+                let outcome = match upgrade.await {
+                    Ok(upgraded) => {
+                        let websocket = WebSocketStream::from_raw_socket(
+                            TokioIo::new(upgraded),
+                            Role::Server,
+                            Some(relay::websocket_config()),
+                        )
+                        .await;
+                        relay::relay(websocket, instance, limits, role.stop.clone()).await
+                    }
+                    Err(e) => Outcome {
+                        ending: relay::Ending::ClientGone(format!("upgrade failed: {e}")),
+                        bytes_to_instance: 0,
+                        bytes_to_client: 0,
+                        duration: Duration::ZERO,
+                    },
+                };
+                role.api
+                    .metrics
+                    .tunnel_closed(outcome.bytes_to_instance, outcome.bytes_to_client);
+                role.audit_close(&event, &outcome);
+                drop(admission);
+            },
+            relay_span,
+        ));
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
