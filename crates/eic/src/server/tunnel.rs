@@ -328,7 +328,12 @@ impl TunnelRole {
             t.principal
         })
         .await
-        .map_err(|e| Refusal::new(StatusCode::TOO_MANY_REQUESTS, e.code.as_str(), e.message))?;
+        .map_err(|e| {
+            // Throttled (429), or the store that keeps the buckets failed.
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            Refusal::new(status, e.code.as_str(), e.message)
+        })?;
 
         let asked = request::parse(query)?;
         let duration = asked.max_duration.unwrap_or(MAX_TUNNEL_DURATION);
