@@ -15,12 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::instances::{Instances, Liveness};
 
 /// What a request asked for, as the metrics name it.
 pub const OPERATIONS: [&str; 6] = [
@@ -68,9 +71,13 @@ pub struct Metrics {
 
 impl Metrics {
     /// The series for `codes`: every error code a request can end with
-    /// (others count as `Other`).
-    pub fn new(codes: &[&'static str]) -> Arc<Metrics> {
+    /// (others count as `Other`); with `fleet`, its instances by state,
+    /// counted at each scrape.
+    pub fn new(codes: &[&'static str], fleet: Option<Arc<Instances>>) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("eic");
+        if let Some(instances) = fleet {
+            registry.register_collector(Box::new(FleetByState(instances)));
+        }
         let mut all_codes: Vec<&'static str> = codes.to_vec();
         all_codes.extend([OK, OTHER_CODE]);
         all_codes.sort_unstable();
@@ -196,6 +203,50 @@ impl Metrics {
     }
 }
 
+/// `eic_fleet_instances{state}`: enrolled instances by liveness, from the
+/// fleet's local view at scrape time (nothing when the view is too old to
+/// answer, rather than a wrong count).
+struct FleetByState(Arc<Instances>);
+
+impl std::fmt::Debug for FleetByState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FleetByState")
+    }
+}
+
+impl Collector for FleetByState {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(all) = self.0.fleet().all_enrolled() else {
+            return Ok(());
+        };
+        let now = std::time::SystemTime::now();
+        let states = [
+            Liveness::Running,
+            Liveness::ConnectionLost,
+            Liveness::Stopped,
+            Liveness::Terminated,
+        ];
+        let mut counts = [0i64; 4];
+        for enrolled in &all {
+            let liveness = Liveness::of(enrolled, now, self.0.unavailable_after());
+            if let Some(i) = states.iter().position(|s| *s == liveness) {
+                counts[i] += 1;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "fleet_instances",
+            "Enrolled instances, by state",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, count) in states.iter().zip(counts) {
+            let labels = [("state", state.name())];
+            metric.encode_family(&labels)?.encode_gauge(&count)?;
+        }
+        Ok(())
+    }
+}
+
 /// A histogram of durations whose buckets are atomics: observing takes no
 /// lock (prometheus-client's own histogram takes a mutex per observation,
 /// shared with every request and the scrape).
@@ -257,7 +308,7 @@ mod tests {
 
     #[test]
     fn requests_count_by_operation_and_code_and_unknown_codes_do_not_add_series() {
-        let metrics = Metrics::new(&["AccessDeniedException"]);
+        let metrics = Metrics::new(&["AccessDeniedException"], None);
         metrics.request("SendSSHPublicKey", OK, Duration::from_micros(300));
         metrics.request(
             "SendSSHPublicKey",

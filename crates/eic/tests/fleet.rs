@@ -208,6 +208,21 @@ fn machines_join_heartbeat_log_in_and_stop() {
     });
     // The other machine still heartbeats.
     assert!(push(&server, &id_b, &key).is_ok());
+    // The diagnostics listener counts them by state.
+    let metrics = {
+        let mut stream = std::net::TcpStream::connect(server.diagnostics).unwrap();
+        let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let (status, _, body) = common::http_exchange(&mut stream, request.as_bytes()).unwrap();
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
+    };
+    for line in [
+        r#"eic_fleet_instances{state="running"} 1"#,
+        r#"eic_fleet_instances{state="connection-lost"} 1"#,
+        r#"eic_fleet_instances{state="stopped"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
     agent.signal("CONT");
     wait_until(20, "available again", || push(&server, &id_a, &key).is_ok());
 

@@ -426,7 +426,7 @@ impl Fixture {
                 locks: (!setup.no_gateway).then(|| locks.clone() as Arc<dyn SessionLocks>),
                 host_keys: None,
             },
-            metrics: eic::metrics::Metrics::new(&[]),
+            metrics: eic::metrics::Metrics::new(&[], None),
         });
         Fixture {
             dir,

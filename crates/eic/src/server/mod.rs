@@ -125,7 +125,7 @@ pub async fn run(
         ));
     }
 
-    let metrics = Metrics::new(&error_codes());
+    let metrics = Metrics::new(&error_codes(), Some(instances.clone()));
     let shared = Shared {
         metrics: metrics.clone(),
         config: &config,
