@@ -165,7 +165,10 @@ def idle(dns, hold_port, server_pid, n):
     for _ in range(n):
         tunnels.append(open_tunnel(context, dns, hold_port))
     opened = time.perf_counter() - start
+    deadline = time.monotonic() + 60
     while len(held) < n + 1:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(held)} of {n + 1} tunnels reached the instance side")
         time.sleep(0.05)
     time.sleep(1)
     after = rss_kib(server_pid)

@@ -419,20 +419,8 @@ fn caps_that_cannot_fit_the_descriptor_limit_refuse_the_start() {
             "--config",
         ])
         .arg(&config)
-        .args([
-            "--api-listen",
-            "127.0.0.1:0",
-            "--instance-api-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--serial-listen",
-            "127.0.0.1:0",
-            "--tunnel-listen",
-            "127.0.0.1:0",
-            "--diagnostics-listen",
-            "127.0.0.1:0",
-        ])
+        .args(common::FREE_PORTS)
+        .args(common::FREE_TUNNEL_PORT)
         .arg("--data-dir")
         .arg(root.path().join("data"))
         .output()

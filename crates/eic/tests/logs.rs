@@ -19,19 +19,9 @@ fn json_logs_are_one_object_a_line_with_the_request_id() {
     let mut server = Command::new(env!("CARGO_BIN_EXE_eic"))
         .args(["server", "--config"])
         .arg(&config)
-        .args([
-            "--api-listen",
-            "127.0.0.1:0",
-            "--instance-api-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--serial-listen",
-            "127.0.0.1:0",
-            "--tunnel-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--diagnostics-listen", "127.0.0.1:0", "--data-dir"])
+        .args(common::FREE_PORTS)
+        .args(common::FREE_TUNNEL_PORT)
+        .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("RUST_LOG", "info,eic=debug")
         .stdout(Stdio::piped())

@@ -30,20 +30,8 @@ fn the_server_is_ready_after_its_listeners_pings_the_watchdog_and_says_it_stops(
     let mut server = Command::new(env!("CARGO_BIN_EXE_eic"))
         .args(["server", "--config"])
         .arg(repo_root().join("examples/dev.toml"))
-        .args([
-            "--api-listen",
-            "127.0.0.1:0",
-            "--instance-api-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--serial-listen",
-            "127.0.0.1:0",
-            "--tunnel-listen",
-            "127.0.0.1:0",
-            "--diagnostics-listen",
-            "127.0.0.1:0",
-        ])
+        .args(common::FREE_PORTS)
+        .args(common::FREE_TUNNEL_PORT)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("NOTIFY_SOCKET", &path)

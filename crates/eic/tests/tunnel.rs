@@ -258,15 +258,32 @@ fn ssh_logs_in_through_the_tunnel_and_both_ends_are_audited() {
     );
 }
 
-/// What the CLI printed and its exit status, for a tunnel that is refused
-/// before (or closed after) its upgrade; stdin stays open and empty.
-fn refused(mut tunnel: Command) -> (Option<i32>, String) {
-    let mut child = tunnel
+/// The CLI as ssh runs it: stdin, stdout and stderr pipes.
+fn spawn_piped(command: &mut Command) -> std::process::Child {
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .unwrap()
+}
+
+/// sshd speaks first: its identification line comes through the tunnel.
+fn assert_sshd_answers(child: &mut std::process::Child) {
+    let mut banner = [0u8; 8];
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut banner)
         .unwrap();
+    assert_eq!(&banner, b"SSH-2.0-");
+}
+
+/// What the CLI printed and its exit status, for a tunnel that is refused
+/// before (or closed after) its upgrade; stdin stays open and empty.
+fn refused(mut tunnel: Command) -> (Option<i32>, String) {
+    let mut child = spawn_piped(&mut tunnel);
     let _stdin = child.stdin.take();
     let mut stderr = String::new();
     child
@@ -377,22 +394,9 @@ fn the_duration_running_out_closes_the_tunnel_with_the_clis_message() {
         rig.sshd_port,
         &["--max-tunnel-duration", "2"],
     );
-    let mut child = tunnel
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(&mut tunnel);
     let _stdin = child.stdin.take();
-    // sshd speaks first: its identification line comes through the tunnel.
-    let mut banner = [0u8; 8];
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_exact(&mut banner)
-        .unwrap();
-    assert_eq!(&banner, b"SSH-2.0-");
+    assert_sshd_answers(&mut child);
     let mut stderr = String::new();
     child
         .stderr
@@ -572,20 +576,8 @@ fn the_clis_open_tunnel_finds_address_and_endpoint_by_itself() {
         .args(["--region", "us-west-2", "--instance-id", INSTANCE])
         .args(["--remote-port", &rig.sshd_port.to_string()]);
     rig.cli_environment(&mut command, ADMIN);
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = [0u8; 8];
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_exact(&mut banner)
-        .unwrap();
-    assert_eq!(&banner, b"SSH-2.0-");
+    let mut child = spawn_piped(&mut command);
+    assert_sshd_answers(&mut child);
     drop(child.stdin.take());
     let _ = child.kill();
     let _ = child.wait();

@@ -541,11 +541,49 @@ impl TunnelRole {
         })
     }
 
-    fn identity<'a>(&self, event: &'a TunnelEvent) -> Identity<'a> {
-        Identity::of(
-            Some(&event.principal),
-            event.access_key_id.as_deref(),
-            event.temporary,
+    /// The OpenTunnel event of a call, as every one of its events shares it.
+    fn api_call<'a>(
+        &'a self,
+        identity: Identity<'a>,
+        source_ip: IpAddr,
+        user_agent: Option<&'a str>,
+        parameters: Option<&serde_json::Value>,
+        request_id: &'a str,
+        error: Option<&'a Refusal>,
+    ) -> ApiCall<'a> {
+        ApiCall {
+            time: self.api.clock.now(),
+            event_source: EVENT_SOURCE,
+            read_only: false,
+            region: &self.api.registry.region,
+            event_name: Some(EVENT_NAME),
+            identity,
+            source_ip,
+            user_agent,
+            request_parameters: parameters.cloned().map(CallParameters::Tunnel),
+            request_id,
+            error: error.map(|r| (r.code, r.message.as_str())),
+        }
+    }
+
+    /// The OpenTunnel event of an opened tunnel, or of its refusal after it
+    /// was admitted.
+    fn tunnel_call<'a>(
+        &'a self,
+        event: &'a TunnelEvent,
+        error: Option<&'a Refusal>,
+    ) -> ApiCall<'a> {
+        self.api_call(
+            Identity::of(
+                Some(&event.principal),
+                event.access_key_id.as_deref(),
+                event.temporary,
+            ),
+            event.source_ip,
+            event.user_agent.as_deref(),
+            Some(&event.parameters),
+            &event.request_id,
+            error,
         )
     }
 
@@ -553,38 +591,15 @@ impl TunnelRole {
     /// is held by the returned admission.
     fn audit_open(&self, event: &TunnelEvent) -> Result<LastingAdmission, audit::AuditError> {
         let audit = &self.api.audit;
-        let call = ApiCall {
-            time: self.api.clock.now(),
-            event_source: EVENT_SOURCE,
-            read_only: false,
-            region: &self.api.registry.region,
-            event_name: Some(EVENT_NAME),
-            identity: self.identity(event),
-            source_ip: event.source_ip,
-            user_agent: event.user_agent.as_deref(),
-            request_parameters: Some(CallParameters::Tunnel(event.parameters.clone())),
-            request_id: &event.request_id,
-            error: None,
-        };
-        Ok(audit.record_api_work(&call)?.lasting(audit))
+        Ok(audit
+            .record_api_work(&self.tunnel_call(event, None))?
+            .lasting(audit))
     }
 
     /// A refusal after the OpenTunnel event: a second event with the same
     /// request id, always written.
     fn audit_outcome(&self, event: &TunnelEvent, refusal: &Refusal) {
-        let call = ApiCall {
-            time: self.api.clock.now(),
-            event_source: EVENT_SOURCE,
-            read_only: false,
-            region: &self.api.registry.region,
-            event_name: Some(EVENT_NAME),
-            identity: self.identity(event),
-            source_ip: event.source_ip,
-            user_agent: event.user_agent.as_deref(),
-            request_parameters: Some(CallParameters::Tunnel(event.parameters.clone())),
-            request_id: &event.request_id,
-            error: Some((refusal.code, &refusal.message)),
-        };
+        let call = self.tunnel_call(event, Some(refusal));
         if let Err(e) = self
             .api
             .audit
@@ -604,19 +619,14 @@ impl TunnelRole {
         refusal: &Refusal,
     ) {
         let principal = call.principal.as_deref();
-        let api_call = ApiCall {
-            time: self.api.clock.now(),
-            event_source: EVENT_SOURCE,
-            read_only: false,
-            region: &self.api.registry.region,
-            event_name: Some(EVENT_NAME),
-            identity: Identity::of(principal, call.access_key_id.as_deref(), call.temporary),
+        let api_call = self.api_call(
+            Identity::of(principal, call.access_key_id.as_deref(), call.temporary),
             source_ip,
-            user_agent: audit::user_agent(headers),
-            request_parameters: call.parameters.clone().map(CallParameters::Tunnel),
+            audit::user_agent(headers),
+            call.parameters.as_ref(),
             request_id,
-            error: Some((refusal.code, &refusal.message)),
-        };
+            Some(refusal),
+        );
         let admission = Admission::Refusal {
             principal: principal.map(|p| p.arn.as_str()),
             source_ip,

@@ -42,6 +42,22 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `eic server` flags that put every listener but the tunnel's on a free
+/// loopback port.
+pub const FREE_PORTS: &[&str] = &[
+    "--api-listen",
+    "127.0.0.1:0",
+    "--instance-api-listen",
+    "127.0.0.1:0",
+    "--serial-listen",
+    "127.0.0.1:0",
+    "--diagnostics-listen",
+    "127.0.0.1:0",
+];
+/// The tunnel's listener on a free port (a test that needs 443 names its
+/// own address instead).
+pub const FREE_TUNNEL_PORT: &[&str] = &["--tunnel-listen", "127.0.0.1:0"];
+
 /// The listeners examples/dev.toml enables, in the order they announce.
 pub const ROLES: &[&str] = &[
     "api",
@@ -129,22 +145,14 @@ impl Server {
         command
             .args(["server", "--config"])
             .arg(&config)
-            .args([
-                "--api-listen",
-                "127.0.0.1:0",
-                "--instance-api-listen",
-                "127.0.0.1:0",
-                "--serial-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .args(FREE_PORTS)
+            .arg("--data-dir")
             .arg(data_dir)
             .args(args);
         // A test that needs the tunnel on port 443 names its own address.
         if !args.contains(&"--tunnel-listen") {
-            command.args(["--tunnel-listen", "127.0.0.1:0"]);
+            command.args(FREE_TUNNEL_PORT);
         }
-        command.args(["--diagnostics-listen", "127.0.0.1:0"]);
         let mut child = command
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
