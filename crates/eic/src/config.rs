@@ -60,7 +60,7 @@ pub struct Config {
 
 /// `[log]`: how the server writes its log to stderr (the level is
 /// `RUST_LOG`'s, default `info`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     #[serde(default)]
@@ -80,7 +80,7 @@ pub enum LogFormat {
 /// `[diagnostics]`: for Prometheus and health checks. Unauthenticated, so
 /// listen where only the monitoring reaches (loopback, a management
 /// network).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiagnosticsConfig {
     pub listen: SocketAddr,
@@ -89,7 +89,7 @@ pub struct DiagnosticsConfig {
 /// `[tunnel]`: the listener every endpoint's `dns_name` resolves to. HTTPS
 /// only: the CLI v2 dials port 443 with TLS and trusts the system store or
 /// `SSL_CERT_FILE`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TunnelConfig {
     pub listen: SocketAddr,
@@ -161,7 +161,7 @@ impl EndpointConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
@@ -175,7 +175,7 @@ pub struct ApiConfig {
 
 /// A certificate chain and its private key, PEM files. SIGHUP reloads both,
 /// so a renewed certificate needs no restart.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The leaf first, then any intermediates.
@@ -186,7 +186,7 @@ pub struct TlsConfig {
 
 /// Enrolled machines: how often they heartbeat, when they count as
 /// connection-lost, and how fast one address may try join tokens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetConfig {
     /// The interval the server tells agents to heartbeat at.
@@ -273,7 +273,7 @@ impl Default for ThrottlingConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Where the audit log is written; default `<data_dir>/audit.log`.
@@ -316,7 +316,7 @@ impl Default for AuditConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceApiConfig {
     pub listen: SocketAddr,
@@ -354,7 +354,7 @@ impl InstanceApiConfig {
 }
 
 /// `[instance_api] tls`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum InstanceApiTls {
     /// A certificate eic issues itself, from its TLS CA in the data dir.
     Auto,
@@ -392,7 +392,7 @@ impl<'de> Deserialize<'de> for InstanceApiTls {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SerialConsoleConfig {
     pub listen: SocketAddr,
@@ -435,7 +435,7 @@ impl SerialConsoleConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     #[serde(default)]

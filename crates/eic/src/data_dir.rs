@@ -120,6 +120,115 @@ pub fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&aside, path)
 }
 
+/// Where running servers register in their data dir: `servers/<pid>.pid`,
+/// each under an exclusive `flock` its server holds while it runs, beside
+/// the server's reload status (`servers/<pid>.json`, server/reload.rs).
+/// `eic reload` signals exactly the servers whose lock is held, so it never
+/// signals a process that merely reused a crashed server's id. Several
+/// nodes on one Redis may share a data dir (its key material); an embedded
+/// store's log has one writer, so with it a server also holds
+/// [`EMBEDDED_LOCK`], and a second server on the same data dir is refused.
+pub const SERVERS_DIR: &str = "servers";
+pub const EMBEDDED_LOCK: &str = "embedded-store.lock";
+
+/// A running server's registration; dropped (and its file removed) when
+/// the server stops.
+pub struct RunningServer {
+    entry: PathBuf,
+    _entry_lock: std::fs::File,
+    _embedded_lock: Option<std::fs::File>,
+}
+
+impl RunningServer {
+    pub fn register(dir: &Path, embedded: bool) -> anyhow::Result<RunningServer> {
+        let pid = std::process::id();
+        let embedded_lock = if embedded {
+            let path = dir.join(EMBEDDED_LOCK);
+            let file = lock_file(&path)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} is the data dir of a running eic server (pid {}) with an embedded store; each such server needs a data dir of its own",
+                    dir.display(),
+                    std::fs::read_to_string(&path).unwrap_or_default().trim()
+                )
+            })?;
+            file.set_len(0)?;
+            writeln!(&file, "{pid}")?;
+            Some(file)
+        } else {
+            None
+        };
+        let servers = dir.join(SERVERS_DIR);
+        eic_store::disk::create_private_dir(&servers)?;
+        let entry = servers.join(format!("{pid}.pid"));
+        let entry_lock = lock_file(&entry)?
+            .ok_or_else(|| anyhow::anyhow!("{} is locked by another process", entry.display()))?;
+        Ok(RunningServer {
+            entry,
+            _entry_lock: entry_lock,
+            _embedded_lock: embedded_lock,
+        })
+    }
+
+    /// The process ids of the servers running on `dir` now. Entries that
+    /// crashed servers left behind are removed on the way.
+    pub fn running(dir: &Path) -> anyhow::Result<Vec<u32>> {
+        use rustix::fs::{flock, FlockOperation};
+        let servers = dir.join(SERVERS_DIR);
+        let entries = match std::fs::read_dir(&servers) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut pids = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            let Some(pid) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pid"))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let file = std::fs::File::open(&path)?;
+            match flock(&file, FlockOperation::NonBlockingLockShared) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&path);
+                    let _ = std::fs::remove_file(path.with_extension("json"));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => pids.push(pid),
+                Err(e) => return Err(std::io::Error::from(e).into()),
+            }
+        }
+        pids.sort_unstable();
+        Ok(pids)
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.entry);
+    }
+}
+
+/// `path` (created 0600) under an exclusive lock, or `None` when another
+/// open file holds it.
+fn lock_file(path: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    use rustix::fs::{flock, FlockOperation};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(std::io::Error::from(e).into()),
+    }
+}
+
 /// A JSON map in the data dir (`<name>.json`), the runtime settings of a
 /// single node: changed by commands, reread by a running server when the
 /// file's modification time changes.

@@ -20,8 +20,10 @@ use eic_store::{unix_millis, Fleet, StoreError};
 use crate::config::{Availability, ConfigError, InstanceState};
 use crate::registry::{Instance, Registry};
 
+/// The fleet's half; the configuration's half is the [`Registry`] each
+/// lookup is given, the one snapshot its request works with (a reload
+/// swaps it, server/reload.rs).
 pub struct Instances {
-    registry: Arc<Registry>,
     fleet: Arc<dyn Fleet>,
     unavailable_after: Duration,
 }
@@ -67,15 +69,26 @@ impl Instances {
     /// Fails when an id is both static and enrolled: which one a push
     /// reaches must never be a guess.
     pub fn new(
-        registry: Arc<Registry>,
+        registry: &Registry,
         fleet: Arc<dyn Fleet>,
         unavailable_after: Duration,
     ) -> Result<Instances, ConfigError> {
+        let instances = Instances {
+            fleet,
+            unavailable_after,
+        };
+        instances.check_disjoint(registry)?;
+        Ok(instances)
+    }
+
+    /// Whether no id of `registry`'s static instances is enrolled too: at
+    /// start, and for a reloaded configuration before it is taken.
+    pub fn check_disjoint(&self, registry: &Registry) -> Result<(), ConfigError> {
         // A shared fleet may not be readable yet (a node starts while Redis
         // is down); then the check waits for the next start, and a lookup
         // finds the static instance first meanwhile.
-        let enrolled = fleet.all_enrolled().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "fleet not readable at start; ids in both the config and the fleet are not checked");
+        let enrolled = self.fleet.all_enrolled().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "fleet not readable; ids in both the config and the fleet are not checked");
             Vec::new()
         });
         if let Some(both) = enrolled
@@ -87,15 +100,7 @@ impl Instances {
                 both.enrollment.instance_id
             )));
         }
-        Ok(Instances {
-            registry,
-            fleet,
-            unavailable_after,
-        })
-    }
-
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+        Ok(())
     }
 
     pub fn fleet(&self) -> &Arc<dyn Fleet> {
@@ -106,9 +111,15 @@ impl Instances {
         self.unavailable_after
     }
 
-    /// The instance `id`, static or enrolled, as it is at `now`.
-    pub fn get(&self, id: &str, now: SystemTime) -> Result<Option<Arc<Instance>>, StoreError> {
-        if let Some(instance) = self.registry.instance(id) {
+    /// The instance `id`, static (in `registry`) or enrolled, as it is at
+    /// `now`.
+    pub fn get(
+        &self,
+        registry: &Registry,
+        id: &str,
+        now: SystemTime,
+    ) -> Result<Option<Arc<Instance>>, StoreError> {
+        if let Some(instance) = registry.instance(id) {
             return Ok(Some(instance.clone()));
         }
         Ok(self
@@ -121,11 +132,14 @@ impl Instances {
     /// account is indistinguishable from one that does not exist.
     pub fn in_account(
         &self,
+        registry: &Registry,
         id: &str,
         account: &str,
         now: SystemTime,
     ) -> Result<Option<Arc<Instance>>, StoreError> {
-        Ok(self.get(id, now)?.filter(|i| i.account == account))
+        Ok(self
+            .get(registry, id, now)?
+            .filter(|i| i.account == account))
     }
 
     /// The instance of `vpc_id` in `account` whose private address (or
@@ -136,6 +150,7 @@ impl Instances {
     /// account's instances.
     pub fn by_address(
         &self,
+        registry: &Registry,
         account: &str,
         vpc_id: &str,
         address: std::net::IpAddr,
@@ -153,7 +168,7 @@ impl Instances {
                 found = Some(instance);
             }
         };
-        for instance in self.registry.instances_in_account(account) {
+        for instance in registry.instances_in_account(account) {
             if instance.vpc_id.as_deref() == Some(vpc_id) && has_address(instance) {
                 offer(instance.clone());
             }
@@ -278,10 +293,10 @@ vpc_id = "vpc-0de00000000000001"
         }
     }
 
-    fn registry(dir: &std::path::Path) -> Arc<Registry> {
+    fn registry(dir: &std::path::Path) -> Registry {
         let path = dir.join("eic.toml");
         std::fs::write(&path, CONFIG).unwrap();
-        Arc::new(Registry::from_config(&crate::config::Config::load(&path).unwrap()).unwrap())
+        Registry::from_config(&crate::config::Config::load(&path).unwrap()).unwrap()
     }
 
     /// A tunnel's target: configured or enrolled, only in the VPC asked
@@ -317,12 +332,12 @@ vpc_id = "vpc-0de00000000000001"
         let mut elsewhere = placed("i-0000000000000000c", [127, 0, 0, 7], FleetState::Running);
         elsewhere.network = None;
         fleet.enroll(elsewhere, 100_000).await.unwrap();
-        let instances =
-            Instances::new(registry(dir.path()), fleet.clone(), Duration::from_secs(90)).unwrap();
+        let registry = registry(dir.path());
+        let instances = Instances::new(&registry, fleet.clone(), Duration::from_secs(90)).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(100);
         let find = |account: &str, vpc: &str, ip: [u8; 4]| {
             instances
-                .by_address(account, vpc, std::net::IpAddr::from(ip), now)
+                .by_address(&registry, account, vpc, std::net::IpAddr::from(ip), now)
                 .unwrap()
                 .map(|i| i.id.clone())
         };
@@ -343,7 +358,10 @@ vpc_id = "vpc-0de00000000000001"
             None
         );
         assert_eq!(find("444455556666", vpc, [127, 0, 0, 5]), None);
-        let enrolled = instances.get("i-0000000000000000b", now).unwrap().unwrap();
+        let enrolled = instances
+            .get(&registry, "i-0000000000000000b", now)
+            .unwrap()
+            .unwrap();
         assert_eq!(enrolled.vpc_id.as_deref(), Some(vpc));
         assert_eq!(
             enrolled.subnet_id.as_deref(),
@@ -370,11 +388,11 @@ vpc_id = "vpc-0de00000000000001"
             )
             .await
             .unwrap();
-        let instances =
-            Instances::new(registry(dir.path()), fleet.clone(), Duration::from_secs(90)).unwrap();
+        let registry = registry(dir.path());
+        let instances = Instances::new(&registry, fleet.clone(), Duration::from_secs(90)).unwrap();
 
         let running = instances
-            .get("i-0000000000000000a", at(189))
+            .get(&registry, "i-0000000000000000a", at(189))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -384,7 +402,7 @@ vpc_id = "vpc-0de00000000000001"
         assert_eq!(running.tags["env"], "test");
         assert_eq!(running.launch_time, Some(at(1)));
         let silent = instances
-            .get("i-0000000000000000a", at(190))
+            .get(&registry, "i-0000000000000000a", at(190))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -392,16 +410,16 @@ vpc_id = "vpc-0de00000000000001"
             (InstanceState::Running, Availability::Unavailable)
         );
         let stopped = instances
-            .get("i-0000000000000000b", at(100))
+            .get(&registry, "i-0000000000000000b", at(100))
             .unwrap()
             .unwrap();
         assert_eq!(stopped.state, InstanceState::Stopped);
         assert!(instances
-            .in_account("i-0000000000000000a", "444455556666", at(100))
+            .in_account(&registry, "i-0000000000000000a", "444455556666", at(100))
             .unwrap()
             .is_none());
         assert!(instances
-            .in_account("i-abcd1234", "111122223333", at(100))
+            .in_account(&registry, "i-abcd1234", "111122223333", at(100))
             .unwrap()
             .is_some());
 
@@ -409,8 +427,12 @@ vpc_id = "vpc-0de00000000000001"
             .enroll(enrollment("i-abcd1234", FleetState::Running), 100_000)
             .await
             .unwrap();
-        let Err(e) = Instances::new(registry(dir.path()), fleet, Duration::from_secs(90)) else {
+        let Err(e) = instances.check_disjoint(&registry) else {
             panic!("an id both configured and enrolled was accepted");
+        };
+        assert!(e.to_string().contains("i-abcd1234"), "{e}");
+        let Err(e) = Instances::new(&registry, fleet, Duration::from_secs(90)) else {
+            panic!("an id both configured and enrolled was accepted at start");
         };
         assert!(e.to_string().contains("i-abcd1234"), "{e}");
     }
@@ -426,13 +448,19 @@ vpc_id = "vpc-0de00000000000001"
                 .into(),
         ];
         fleet.enroll(e.clone(), 100_000).await.unwrap();
-        let instances =
-            Instances::new(registry(dir.path()), fleet, Duration::from_secs(90)).unwrap();
+        let registry = registry(dir.path());
+        let instances = Instances::new(&registry, fleet, Duration::from_secs(90)).unwrap();
         let now = UNIX_EPOCH + Duration::from_secs(100);
-        let enrolled = instances.get("i-0000000000000000a", now).unwrap().unwrap();
+        let enrolled = instances
+            .get(&registry, "i-0000000000000000a", now)
+            .unwrap()
+            .unwrap();
         assert_eq!(enrolled.ssh_port, 2200);
         assert_eq!(enrolled.host_keys, e.facts.host_keys);
-        let configured = instances.get("i-abcd1234", now).unwrap().unwrap();
+        let configured = instances
+            .get(&registry, "i-abcd1234", now)
+            .unwrap()
+            .unwrap();
         assert_eq!((configured.ssh_port, configured.host_keys.len()), (22, 0));
     }
 

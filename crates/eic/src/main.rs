@@ -49,6 +49,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Make the running server read its configuration again (principals, keys, policies, accounts, instances, endpoints, throttling) and report whether it took it.
+    Reload(cli::reload::ReloadArgs),
     /// Issue short-lived credentials (access key, secret, session token) for a principal.
     Credentials {
         #[command(subcommand)]
@@ -162,6 +164,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Keys { command } => cli::keys::run(command),
+        Command::Reload(args) => cli::reload::run(args),
         Command::JoinToken { command } => cli::fleet::join_token(command),
         Command::Instances { command } => cli::fleet::instances(command),
         Command::AuthorizedKeys(_)

@@ -67,6 +67,9 @@ pub struct Metrics {
     tunnels_open: Gauge,
     tunnel_bytes_to_instance: Counter,
     tunnel_bytes_to_client: Counter,
+    reloads_applied: Counter,
+    reloads_refused: Counter,
+    last_reload_successful: Gauge,
 }
 
 impl Metrics {
@@ -140,6 +143,22 @@ impl Metrics {
             bytes,
         );
 
+        let reloads = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let reloads_applied = reloads.get_or_create_owned(&[("result", "applied")]);
+        let reloads_refused = reloads.get_or_create_owned(&[("result", "refused")]);
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, eic reload), by result",
+            reloads,
+        );
+        let last_reload_successful = Gauge::default();
+        last_reload_successful.set(1);
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload was applied (1; also before any) or refused (0)",
+            last_reload_successful.clone(),
+        );
+
         let build = Family::<[(&'static str, &'static str); 1], Gauge>::default();
         build
             .get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
@@ -154,6 +173,9 @@ impl Metrics {
             tunnels_open,
             tunnel_bytes_to_instance,
             tunnel_bytes_to_client,
+            reloads_applied,
+            reloads_refused,
+            last_reload_successful,
         })
     }
 
@@ -192,6 +214,16 @@ impl Metrics {
         self.tunnels_open.dec();
         self.tunnel_bytes_to_instance.inc_by(bytes_to_instance);
         self.tunnel_bytes_to_client.inc_by(bytes_to_client);
+    }
+
+    /// A configuration reload, applied or refused.
+    pub fn reload(&self, applied: bool) {
+        if applied {
+            self.reloads_applied.inc();
+        } else {
+            self.reloads_refused.inc();
+        }
+        self.last_reload_successful.set(i64::from(applied));
     }
 
     /// The text exposition format, for a scrape.

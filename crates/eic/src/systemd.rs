@@ -12,6 +12,14 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// The service reads its configuration again (`Type=notify-reload` waits
+/// for the READY that follows).
+pub fn reloading() {
+    let mut states = vec![NotifyState::Reloading];
+    states.extend(NotifyState::monotonic_usec_now().ok());
+    send(&states);
+}
+
 /// The service is draining before it exits.
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("draining")]);

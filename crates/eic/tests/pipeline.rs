@@ -22,9 +22,8 @@ use eic::audit::{format_iso8601, AuditLimits, AuditLog};
 use eic::config::Config;
 use eic::credentials::TemporaryCredentials;
 use eic::data_dir::{DataDir, SettingsFile};
-use eic::registry::Registry;
 use eic::server::api::{Api, ApiParts, ApiRequest, ApiResponse, SerialState};
-use eic::server::authz::Authorizer;
+use eic::server::reload::{Catalog, LiveCatalog};
 use eic::settings::SerialConsoleAccess;
 use eic_store::{
     Clock, Durability, EmbeddedStore, KeyTarget, ManualClock, PortState, SessionLease,
@@ -381,8 +380,7 @@ impl Fixture {
         let mut config = Config::load(&config_path).unwrap();
         config.data_dir = dir.path().join("data");
 
-        let registry = Arc::new(Registry::from_config(&config).unwrap());
-        let authorizer = Authorizer::from_config(&config, &registry).unwrap();
+        let catalog = LiveCatalog::new(Catalog::from_config(&config).unwrap());
         let data_dir = DataDir::for_server(&config.data_dir).unwrap();
         let clock = Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(T0)));
         let store = Arc::new(
@@ -407,15 +405,17 @@ impl Fixture {
         let locks = Arc::new(TestLocks(Mutex::new(Ok(PortState::Free))));
         let fleet = eic_store::EmbeddedFleet::open(data_dir.path()).unwrap();
         let instances = Arc::new(
-            eic::instances::Instances::new(registry.clone(), fleet, Duration::from_secs(90))
-                .unwrap(),
+            eic::instances::Instances::new(
+                &catalog.current().registry,
+                fleet,
+                Duration::from_secs(90),
+            )
+            .unwrap(),
         );
         let api = Api::new(ApiParts {
-            registry,
+            catalog,
             instances,
-            authorizer,
             temporary: TemporaryCredentials::load(&data_dir).unwrap(),
-            throttling: config.throttling.clone(),
             store: store.clone(),
             audit: audit.clone(),
             clock: clock.clone(),

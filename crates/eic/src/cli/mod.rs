@@ -7,7 +7,8 @@
 //! - [`agent`]: `eic agent-config` and `eic instance-credential`;
 //! - [`serial`]: `eic serial-console-access` and `eic serial-host-key`;
 //! - [`fleet`]: `eic join-token` and `eic instances`, the enrolled fleet;
-//! - [`tls`]: `eic ca-certificate`, the TLS CA clients trust.
+//! - [`tls`]: `eic ca-certificate`, the TLS CA clients trust;
+//! - [`reload`]: `eic reload`, the running server's configuration read again.
 //!
 //! The server (`eic server`) is [`crate::server`]; the instance side (`eic
 //! authorized-keys`, `eic agent install`) is [`crate::agent`].
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod credentials;
 pub mod fleet;
 pub mod keys;
+pub mod reload;
 pub mod serial;
 pub mod tls;
 

@@ -21,12 +21,12 @@ use eic_sigv4::{Credential, PresignLifetime, RequestParts, SigV4Error, SigV4Erro
 use eic_store::{unix_millis, BucketRate, Clock, PushedKey, Store};
 use eic_wire::{parse_request, ApiError, ErrorCode, KeyTarget, Operation, PushRequest};
 
-use super::authz::Authorizer;
+use super::reload::{Catalog, LiveCatalog};
 use crate::audit::{
     Admission, Admitted, ApiCall, ApiCallKind, AuditError, AuditLog, CallParameters, Identity,
     Recorded, RequestParameters,
 };
-use crate::config::{Availability, InstanceState, ThrottlingConfig};
+use crate::config::{Availability, InstanceState};
 use crate::credentials::{TemporaryCredentials, TokenError};
 use crate::instances::Instances;
 use crate::metrics::Metrics;
@@ -41,15 +41,17 @@ pub const KEY_LIFETIME: Duration = Duration::from_secs(60);
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
 pub struct Api {
-    pub(super) registry: Arc<Registry>,
+    /// Accounts, principals, policies, static instances, endpoints and
+    /// throttling: loaded once per request (a reload swaps it).
+    pub(super) catalog: Arc<LiveCatalog>,
+    /// The service's region, fixed at start.
+    pub(super) region: String,
     /// Static and enrolled instances.
     pub(super) instances: Arc<Instances>,
-    pub(super) authorizer: Authorizer,
     verifier: Verifier,
     /// SigV4 for the EC2 Query API (service `ec2`, server/ec2.rs).
     pub(super) ec2_verifier: Verifier,
     temporary: TemporaryCredentials,
-    throttling: ThrottlingConfig,
     store: Arc<dyn Store>,
     pub(super) audit: Arc<AuditLog>,
     pub(super) clock: Arc<dyn Clock>,
@@ -62,11 +64,9 @@ pub struct Api {
 
 /// What the pipeline is built from.
 pub struct ApiParts {
-    pub registry: Arc<Registry>,
+    pub catalog: Arc<LiveCatalog>,
     pub instances: Arc<Instances>,
-    pub authorizer: Authorizer,
     pub temporary: TemporaryCredentials,
-    pub throttling: ThrottlingConfig,
     pub store: Arc<dyn Store>,
     pub audit: Arc<AuditLog>,
     pub clock: Arc<dyn Clock>,
@@ -143,22 +143,20 @@ struct Call<'a> {
 
 impl Api {
     pub fn new(parts: ApiParts) -> Api {
-        let verifier = Verifier::new(
-            "ec2-instance-connect",
-            parts.registry.regions.clone(),
-            MAX_CLOCK_SKEW,
-        );
-        let ec2_verifier = Verifier::new("ec2", parts.registry.regions.clone(), MAX_CLOCK_SKEW);
+        // Regions are fixed at start (a reload may not change them).
+        let catalog = parts.catalog.current();
+        let regions = &catalog.registry.regions;
+        let verifier = Verifier::new("ec2-instance-connect", regions.clone(), MAX_CLOCK_SKEW);
+        let ec2_verifier = Verifier::new("ec2", regions.clone(), MAX_CLOCK_SKEW);
         let launch_time = parts.clock.now();
         Api {
-            registry: parts.registry,
+            region: catalog.registry.region.clone(),
+            catalog: parts.catalog,
             instances: parts.instances,
-            authorizer: parts.authorizer,
             verifier,
             ec2_verifier,
             launch_time,
             temporary: parts.temporary,
-            throttling: parts.throttling,
             store: parts.store,
             audit: parts.audit,
             clock: parts.clock,
@@ -244,11 +242,14 @@ impl Api {
             ));
         }
         let now = self.clock.now();
-        let principal = self.authenticate(request, call)?;
+        let catalog = self.catalog.current();
+        let principal = self.authenticate(&catalog, request, call)?;
 
-        self.throttle(&format!("principal:{}", principal.arn), now, |t| {
-            t.principal
-        })
+        self.throttle(
+            &format!("principal:{}", principal.arn),
+            now,
+            catalog.throttling.principal,
+        )
         .await?;
 
         let target = request
@@ -263,7 +264,12 @@ impl Api {
 
         let instance = self
             .instances
-            .in_account(&push.instance_id, &principal.account, now)
+            .in_account(
+                &catalog.registry,
+                &push.instance_id,
+                &principal.account,
+                now,
+            )
             .map_err(|e| {
                 tracing::error!(
                     error = &e as &dyn std::error::Error,
@@ -272,7 +278,7 @@ impl Api {
                 ApiError::plain(ErrorCode::ServiceException)
             })?;
         let instance = instance.as_ref();
-        self.authorizer.authorize(
+        catalog.authorizer.authorize(
             &principal,
             push,
             instance.map(Arc::as_ref),
@@ -280,12 +286,16 @@ impl Api {
             request.secure_transport,
             now,
         )?;
-        let instance = self.check_instance(push, &principal, instance)?;
+        let instance = self.check_instance(&catalog.registry, push, &principal, instance)?;
         if let KeyTarget::SerialPort(port) = push.target {
             self.check_serial_session(instance, port).await?;
         }
-        self.throttle(&format!("instance:{}", instance.id), now, |t| t.instance)
-            .await?;
+        self.throttle(
+            &format!("instance:{}", instance.id),
+            now,
+            catalog.throttling.instance,
+        )
+        .await?;
 
         let pushed_at_ms = unix_millis(now);
         let key = PushedKey {
@@ -322,11 +332,13 @@ impl Api {
     /// SigV4, then the access key's or session token's standing.
     fn authenticate(
         &self,
+        catalog: &Catalog,
         request: &ApiRequest<'_>,
         call: &mut Call<'_>,
     ) -> Result<Arc<Principal>, ApiError> {
         let (principal, key_active) = self
             .verify_caller(
+                catalog,
                 &self.verifier,
                 &request.http,
                 &mut call.access_key_id,
@@ -360,6 +372,7 @@ impl Api {
     /// they are known.
     pub(super) fn verify_caller(
         &self,
+        catalog: &Catalog,
         verifier: &Verifier,
         http: &RequestParts<'_>,
         access_key: &mut Option<String>,
@@ -368,7 +381,14 @@ impl Api {
         let now = self.clock.now();
         let verified = verifier
             .verify(http, now, |access_key_id, session_token| {
-                self.credential(access_key_id, session_token, now, access_key, temporary)
+                self.credential(
+                    &catalog.registry,
+                    access_key_id,
+                    session_token,
+                    now,
+                    access_key,
+                    temporary,
+                )
             })
             .inspect_err(|e| self.metrics.sigv4_failure(sigv4_reason(e.kind)))?;
         Ok(verified.principal)
@@ -378,6 +398,7 @@ impl Api {
     /// Connect (the Endpoint's `/openTunnel`).
     pub(super) fn verify_presigned_caller(
         &self,
+        catalog: &Catalog,
         http: &RequestParts<'_>,
         lifetime: PresignLifetime,
         access_key: &mut Option<String>,
@@ -389,7 +410,14 @@ impl Api {
             now,
             lifetime,
             |access_key_id, session_token| {
-                self.credential(access_key_id, session_token, now, access_key, temporary)
+                self.credential(
+                    &catalog.registry,
+                    access_key_id,
+                    session_token,
+                    now,
+                    access_key,
+                    temporary,
+                )
             },
         )?;
         Ok(verified.principal)
@@ -399,6 +427,7 @@ impl Api {
     /// credentials with their session token.
     fn credential(
         &self,
+        registry: &Registry,
         access_key_id: &str,
         session_token: Option<&str>,
         now: std::time::SystemTime,
@@ -408,8 +437,7 @@ impl Api {
         *access_key = Some(access_key_id.to_owned());
         match session_token {
             None => {
-                let key = self
-                    .registry
+                let key = registry
                     .access_key(access_key_id)
                     .ok_or_else(SigV4Error::unrecognized_client)?;
                 Ok(Credential {
@@ -430,8 +458,7 @@ impl Api {
                         })?;
                 // A principal removed from the configuration takes its
                 // temporary credentials with it.
-                let principal = self
-                    .registry
+                let principal = registry
                     .principal(&arn)
                     .ok_or_else(SigV4Error::unrecognized_client)?;
                 *temporary = true;
@@ -447,11 +474,11 @@ impl Api {
         &self,
         bucket: &str,
         now: std::time::SystemTime,
-        rate: impl Fn(&ThrottlingConfig) -> BucketRate,
+        rate: BucketRate,
     ) -> Result<(), ApiError> {
         let allowed = self
             .store
-            .take_token(bucket, rate(&self.throttling), now)
+            .take_token(bucket, rate, now)
             .await
             .map_err(|e| {
                 tracing::error!(
@@ -470,6 +497,7 @@ impl Api {
     /// The instance's own conditions, in the order AWS reports them.
     fn check_instance<'i>(
         &self,
+        registry: &Registry,
         push: &PushRequest,
         principal: &Principal,
         instance: Option<&'i Arc<Instance>>,
@@ -492,7 +520,7 @@ impl Api {
             }
         }
         if push.operation == Operation::SendSerialConsoleSSHPublicKey {
-            let enabled = match self.registry.account(&principal.account) {
+            let enabled = match registry.account(&principal.account) {
                 Some(a) => self
                     .serial
                     .access
@@ -610,7 +638,7 @@ impl Api {
                 time: self.clock.now(),
                 event_source: crate::audit::EVENT_SOURCE,
                 read_only: false,
-                region: &self.registry.region,
+                region: &self.region,
                 event_name: call.operation.map(Operation::name),
                 identity: Identity::of(principal, call.access_key_id.as_deref(), call.temporary),
                 source_ip: request.source_ip,

@@ -18,9 +18,10 @@ use eic_sigv4::SigV4ErrorKind;
 use eic_wire::ErrorCode;
 
 use super::api::{Api, ApiRequest};
+use super::reload::Catalog;
 use crate::audit::{Admission, ApiCall, ApiCallKind, CallParameters, Identity, EC2_EVENT_SOURCE};
 use crate::config::InstanceState;
-use crate::registry::{Instance, Principal};
+use crate::registry::{Instance, Principal, Registry};
 
 /// What to send back: status, request id (also in the XML) and the XML.
 pub struct Ec2Response {
@@ -177,7 +178,7 @@ impl Api {
                 time: self.clock.now(),
                 event_source: EC2_EVENT_SOURCE,
                 read_only: true,
-                region: &self.registry.region,
+                region: &self.region,
                 // Named before the body is validated, so a refusal of an
                 // unsigned call is named too; an action eic does not answer
                 // is filed under DescribeInstances, as before there were two.
@@ -226,11 +227,14 @@ impl Api {
         caller: &mut Caller,
     ) -> Result<String, Ec2Error> {
         let now = self.clock.now();
-        let principal = self.authenticate_ec2(request, now, caller).await?;
+        let catalog = self.catalog.current();
+        let principal = self
+            .authenticate_ec2(&catalog, request, now, caller)
+            .await?;
         let query = eic_ec2::parse_query(request.http.body)?;
         caller.parameters = Some(audited_parameters(&query));
         let action = query.iam_action();
-        if let Some(reason) = self.authorizer.authorize_unscoped(
+        if let Some(reason) = catalog.authorizer.authorize_unscoped(
             &principal,
             action,
             request.source_ip,
@@ -245,27 +249,41 @@ impl Api {
         }
         query.dry_run_outcome()?;
         match &query {
-            QueryRequest::DescribeInstances(describe) => {
-                self.describe_instances(describe, &principal.account, request_id, now)
-            }
-            QueryRequest::DescribeInstanceHostKeys(ids) => {
-                self.describe_instance_host_keys(ids, &principal.account, request_id, now)
-            }
-            QueryRequest::DescribeInstanceConnectEndpoints(describe) => {
-                self.describe_instance_connect_endpoints(describe, &principal.account, request_id)
-            }
+            QueryRequest::DescribeInstances(describe) => self.describe_instances(
+                &catalog.registry,
+                describe,
+                &principal.account,
+                request_id,
+                now,
+            ),
+            QueryRequest::DescribeInstanceHostKeys(ids) => self.describe_instance_host_keys(
+                &catalog.registry,
+                ids,
+                &principal.account,
+                request_id,
+                now,
+            ),
+            QueryRequest::DescribeInstanceConnectEndpoints(describe) => self
+                .describe_instance_connect_endpoints(
+                    &catalog.registry,
+                    describe,
+                    &principal.account,
+                    request_id,
+                ),
         }
     }
 
     /// SigV4 with service `ec2`, then the principal's token bucket.
     async fn authenticate_ec2(
         &self,
+        catalog: &Catalog,
         request: &ApiRequest<'_>,
         now: std::time::SystemTime,
         caller: &mut Caller,
     ) -> Result<Arc<Principal>, Ec2Error> {
         let (principal, key_active) = self
             .verify_caller(
+                catalog,
                 &self.ec2_verifier,
                 &request.http,
                 &mut caller.access_key_id,
@@ -292,9 +310,11 @@ impl Api {
             return Err(Ec2Error::auth_failure());
         }
 
-        self.throttle(&format!("principal:{}", principal.arn), now, |t| {
-            t.principal
-        })
+        self.throttle(
+            &format!("principal:{}", principal.arn),
+            now,
+            catalog.throttling.principal,
+        )
         .await
         .map_err(|e| match e.code {
             ErrorCode::ThrottlingException => Ec2Error::request_limit_exceeded(),
@@ -305,6 +325,7 @@ impl Api {
 
     fn describe_instances(
         &self,
+        registry: &Registry,
         describe: &eic_ec2::DescribeInstancesRequest,
         account: &str,
         request_id: &str,
@@ -317,7 +338,7 @@ impl Api {
             // A pass over a large fleet is CPU-bound for tens of
             // milliseconds: off the runtime's worker, so the tasks that keep
             // the fleet's shared view fresh (and other requests) still run.
-            let pass = || self.select(describe, account);
+            let pass = || self.select(registry, describe, account);
             let on_workers = tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
             if on_workers {
@@ -331,7 +352,7 @@ impl Api {
             for id in &describe.instance_ids {
                 if let Some(instance) = self
                     .instances
-                    .in_account(id, account, now)
+                    .in_account(registry, id, account, now)
                     .map_err(fleet_unavailable)?
                 {
                     found.push(self.view(&instance));
@@ -353,12 +374,12 @@ impl Api {
     /// the server started (the configuration is their creation).
     fn describe_instance_connect_endpoints(
         &self,
+        registry: &Registry,
         request: &eic_ec2::DescribeInstanceConnectEndpointsRequest,
         account: &str,
         request_id: &str,
     ) -> Result<String, Ec2Error> {
-        let views: Vec<eic_ec2::EndpointView> = self
-            .registry
+        let views: Vec<eic_ec2::EndpointView> = registry
             .endpoints_in_account(account)
             .map(|e| {
                 let mut view = eic_ec2::EndpointView::new(
@@ -386,6 +407,7 @@ impl Api {
 
     fn describe_instance_host_keys(
         &self,
+        registry: &Registry,
         request: &eic_ec2::DescribeInstanceHostKeysRequest,
         account: &str,
         request_id: &str,
@@ -396,7 +418,7 @@ impl Api {
         for id in &request.instance_ids {
             if let Some(instance) = self
                 .instances
-                .in_account(id, account, now)
+                .in_account(registry, id, account, now)
                 .map_err(fleet_unavailable)?
             {
                 found.insert(id.as_str(), host_keys_of(&instance));
@@ -417,6 +439,7 @@ impl Api {
     /// account is built.
     fn select(
         &self,
+        registry: &Registry,
         describe: &eic_ec2::DescribeInstancesRequest,
         account: &str,
     ) -> Result<Vec<InstanceView>, eic_store::StoreError> {
@@ -441,7 +464,7 @@ impl Api {
                 chosen.pop_last();
             }
         };
-        for instance in self.instances.registry().instances_in_account(account) {
+        for instance in registry.instances_in_account(account) {
             if !beyond_page(&chosen, &instance.id) {
                 offer(&mut chosen, self.view(instance));
             }
@@ -489,7 +512,7 @@ impl Api {
     /// EC2's own naming for a private address (us-east-1 has its own).
     fn private_dns_name(&self, ip: std::net::Ipv4Addr) -> String {
         let [a, b, c, d] = ip.octets();
-        match self.registry.region.as_str() {
+        match self.region.as_str() {
             "us-east-1" => format!("ip-{a}-{b}-{c}-{d}.ec2.internal"),
             region => format!("ip-{a}-{b}-{c}-{d}.{region}.compute.internal"),
         }

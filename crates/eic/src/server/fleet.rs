@@ -292,7 +292,7 @@ impl InstanceApi {
         if previous != current {
             if let Some(instance) = self
                 .instances
-                .get(instance_id, now)
+                .get(&self.catalog.current().registry, instance_id, now)
                 .map_err(|e| Refusal::unavailable("fleet unavailable", &e))?
             {
                 record_transition(
@@ -365,7 +365,7 @@ impl InstanceApi {
             let id = format!("i-{hex}");
             let taken = self
                 .instances
-                .get(&id, self.clock.now())
+                .get(&self.catalog.current().registry, &id, self.clock.now())
                 .map_err(|e| Refusal::unavailable("fleet unavailable", &e))?
                 .is_some();
             if !taken {

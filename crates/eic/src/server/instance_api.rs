@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::fleet;
+use super::reload::LiveCatalog;
 use crate::audit::{format_iso8601, AuditLog, EVENT_SOURCE};
 use crate::config::{FleetConfig, InstanceState};
 use crate::enrollment;
@@ -36,6 +37,8 @@ use crate::registry::Instance;
 use crate::signing::Signing;
 
 pub struct InstanceApi {
+    /// The static instances (a reload swaps them) beside the fleet's.
+    pub catalog: Arc<LiveCatalog>,
     pub instances: Arc<Instances>,
     pub store: Arc<dyn Store>,
     pub credentials: InstanceCredentials,
@@ -164,7 +167,11 @@ impl InstanceApi {
         let instance_id = self.credential_holder(request)?;
         let instance = self
             .instances
-            .get(&instance_id, self.clock.now())
+            .get(
+                &self.catalog.current().registry,
+                &instance_id,
+                self.clock.now(),
+            )
             .map_err(|e| {
                 tracing::error!(
                     error = &e as &dyn std::error::Error,

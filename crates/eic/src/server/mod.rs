@@ -25,6 +25,7 @@ pub mod fleet;
 pub mod http_errors;
 pub mod instance_api;
 pub mod listen;
+pub mod reload;
 pub mod serial;
 pub mod tls;
 pub mod tunnel;
@@ -43,19 +44,18 @@ use eic_store::{Clock, EmbeddedStore, Fleet, LocalSessionLocks, SessionLocks, St
 use crate::audit::AuditLog;
 use crate::config::{Config, InstanceApiTls, StoreKind};
 use crate::credentials::TemporaryCredentials;
-use crate::data_dir::DataDir;
+use crate::data_dir::{DataDir, RunningServer};
 use crate::instance_credentials::InstanceCredentials;
 use crate::instances::Instances;
 use crate::metrics::Metrics;
-use crate::registry::Registry;
 use crate::settings::{self, SerialConsoleAccess, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
 use crate::signing::Signing;
 use crate::tls_ca::{self, AutoCertificate};
 use api::{Api, ApiParts, SerialState};
-use authz::Authorizer;
 use diagnostics::{Diagnostics, DIAGNOSTICS_CONNECTIONS};
 use instance_api::InstanceApi;
 use listen::{announce, bind, handle_api, serve_http, HttpListener};
+use reload::{Catalog, LiveCatalog, Reloader};
 use serial::{AuditedSessions, StoreSerialKeys};
 use tls::Tls;
 use tunnel::{TunnelRole, TunnelSettings};
@@ -81,27 +81,30 @@ pub fn main(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(config, overrides, shutdown_signal()))
+    runtime.block_on(run(config_path, config, overrides, shutdown_signal()))
 }
 
-/// Serves `config` with `overrides` until `shutdown` resolves, then drains.
+/// Serves `config` (read from `config_path`, which SIGHUP reads again) with
+/// `overrides` until `shutdown` resolves, then drains.
 pub async fn run(
+    config_path: &Path,
     config: Config,
     overrides: Overrides,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let config = overrides.apply(config)?;
-    let registry = Arc::new(Registry::from_config(&config)?);
-    let authorizer = Authorizer::from_config(&config, &registry)?;
+    let config = overrides.clone().apply(config)?;
+    let catalog = LiveCatalog::new(Catalog::from_config(&config)?);
     // Bound before anything is written: a server whose port is taken
     // leaves no CA, store or keys behind in a data dir.
     let sockets = Sockets::bind(&config).await?;
     let caps = descriptors::fit(&config)?;
     let data_dir = DataDir::for_server(&config.data_dir)?;
+    let _running =
+        RunningServer::register(data_dir.path(), config.store.kind == StoreKind::Embedded)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = open_state(&config, &data_dir, clock.clone())?;
     let instances = Arc::new(Instances::new(
-        registry.clone(),
+        &catalog.current().registry,
         state.fleet.clone(),
         config.fleet.unavailable_after(),
     )?);
@@ -130,8 +133,8 @@ pub async fn run(
         metrics: metrics.clone(),
         config: &config,
         data_dir: &data_dir,
-        registry,
-        instances,
+        catalog: catalog.clone(),
+        instances: instances.clone(),
         state: &state,
         audit: audit.clone(),
         clock,
@@ -163,6 +166,18 @@ pub async fn run(
         instance_api.as_ref().and_then(|bound| bound.role.1.clone()),
         tunnel.as_ref().map(|bound| bound.role.clone()),
     ];
+    let reloader = Reloader {
+        path: config_path.to_owned(),
+        overrides,
+        running: config.clone(),
+        catalog,
+        instances,
+        metrics: metrics.clone(),
+        audit: audit.clone(),
+        data_dir: data_dir.path().to_owned(),
+        generation: 0,
+    };
+    reloader.started();
     tokio::spawn(reload_on_sighup(
         audit,
         reloadable
@@ -170,8 +185,9 @@ pub async fn run(
             .flatten()
             .filter(Tls::has_files)
             .collect(),
+        reloader,
     ));
-    let api = Arc::new(shared.api(authorizer, serial.as_ref())?);
+    let api = Arc::new(shared.api(serial.as_ref())?);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_addr = sockets.api.local_addr()?;
@@ -431,7 +447,7 @@ struct Shared<'a> {
     metrics: Arc<Metrics>,
     config: &'a Config,
     data_dir: &'a DataDir,
-    registry: Arc<Registry>,
+    catalog: Arc<LiveCatalog>,
     instances: Arc<Instances>,
     state: &'a State,
     audit: Arc<AuditLog>,
@@ -451,11 +467,7 @@ impl Shared<'_> {
     /// The API pipeline; `serial` is the serial gateway, when it runs: its
     /// session locks, and its port and host key for
     /// DescribeInstanceHostKeys.
-    fn api(
-        &self,
-        authorizer: Authorizer,
-        serial: Option<&Bound<SerialGateway>>,
-    ) -> anyhow::Result<Api> {
+    fn api(&self, serial: Option<&Bound<SerialGateway>>) -> anyhow::Result<Api> {
         let host_keys = match serial {
             Some(bound) => Some(eic_ec2::SerialConsoleHostKeys {
                 port: bound.listener.local_addr()?.port(),
@@ -464,11 +476,9 @@ impl Shared<'_> {
             None => None,
         };
         Ok(Api::new(ApiParts {
-            registry: self.registry.clone(),
+            catalog: self.catalog.clone(),
             instances: self.instances.clone(),
-            authorizer,
             temporary: TemporaryCredentials::load(self.data_dir)?,
-            throttling: self.config.throttling.clone(),
             store: self.state.store.clone(),
             audit: self.audit.clone(),
             clock: self.clock.clone(),
@@ -499,6 +509,7 @@ impl Shared<'_> {
         )?);
         tokio::spawn(rotate_signer(signing.clone(), self.clock.clone()));
         let instance_api = InstanceApi {
+            catalog: self.catalog.clone(),
             instances: self.instances.clone(),
             store: self.state.store.clone(),
             credentials: InstanceCredentials::load(
@@ -549,7 +560,7 @@ impl Shared<'_> {
         match &settings.tls {
             InstanceApiTls::Files(files) => Tls::load(files),
             InstanceApiTls::Auto => {
-                let names = self.registry.endpoint_dns_names();
+                let names = self.catalog.current().registry.endpoint_dns_names();
                 if names.is_empty() {
                     anyhow::bail!("[tunnel] tls = \"auto\" needs an [[instance_connect_endpoints]] dns_name to certify");
                 }
@@ -602,7 +613,7 @@ impl Shared<'_> {
         };
         let mut gateway = GatewayConfig::new(
             host_key,
-            self.registry.clone(),
+            self.catalog.clone(),
             Arc::new(StoreSerialKeys {
                 store: self.state.store.clone(),
                 clock: self.clock.clone(),
@@ -697,9 +708,10 @@ async fn renew_auto_certificate(
     }
 }
 
-/// SIGHUP: log rotation (the audit file was moved away: reopen the path)
-/// and certificate renewal (read the TLS files again).
-async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Vec<Tls>) {
+/// SIGHUP: log rotation (the audit file was moved away: reopen the path),
+/// certificate renewal (read the TLS files again) and the configuration
+/// (reload.rs).
+async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Vec<Tls>, mut reloader: Reloader) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!(
@@ -708,6 +720,7 @@ async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Vec<Tls>) {
         return;
     };
     while hangups.recv().await.is_some() {
+        crate::systemd::reloading();
         for tls in &tls {
             match tls.reload() {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
@@ -725,6 +738,8 @@ async fn reload_on_sighup(audit: Arc<AuditLog>, tls: Vec<Tls>) {
                 tracing::error!(error = %e, "audit log could not be reopened; still writing to the old file")
             }
         }
+        reloader.reload();
+        crate::systemd::ready("serving");
     }
 }
 

@@ -44,7 +44,7 @@ use crate::audit::{
     self, Admission, ApiCall, ApiCallKind, CallParameters, Identity, LastingAdmission,
 };
 use crate::config::TunnelConfig;
-use crate::registry::{Endpoint, Instance, Principal};
+use crate::registry::{Endpoint, Instance, Principal, Registry};
 use crate::tunnel::relay::{self, Outcome, RelayLimits};
 use crate::tunnel::request::{self, OpenTunnelRequest, Refusal, MAX_TUNNEL_DURATION};
 
@@ -279,6 +279,7 @@ impl TunnelRole {
         check_handshake(request.headers())?;
         let api = &self.api;
         let now = api.clock.now();
+        let catalog = api.catalog.current();
         let query = request.uri().query().unwrap_or("");
         let http = RequestParts {
             method: "GET",
@@ -293,6 +294,7 @@ impl TunnelRole {
         };
         let (principal, key_active) = api
             .verify_presigned_caller(
+                &catalog,
                 &http,
                 lifetime,
                 &mut call.access_key_id,
@@ -324,9 +326,11 @@ impl TunnelRole {
                 "The access key is not active.",
             ));
         }
-        api.throttle(&format!("principal:{}", principal.arn), now, |t| {
-            t.principal
-        })
+        api.throttle(
+            &format!("principal:{}", principal.arn),
+            now,
+            catalog.throttling.principal,
+        )
         .await
         .map_err(|e| {
             // Throttled (429), or the store that keeps the buckets failed.
@@ -343,11 +347,12 @@ impl TunnelRole {
             "privateIpAddress": asked.private_ip.to_string(),
             "maxTunnelDuration": duration.as_secs(),
         }));
-        let endpoint = api
+        let endpoint = catalog
             .registry
             .endpoint(&asked.endpoint_id)
             .filter(|e| e.account == principal.account);
-        api.authorizer
+        catalog
+            .authorizer
             .authorize_open_tunnel(
                 &principal,
                 &TunnelAsked {
@@ -372,7 +377,7 @@ impl TunnelRole {
                 ),
             ));
         };
-        let instance = self.target(&principal, endpoint, &asked)?;
+        let instance = self.target(&catalog.registry, &principal, endpoint, &asked)?;
         if !endpoint.allowed_ports.contains(&asked.remote_port) {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
@@ -457,6 +462,7 @@ impl TunnelRole {
     /// or not something answers there.
     fn target(
         &self,
+        registry: &Registry,
         principal: &Principal,
         endpoint: &Endpoint,
         asked: &OpenTunnelRequest,
@@ -465,6 +471,7 @@ impl TunnelRole {
             .api
             .instances
             .by_address(
+                registry,
                 &principal.account,
                 &endpoint.vpc_id,
                 asked.private_ip,
@@ -555,7 +562,7 @@ impl TunnelRole {
             time: self.api.clock.now(),
             event_source: EVENT_SOURCE,
             read_only: false,
-            region: &self.api.registry.region,
+            region: &self.api.region,
             event_name: Some(EVENT_NAME),
             identity,
             source_ip,
@@ -652,7 +659,7 @@ impl TunnelRole {
             "eventTime": audit::format_iso8601(self.api.clock.now()),
             "eventSource": EVENT_SOURCE,
             "eventName": "CloseTunnel",
-            "awsRegion": self.api.registry.region,
+            "awsRegion": self.api.region,
             "sourceIPAddress": event.source_ip.to_string(),
             "requestID": event.request_id,
             "eventID": uuid::Uuid::new_v4().to_string(),
