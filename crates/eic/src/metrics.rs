@@ -49,6 +49,22 @@ pub const SIGV4_REASONS: [&str; 5] = [
     "ExpiredToken",
 ];
 
+/// `eic_policy_decisions_total`'s decisions, in [`Metrics::policy_decision`]'s order.
+const POLICY_DECISIONS: [&str; 3] = ["allow", "explicit_deny", "implicit_deny"];
+/// A key fetch's HTTP status and its outcome's name; 0 is any other.
+const KEY_FETCH_OUTCOMES: [(u16, &str); 7] = [
+    (200, "ok"),
+    (400, "bad_request"),
+    (401, "unauthorized"),
+    (404, "not_found"),
+    (429, "throttled"),
+    (503, "unavailable"),
+    (0, "error"),
+];
+/// The key stores and what is timed of them.
+pub const STORE_BACKENDS: [&str; 2] = ["embedded", "redis"];
+pub const STORE_OPERATIONS: [&str; 4] = ["push", "live_keys", "take_token", "ready"];
+
 /// Upper bounds of the request-duration buckets, in seconds: 100 µs to
 /// 10 s, roughly doubling.
 const LATENCY_BOUNDS: [f64; 15] = [
@@ -67,6 +83,12 @@ pub struct Metrics {
     tunnels_open: Gauge,
     tunnel_bytes_to_instance: Counter,
     tunnel_bytes_to_client: Counter,
+    policy_decisions: [Counter; 3],
+    key_fetches: HashMap<u16, Counter>,
+    serial_sessions_open: Gauge,
+    serial_bytes_to_console: Counter,
+    serial_bytes_from_console: Counter,
+    store_durations: HashMap<(&'static str, &'static str), Latency>,
     reloads_applied: Counter,
     reloads_refused: Counter,
     last_reload_successful: Gauge,
@@ -143,6 +165,57 @@ impl Metrics {
             bytes,
         );
 
+        let decisions = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let policy_decisions = POLICY_DECISIONS
+            .map(|decision| decisions.get_or_create_owned(&[("decision", decision)]));
+        registry.register(
+            "policy_decisions",
+            "IAM policy evaluations, by decision (allow, explicit_deny, implicit_deny)",
+            decisions,
+        );
+
+        let fetches = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let key_fetches = KEY_FETCH_OUTCOMES
+            .iter()
+            .map(|&(status, name)| (status, fetches.get_or_create_owned(&[("outcome", name)])))
+            .collect();
+        registry.register(
+            "key_fetches",
+            "Instance-API key fetches (authorized-keys, the AWS scripts), by outcome",
+            fetches,
+        );
+
+        let serial_sessions_open = Gauge::default();
+        registry.register(
+            "serial_sessions_open",
+            "Serial console sessions open on this node's gateway",
+            serial_sessions_open.clone(),
+        );
+        let bytes = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let serial_bytes_to_console = bytes.get_or_create_owned(&[("direction", "to_console")]);
+        let serial_bytes_from_console = bytes.get_or_create_owned(&[("direction", "from_console")]);
+        registry.register_with_unit(
+            "serial",
+            "Bytes relayed by ended serial console sessions, by direction",
+            Unit::Bytes,
+            bytes,
+        );
+
+        let family = Family::<Labels, Latency>::default();
+        let mut store_durations = HashMap::new();
+        for backend in STORE_BACKENDS {
+            for operation in STORE_OPERATIONS {
+                let labels = [("backend", backend), ("operation", operation)];
+                store_durations.insert((backend, operation), family.get_or_create_owned(&labels));
+            }
+        }
+        registry.register_with_unit(
+            "store_operation_duration",
+            "Time the key store took, by backend and operation",
+            Unit::Seconds,
+            family,
+        );
+
         let reloads = Family::<[(&'static str, &'static str); 1], Counter>::default();
         let reloads_applied = reloads.get_or_create_owned(&[("result", "applied")]);
         let reloads_refused = reloads.get_or_create_owned(&[("result", "refused")]);
@@ -173,6 +246,12 @@ impl Metrics {
             tunnels_open,
             tunnel_bytes_to_instance,
             tunnel_bytes_to_client,
+            policy_decisions,
+            key_fetches,
+            serial_sessions_open,
+            serial_bytes_to_console,
+            serial_bytes_from_console,
+            store_durations,
             reloads_applied,
             reloads_refused,
             last_reload_successful,
@@ -214,6 +293,45 @@ impl Metrics {
         self.tunnels_open.dec();
         self.tunnel_bytes_to_instance.inc_by(bytes_to_instance);
         self.tunnel_bytes_to_client.inc_by(bytes_to_client);
+    }
+
+    /// One IAM policy evaluation.
+    pub fn policy_decision(&self, decision: eic_policy::Decision) {
+        let index = match decision {
+            eic_policy::Decision::Allow => 0,
+            eic_policy::Decision::ExplicitDeny(_) => 1,
+            eic_policy::Decision::ImplicitDeny(_) => 2,
+        };
+        self.policy_decisions[index].inc();
+    }
+
+    /// A key fetch on the instance API, by the status it was answered with.
+    pub fn key_fetch(&self, status: u16) {
+        let counter = self
+            .key_fetches
+            .get(&status)
+            .or_else(|| self.key_fetches.get(&0));
+        if let Some(counter) = counter {
+            counter.inc();
+        }
+    }
+
+    pub fn serial_session_started(&self) {
+        self.serial_sessions_open.inc();
+    }
+
+    pub fn serial_session_ended(&self, bytes_to_console: u64, bytes_from_console: u64) {
+        self.serial_sessions_open.dec();
+        self.serial_bytes_to_console.inc_by(bytes_to_console);
+        self.serial_bytes_from_console.inc_by(bytes_from_console);
+    }
+
+    /// How long one store operation took (both in [`STORE_BACKENDS`] and
+    /// [`STORE_OPERATIONS`]).
+    pub fn store_operation(&self, backend: &'static str, operation: &'static str, took: Duration) {
+        if let Some(latency) = self.store_durations.get(&(backend, operation)) {
+            latency.observe(took);
+        }
     }
 
     /// A configuration reload, applied or refused.
@@ -331,6 +449,60 @@ impl EncodeMetric for Latency {
 
     fn metric_type(&self) -> MetricType {
         Self::TYPE
+    }
+}
+
+/// The key store with each operation's duration observed
+/// (`eic_store_operation_duration_seconds{backend,operation}`).
+pub struct TimedStore {
+    pub store: Arc<dyn eic_store::Store>,
+    /// One of [`STORE_BACKENDS`].
+    pub backend: &'static str,
+    pub metrics: Arc<Metrics>,
+}
+
+impl TimedStore {
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let started = std::time::Instant::now();
+        let outcome = work.await;
+        self.metrics
+            .store_operation(self.backend, operation, started.elapsed());
+        outcome
+    }
+}
+
+#[async_trait::async_trait]
+impl eic_store::Store for TimedStore {
+    async fn push(&self, key: eic_store::PushedKey) -> Result<(), eic_store::StoreError> {
+        self.timed("push", self.store.push(key)).await
+    }
+
+    async fn live_keys(
+        &self,
+        instance_id: &str,
+        target: &eic_wire::KeyTarget,
+        now: std::time::SystemTime,
+    ) -> Result<Vec<eic_store::PushedKey>, eic_store::StoreError> {
+        self.timed("live_keys", self.store.live_keys(instance_id, target, now))
+            .await
+    }
+
+    async fn ready(&self) -> Result<(), eic_store::StoreError> {
+        self.timed("ready", self.store.ready()).await
+    }
+
+    async fn take_token(
+        &self,
+        name: &str,
+        rate: eic_store::BucketRate,
+        now: std::time::SystemTime,
+    ) -> Result<bool, eic_store::StoreError> {
+        self.timed("take_token", self.store.take_token(name, rate, now))
+            .await
     }
 }
 

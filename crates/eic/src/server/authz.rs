@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eic_policy::{denial_message, evaluate, Decision, Policy, RequestContext};
@@ -17,6 +18,7 @@ use eic_wire::{ApiError, ErrorCode, KeyTarget, PushRequest};
 
 use crate::audit::format_iso8601;
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::registry::{Endpoint, Instance, Principal, Registry};
 use crate::tunnel::request::OpenTunnelRequest;
 
@@ -26,6 +28,8 @@ pub struct Authorizer {
     identity: HashMap<String, Vec<Policy>>,
     /// Account id → its boundary policies, if it has any.
     boundaries: HashMap<String, Vec<Policy>>,
+    /// Where each decision is counted (`eic_policy_decisions_total`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Authorizer {
@@ -62,6 +66,7 @@ impl Authorizer {
             region: registry.region.clone(),
             identity,
             boundaries,
+            metrics: None,
         })
     }
 
@@ -185,7 +190,18 @@ impl Authorizer {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let boundary = self.boundaries.get(&principal.account).map(Vec::as_slice);
-        evaluate(identity, boundary, ctx)
+        let decision = evaluate(identity, boundary, ctx);
+        if let Some(metrics) = &self.metrics {
+            metrics.policy_decision(decision);
+        }
+        decision
+    }
+
+    pub fn counted(self, metrics: Arc<Metrics>) -> Authorizer {
+        Authorizer {
+            metrics: Some(metrics),
+            ..self
+        }
     }
 }
 

@@ -39,6 +39,7 @@ use crate::signing::Signing;
 pub struct InstanceApi {
     /// The static instances (a reload swaps them) beside the fleet's.
     pub catalog: Arc<LiveCatalog>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub instances: Arc<Instances>,
     pub store: Arc<dyn Store>,
     pub credentials: InstanceCredentials,
@@ -59,10 +60,17 @@ impl InstanceApi {
         if request.method() == Method::POST {
             return Ok(self.post(peer, request).await);
         }
-        Ok(self
+        let path = request.uri().path();
+        let key_fetch = path.starts_with("/eic/v1/authorized-keys/")
+            || path.starts_with("/latest/meta-data/managed-ssh-keys/active-keys/");
+        let response = self
             .route(peer, &request)
             .await
-            .unwrap_or_else(|status| text(status, "")))
+            .unwrap_or_else(|status| text(status, ""));
+        if key_fetch {
+            self.metrics.key_fetch(response.status().as_u16());
+        }
+        Ok(response)
     }
 
     /// The fleet's requests (server/fleet.rs): a join, which carries its

@@ -47,7 +47,7 @@ use crate::credentials::TemporaryCredentials;
 use crate::data_dir::{DataDir, RunningServer};
 use crate::instance_credentials::InstanceCredentials;
 use crate::instances::Instances;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TimedStore};
 use crate::settings::{self, SerialConsoleAccess, INSTANCE_CREDENTIALS, SERIAL_CONSOLE_ACCESS};
 use crate::signing::Signing;
 use crate::tls_ca::{self, AutoCertificate};
@@ -93,7 +93,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = overrides.clone().apply(config)?;
-    let catalog = LiveCatalog::new(Catalog::from_config(&config)?);
+    let catalog = Catalog::from_config(&config)?;
     // Bound before anything is written: a server whose port is taken
     // leaves no CA, store or keys behind in a data dir.
     let sockets = Sockets::bind(&config).await?;
@@ -102,9 +102,9 @@ pub async fn run(
     let _running =
         RunningServer::register(data_dir.path(), config.store.kind == StoreKind::Embedded)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = open_state(&config, &data_dir, clock.clone())?;
+    let mut state = open_state(&config, &data_dir, clock.clone())?;
     let instances = Arc::new(Instances::new(
-        &catalog.current().registry,
+        &catalog.registry,
         state.fleet.clone(),
         config.fleet.unavailable_after(),
     )?);
@@ -129,6 +129,15 @@ pub async fn run(
     }
 
     let metrics = Metrics::new(&error_codes(), Some(instances.clone()));
+    let catalog = LiveCatalog::new(catalog.counted(&metrics));
+    state.store = Arc::new(TimedStore {
+        store: state.store.clone(),
+        backend: match config.store.kind {
+            StoreKind::Embedded => "embedded",
+            StoreKind::Redis => "redis",
+        },
+        metrics: metrics.clone(),
+    });
     let shared = Shared {
         metrics: metrics.clone(),
         config: &config,
@@ -510,6 +519,7 @@ impl Shared<'_> {
         tokio::spawn(rotate_signer(signing.clone(), self.clock.clone()));
         let instance_api = InstanceApi {
             catalog: self.catalog.clone(),
+            metrics: self.metrics.clone(),
             instances: self.instances.clone(),
             store: self.state.store.clone(),
             credentials: InstanceCredentials::load(
@@ -622,6 +632,7 @@ impl Shared<'_> {
             Arc::new(AuditedSessions {
                 audit: self.audit.clone(),
                 region: self.config.region.clone(),
+                metrics: self.metrics.clone(),
             }),
         );
         gateway.max_session = Duration::from_secs(settings.max_session_secs);

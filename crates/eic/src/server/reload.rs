@@ -51,6 +51,12 @@ impl Catalog {
             throttling: config.throttling.clone(),
         })
     }
+
+    /// The catalog whose policy decisions `metrics` counts.
+    pub fn counted(mut self, metrics: &Arc<Metrics>) -> Catalog {
+        self.authorizer = self.authorizer.counted(metrics.clone());
+        self
+    }
 }
 
 /// The catalog every role reads: one atomic pointer, loaded once per
@@ -214,7 +220,9 @@ impl Reloader {
                 restart.join(", ")
             ));
         }
-        let catalog = Catalog::from_config(&config).map_err(|e| e.to_string())?;
+        let catalog = Catalog::from_config(&config)
+            .map_err(|e| e.to_string())?
+            .counted(&self.metrics);
         self.instances
             .check_disjoint(&catalog.registry)
             .map_err(|e| e.to_string())?;

@@ -40,6 +40,7 @@ impl SerialKeys for StoreSerialKeys {
 pub struct AuditedSessions {
     pub audit: Arc<AuditLog>,
     pub region: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AuditedSessions {
@@ -71,6 +72,7 @@ impl AuditedSessions {
 
 impl SessionEvents for AuditedSessions {
     fn session_started(&self, s: &SessionRecord) {
+        self.metrics.serial_session_started();
         self.record(
             "StartSerialConsoleSession",
             s,
@@ -79,6 +81,8 @@ impl SessionEvents for AuditedSessions {
     }
 
     fn session_ended(&self, s: &SessionRecord, end: &SessionEnd) {
+        self.metrics
+            .serial_session_ended(end.bytes_to_console, end.bytes_from_console);
         self.record(
             "EndSerialConsoleSession",
             s,
