@@ -76,6 +76,9 @@ type Labels = [(&'static str, &'static str); 2];
 
 /// Every series, made at start.
 pub struct Metrics {
+    /// False when no diagnostics listener serves the series: then nothing
+    /// reads them, and the request path counts nothing.
+    counting: bool,
     registry: Registry,
     requests: HashMap<(&'static str, &'static str), Counter>,
     durations: HashMap<&'static str, Latency>,
@@ -239,6 +242,7 @@ impl Metrics {
         registry.register("build_info", "The running build (always 1)", build);
 
         Arc::new(Metrics {
+            counting: true,
             registry,
             requests,
             durations,
@@ -258,9 +262,26 @@ impl Metrics {
         })
     }
 
+    /// For a server without a diagnostics listener: the series exist (a
+    /// reload still reports through them) but requests count nothing.
+    pub fn uncounted(codes: &[&'static str]) -> Arc<Metrics> {
+        let mut metrics = Metrics::new(codes, None);
+        if let Some(m) = Arc::get_mut(&mut metrics) {
+            m.counting = false;
+        }
+        metrics
+    }
+
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+
     /// One answered request: its operation (one of [`OPERATIONS`], else
     /// unknown), its outcome (an error code or [`OK`]) and how long it took.
     pub fn request(&self, operation: &str, code: &str, took: Duration) {
+        if !self.counting {
+            return;
+        }
         let operation = OPERATIONS
             .iter()
             .copied()
@@ -280,16 +301,25 @@ impl Metrics {
 
     /// A refused signature, by [`SIGV4_REASONS`] name.
     pub fn sigv4_failure(&self, reason: &str) {
+        if !self.counting {
+            return;
+        }
         if let Some(counter) = self.sigv4_failures.get(reason) {
             counter.inc();
         }
     }
 
     pub fn tunnel_opened(&self) {
+        if !self.counting {
+            return;
+        }
         self.tunnels_open.inc();
     }
 
     pub fn tunnel_closed(&self, bytes_to_instance: u64, bytes_to_client: u64) {
+        if !self.counting {
+            return;
+        }
         self.tunnels_open.dec();
         self.tunnel_bytes_to_instance.inc_by(bytes_to_instance);
         self.tunnel_bytes_to_client.inc_by(bytes_to_client);
@@ -297,6 +327,9 @@ impl Metrics {
 
     /// One IAM policy evaluation.
     pub fn policy_decision(&self, decision: eic_policy::Decision) {
+        if !self.counting {
+            return;
+        }
         let index = match decision {
             eic_policy::Decision::Allow => 0,
             eic_policy::Decision::ExplicitDeny(_) => 1,
@@ -307,6 +340,9 @@ impl Metrics {
 
     /// A key fetch on the instance API, by the status it was answered with.
     pub fn key_fetch(&self, status: u16) {
+        if !self.counting {
+            return;
+        }
         let counter = self
             .key_fetches
             .get(&status)
@@ -317,10 +353,16 @@ impl Metrics {
     }
 
     pub fn serial_session_started(&self) {
+        if !self.counting {
+            return;
+        }
         self.serial_sessions_open.inc();
     }
 
     pub fn serial_session_ended(&self, bytes_to_console: u64, bytes_from_console: u64) {
+        if !self.counting {
+            return;
+        }
         self.serial_sessions_open.dec();
         self.serial_bytes_to_console.inc_by(bytes_to_console);
         self.serial_bytes_from_console.inc_by(bytes_from_console);
@@ -329,6 +371,9 @@ impl Metrics {
     /// How long one store operation took (both in [`STORE_BACKENDS`] and
     /// [`STORE_OPERATIONS`]).
     pub fn store_operation(&self, backend: &'static str, operation: &'static str, took: Duration) {
+        if !self.counting {
+            return;
+        }
         if let Some(latency) = self.store_durations.get(&(backend, operation)) {
             latency.observe(took);
         }

@@ -128,16 +128,22 @@ pub async fn run(
         ));
     }
 
-    let metrics = Metrics::new(&error_codes(), Some(instances.clone()));
-    let catalog = LiveCatalog::new(catalog.counted(&metrics));
-    state.store = Arc::new(TimedStore {
-        store: state.store.clone(),
-        backend: match config.store.kind {
-            StoreKind::Embedded => "embedded",
-            StoreKind::Redis => "redis",
-        },
-        metrics: metrics.clone(),
-    });
+    let (metrics, catalog) = if config.diagnostics.is_some() {
+        let metrics = Metrics::new(&error_codes(), Some(instances.clone()));
+        state.store = Arc::new(TimedStore {
+            store: state.store.clone(),
+            backend: match config.store.kind {
+                StoreKind::Embedded => "embedded",
+                StoreKind::Redis => "redis",
+            },
+            metrics: metrics.clone(),
+        });
+        let catalog = catalog.counted(&metrics);
+        (metrics, catalog)
+    } else {
+        (Metrics::uncounted(&error_codes()), catalog)
+    };
+    let catalog = LiveCatalog::new(catalog);
     let shared = Shared {
         metrics: metrics.clone(),
         config: &config,

@@ -52,9 +52,12 @@ impl Catalog {
         })
     }
 
-    /// The catalog whose policy decisions `metrics` counts.
+    /// The catalog whose policy decisions `metrics` counts (when it
+    /// counts at all).
     pub fn counted(mut self, metrics: &Arc<Metrics>) -> Catalog {
-        self.authorizer = self.authorizer.counted(metrics.clone());
+        if metrics.counting() {
+            self.authorizer = self.authorizer.counted(metrics.clone());
+        }
         self
     }
 }
