@@ -8,6 +8,9 @@
 #                                              that of examples/dev.toml)
 #        TLS=1 bench/api.sh ...               (adds eic over HTTPS, a second
 #                                              server with a self-signed cert)
+#        METRICS_OFF=1 bench/api.sh ...       (adds eic without a diagnostics
+#                                              listener, which counts no metric,
+#                                              as "eic-no-metrics")
 #        BASELINE=/path/to/old/eic bench/api.sh ...
 #                                             (adds that build of eic, e.g. the
 #                                              previous commit's, as "baseline")
@@ -37,6 +40,11 @@ start eic target/release/eic server --config "$work/bench.toml" --api-listen 127
 start bare target/release/examples/bare_hyper 127.0.0.1:0
 eic_addr=$(address eic api)
 bare_addr=$(address bare)
+if [ -n "${METRICS_OFF:-}" ]; then
+  sed '/^\[diagnostics\]/,/^$/d' "$work/bench.toml" >"$work/bench-no-metrics.toml"
+  start eic-no-metrics target/release/eic server --config "$work/bench-no-metrics.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --data-dir "$work/data-no-metrics"
+  no_metrics_addr=$(address eic-no-metrics api)
+fi
 if [ -n "${BASELINE:-}" ]; then
   # The same config without what the baseline may not know (the
   # diagnostics listener: the baseline of its cost is a build without it).
@@ -58,27 +66,35 @@ python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSH
   AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin.lua"
 [ -n "${TLS:-}" ] && python3 bench/presign.py "https://$tls_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
   AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin-tls.lua"
+[ -n "${METRICS_OFF:-}" ] && python3 bench/presign.py "http://$no_metrics_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
+  AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin-no-metrics.lua"
 [ -n "${BASELINE:-}" ] && python3 bench/presign.py "http://$baseline_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
   AKIDEXAMPLE 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' >"$work/admin-baseline.lua"
 python3 bench/presign.py "http://$eic_addr" AWSEC2InstanceConnectService.SendSSHPublicKey "$body" \
   AKIDBENCHEXAMPLE 'benchSecretKey/EXAMPLE000000000000000000' >"$work/ten.lua"
 
-run() { # name, address, script[, scheme]
-  local out
+# The server's own CPU per request (user + system, from /proc) beside req/s:
+# wrk shares the two cores, so req/s alone moves with wrk's share.
+run() { # name, address, script[, scheme[, process name]]
+  local out before after
+  before=$(cpu_ticks "${5:-$1}")
   out=$(wrk -t2 -c32 -d"${secs}s" --latency -s "$work/$3.lua" "${4:-http}://$2/")
-  local rps p99 bad
+  after=$(cpu_ticks "${5:-$1}")
+  local rps p99 bad requests
   rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
   p99=$(awk '$1=="99%"{print $2}' <<<"$out")
   bad=$(awk '/^non-200/{print $3}' <<<"$out")
-  echo "$1 $rps $p99 $bad"
+  requests=$(awk '/requests in/{print $1}' <<<"$out")
+  echo "$1 $rps $p99 ${bad:-0} $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN{printf "%.2f", t * 1e6 / hz / n}')"
 }
 
-echo "system req/s p99 non-200" 
+echo "system req/s p99 non-200 server-cpu-us/req" 
 for r in $(seq "$rounds"); do
   run bare "$bare_addr" admin
   run eic "$eic_addr" admin
+  if [ -n "${METRICS_OFF:-}" ]; then run eic-no-metrics "$no_metrics_addr" admin-no-metrics; fi
   if [ -n "${BASELINE:-}" ]; then run baseline "$baseline_addr" admin-baseline; fi
-  run eic-10-statements "$eic_addr" ten
+  run eic-10-statements "$eic_addr" ten http eic
   if [ -n "${TLS:-}" ]; then run eic-tls "$tls_addr" admin-tls https; fi
 done
 echo "eic data dir after the run: $(du -sh "$work/data" | cut -f1), keys stored: $(target/release/eic keys list --data-dir "$work/data" | wc -l)" >&2
