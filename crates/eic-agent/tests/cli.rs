@@ -1,6 +1,7 @@
 //! The `eic-agent` binary's command line: the instance side's commands,
 //! each with `eic`'s flags (crates/eic/tests/packages.rs compares the two
 //! binaries' help texts).
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use std::process::Command;
 

@@ -21,7 +21,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, InstanceApiConfig, InstanceApiTls};
 use crate::data_dir::{write_new_private, DataDir};

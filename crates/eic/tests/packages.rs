@@ -10,6 +10,7 @@
 //! It needs root, dpkg, cargo-deb and lintian (scripts/test.sh installs
 //! them) and skips, saying why, without them; it refuses to run where
 //! either package is installed already, which it would replace and purge.
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -99,7 +100,7 @@ fn build_debs(out: &Path, version: &str) -> Vec<PathBuf> {
             let started = Instant::now();
             let status = Command::new(&cargo)
                 .current_dir(repo_root())
-                .args(["deb", "--no-build", "--fast", "--profile", profile, "-p"])
+                .args(["deb", "--no-build", "--strip", "--fast", "--profile", profile, "-p"])
                 .arg(package)
                 .arg("--deb-version")
                 .arg(version)
