@@ -126,8 +126,10 @@ fn help(binary: &str, args: &[&str]) -> String {
 /// Starts the installed server as its unit would (user eic, the shipped
 /// config; the API on a free port) and stops it once it listens.
 fn the_server_starts_on_the_shipped_config() {
-    let mut server = Command::new("runuser")
-        .args(["-u", "eic", "--", "/usr/bin/eic", "server"])
+    // setpriv execs the server itself (runuser would fork and leave it
+    // behind when killed), as user and group eic.
+    let mut server = Command::new("setpriv")
+        .args(["--reuid=eic", "--regid=eic", "--init-groups", "/usr/bin/eic", "server"])
         .args([
             "--config",
             "/etc/eic/eic.toml",
