@@ -154,23 +154,27 @@ mod tests {
 
     const ED25519: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIKw8uR2dD3wTbVv0Hk3m2mUqHbQ2oTGxdqT3k0Yb9n1Q";
 
-    fn facts() -> ReportedFacts {
-        ReportedFacts {
-            hostname: "web-1.example".into(),
-            private_ip_address: Some(Ipv4Addr::LOCALHOST),
-            ssh_port: 22,
-            host_keys: vec![format!("ssh-ed25519 {ED25519} root@web-1")],
-            os: "Debian GNU/Linux 13 (trixie)".into(),
-            kernel: "6.12.0-1-amd64".into(),
-            ..ReportedFacts::default()
-        }
+    #[test]
+    fn host_keys_are_re_encoded_without_their_comment() {
+        let line = format!("ssh-ed25519 {ED25519} root@web-1");
+        assert_eq!(
+            host_key_line(&line).unwrap(),
+            format!("ssh-ed25519 {ED25519}")
+        );
+        assert!(host_key_line(&format!("ssh-rsa {ED25519}")).is_err());
+        assert!(host_key_lines(&vec![line; 17]).is_err());
     }
 
     #[test]
     fn the_join_body_round_trips_and_refuses_unknown_fields() {
         let request = JoinRequest {
             token: Secret::new("t".into()),
-            facts: facts(),
+            facts: ReportedFacts {
+                hostname: "web-1.example".into(),
+                private_ip_address: Some(Ipv4Addr::LOCALHOST),
+                ssh_port: 22,
+                ..ReportedFacts::default()
+            },
             instance_type: None,
             availability_zone: Some("us-east-1a".into()),
             credential: None,

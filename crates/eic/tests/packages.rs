@@ -100,7 +100,15 @@ fn build_debs(out: &Path, version: &str) -> Vec<PathBuf> {
             let started = Instant::now();
             let status = Command::new(&cargo)
                 .current_dir(repo_root())
-                .args(["deb", "--no-build", "--strip", "--fast", "--profile", profile, "-p"])
+                .args([
+                    "deb",
+                    "--no-build",
+                    "--strip",
+                    "--fast",
+                    "--profile",
+                    profile,
+                    "-p",
+                ])
                 .arg(package)
                 .arg("--deb-version")
                 .arg(version)
@@ -129,7 +137,13 @@ fn the_server_starts_on_the_shipped_config() {
     // setpriv execs the server itself (runuser would fork and leave it
     // behind when killed), as user and group eic.
     let mut server = Command::new("setpriv")
-        .args(["--reuid=eic", "--regid=eic", "--init-groups", "/usr/bin/eic", "server"])
+        .args([
+            "--reuid=eic",
+            "--regid=eic",
+            "--init-groups",
+            "/usr/bin/eic",
+            "server",
+        ])
         .args([
             "--config",
             "/etc/eic/eic.toml",
