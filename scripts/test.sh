@@ -2,7 +2,8 @@
 # The test command: installs what the tests drive and a fresh machine lacks
 # (OpenSSH client and server, socat, rsync, redis-server, openssl, systemd's
 # systemd-analyze; boto3, the AWS CLI, mssh/msftp from ec2instanceconnectcli,
-# awscrt, prometheus_client), then runs every test.
+# awscrt, prometheus_client; dpkg-dev, lintian and cargo-deb for the
+# Debian packages' test), then runs every test.
 # Some tests run sshd and mount a tmpfs, so run it as root (or in a
 # throwaway VM or container).
 set -euo pipefail
@@ -17,6 +18,9 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
+# tests/packages.rs: cargo-deb's $auto dependencies ask dpkg-shlibdeps.
+command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
+command -v lintian >/dev/null || missing+=(lintian)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
@@ -51,6 +55,12 @@ fi
 if ! python3 -c 'import importlib.metadata as m; assert m.version("prometheus_client") == "0.26.0"' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'prometheus_client==0.26.0' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'prometheus_client==0.26.0'
+fi
+
+# cargo-deb builds the .debs of tests/packages.rs (packaging/README.md).
+# Pinned; built from source, about six minutes on two cores.
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb 3.8.0" ]; then
+  cargo install cargo-deb --version 3.8.0 --locked
 fi
 
 cargo test --workspace --locked "$@"

@@ -17,3 +17,17 @@ pub use validate::{is_valid_availability_zone, is_valid_instance_id, is_valid_os
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// `X-Amz-Target` prefix of this service (botocore `targetPrefix`).
 pub const TARGET_PREFIX: &str = "AWSEC2InstanceConnectService";
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when
+/// cut: what a caller sends is copied into events only this far.
+pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    const MARK: &str = "...(truncated)";
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &text[..end]).into()
+}

@@ -465,19 +465,8 @@ impl AuditLog {
     }
 }
 
-/// `text` cut to at most `max` bytes on a character boundary, marked when
-/// cut: what a caller sends is copied into events only this far.
-pub fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    const MARK: &str = "...(truncated)";
-    if text.len() <= max {
-        return text.into();
-    }
-    let mut end = max.saturating_sub(MARK.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{MARK}", &text[..end]).into()
-}
+// The agent bounds what it echoes the same way, so it is in eic-wire.
+pub use eic_wire::bounded;
 
 fn open_append(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {

@@ -1,145 +1,54 @@
 //! The enrollment protocol between `eic agent join|run` and the
 //! instance-facing listener, as a pure core: the JSON bodies of
-//! `POST /eic/v1/join` and `POST /eic/v1/heartbeat`, and the checks every
-//! fact a machine reports passes before it is stored. A machine is not
+//! `POST /eic/v1/join` and `POST /eic/v1/heartbeat` (eic-agent's
+//! `enrollment`, re-exported here), and the checks every fact a machine
+//! reports passes before it is stored. A machine is not
 //! trusted to describe itself sensibly: every field is bounded, host keys
 //! are parsed and re-encoded, and anything else is refused whole.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use eic_store::fleet::{Addresses, FleetState, MachineFacts};
-use serde::{Deserialize, Serialize};
 
-use crate::secret::Secret;
+pub use eic_agent::enrollment::*;
 
-pub const JOIN_PATH: &str = "/eic/v1/join";
-pub const HEARTBEAT_PATH: &str = "/eic/v1/heartbeat";
-/// A join or heartbeat body: a few host keys and names.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-const MAX_HOST_KEYS: usize = 16;
-const MAX_HOST_KEY_BYTES: usize = 16 * 1024;
 const MAX_TEXT_CHARS: usize = 256;
 /// The instance type an enrolled machine shows when it names none.
 pub const DEFAULT_INSTANCE_TYPE: &str = "eic.machine";
 
-/// What a machine reports of itself, on the wire.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReportedFacts {
-    pub hostname: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub private_ip_address: Option<Ipv4Addr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_ip_address: Option<Ipv4Addr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ipv6_address: Option<Ipv6Addr>,
-    pub ssh_port: u16,
-    #[serde(default)]
-    pub host_keys: Vec<String>,
-    #[serde(default)]
-    pub os: String,
-    #[serde(default)]
-    pub kernel: String,
-}
-
-/// `POST /eic/v1/join`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JoinRequest {
-    pub token: Secret<String>,
-    pub facts: ReportedFacts,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub availability_zone: Option<String>,
-    /// The credential an earlier join of this machine gave it: joining
-    /// again with it updates that instance instead of making another.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credential: Option<Secret<String>>,
-}
-
-/// The answer to a join: everything the agent config holds.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JoinResponse {
-    pub instance_id: String,
-    pub account: String,
-    pub availability_zone: String,
-    pub credential: Secret<String>,
-    pub signer_cn: String,
-    /// PEM of the CA key blobs are signed under.
-    pub trust_anchor: String,
-    pub heartbeat_secs: u64,
-}
-
-/// `POST /eic/v1/heartbeat`, with the instance's credential.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeartbeatRequest {
-    pub state: ReportedState,
-    pub facts: ReportedFacts,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReportedState {
-    Running,
-    /// The machine is shutting down cleanly.
-    Stopped,
-}
-
-impl ReportedState {
-    pub fn stored(self) -> FleetState {
-        match self {
-            ReportedState::Running => FleetState::Running,
-            ReportedState::Stopped => FleetState::Stopped,
-        }
+/// A reported state as the fleet stores it.
+pub fn stored(state: ReportedState) -> FleetState {
+    match state {
+        ReportedState::Running => FleetState::Running,
+        ReportedState::Stopped => FleetState::Stopped,
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HeartbeatResponse {
-    pub heartbeat_secs: u64,
-}
-
-/// A refusal's body: the agent prints `message`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub message: String,
-}
-
-impl ReportedFacts {
-    /// The facts as stored, or why they are refused.
-    pub fn validate(&self) -> Result<MachineFacts, String> {
-        let hostname = &self.hostname;
-        if hostname.is_empty()
-            || hostname.len() > 253
-            || !hostname
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-        {
-            return Err("hostname must be 1 to 253 letters, digits, '-', '.' or '_'".into());
-        }
-        if self.ssh_port == 0 {
-            return Err("sshPort must be 1 to 65535".into());
-        }
-        let host_keys = host_key_lines(&self.host_keys)?;
-        Ok(MachineFacts {
-            hostname: hostname.clone(),
-            addresses: Addresses {
-                private_ipv4: self.private_ip_address,
-                public_ipv4: self.public_ip_address,
-                ipv6: self.ipv6_address,
-                ssh_port: self.ssh_port,
-            },
-            host_keys,
-            os: bounded_text("os", &self.os)?,
-            kernel: bounded_text("kernel", &self.kernel)?,
-        })
+/// A machine's reported facts as stored, or why they are refused.
+pub fn validate(facts: &ReportedFacts) -> Result<MachineFacts, String> {
+    let hostname = &facts.hostname;
+    if hostname.is_empty()
+        || hostname.len() > 253
+        || !hostname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return Err("hostname must be 1 to 253 letters, digits, '-', '.' or '_'".into());
     }
+    if facts.ssh_port == 0 {
+        return Err("sshPort must be 1 to 65535".into());
+    }
+    let host_keys = host_key_lines(&facts.host_keys)?;
+    Ok(MachineFacts {
+        hostname: hostname.clone(),
+        addresses: Addresses {
+            private_ipv4: facts.private_ip_address,
+            public_ipv4: facts.public_ip_address,
+            ipv6: facts.ipv6_address,
+            ssh_port: facts.ssh_port,
+        },
+        host_keys,
+        os: bounded_text("os", &facts.os)?,
+        kernel: bounded_text("kernel", &facts.kernel)?,
+    })
 }
 
 fn bounded_text(field: &str, text: &str) -> Result<String, String> {
@@ -149,54 +58,6 @@ fn bounded_text(field: &str, text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.to_owned())
-}
-
-/// The host key types sshd offers.
-const HOST_KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-];
-
-/// An instance's host keys as stored and served: at most 16, each through
-/// [`host_key_line`]. A joining machine's report and a configured
-/// instance's `host_keys` both pass here, so both are held to one rule.
-pub fn host_key_lines(keys: &[String]) -> Result<Vec<String>, String> {
-    if keys.len() > MAX_HOST_KEYS {
-        return Err(format!("at most {MAX_HOST_KEYS} host keys"));
-    }
-    keys.iter().map(|k| host_key_line(k)).collect()
-}
-
-/// A host public key as `type base64`: the type known, the base64 valid and
-/// naming the same type inside; the comment (usually `root@host`) dropped.
-pub fn host_key_line(line: &str) -> Result<String, String> {
-    if line.len() > MAX_HOST_KEY_BYTES {
-        return Err("a host key is over 16 KiB".into());
-    }
-    let mut fields = line.split_ascii_whitespace();
-    let (Some(kind), Some(data)) = (fields.next(), fields.next()) else {
-        return Err("a host key must be 'type base64'".into());
-    };
-    if !HOST_KEY_TYPES.contains(&kind) {
-        return Err(format!(
-            "host key type '{}' is not one sshd serves",
-            crate::audit::bounded(kind, 64)
-        ));
-    }
-    let blob = STANDARD
-        .decode(data)
-        .map_err(|_| format!("the {kind} host key is not base64"))?;
-    let inner = blob
-        .get(..4)
-        .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
-        .and_then(|n| blob.get(4..4 + n));
-    if inner != Some(kind.as_bytes()) {
-        return Err(format!("the {kind} host key's data is not a {kind} key"));
-    }
-    Ok(format!("{kind} {}", STANDARD.encode(&blob)))
 }
 
 /// The zone a joining machine is placed in: the token's, which the machine
@@ -250,8 +111,9 @@ pub fn instance_type(asked: Option<&str>) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use proptest::prelude::*;
 
     const ED25519: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIKw8uR2dD3wTbVv0Hk3m2mUqHbQ2oTGxdqT3k0Yb9n1Q";
 
@@ -269,7 +131,7 @@ mod tests {
 
     #[test]
     fn facts_are_checked_and_normalized() {
-        let stored = facts().validate().unwrap();
+        let stored = validate(&facts()).unwrap();
         assert_eq!(stored.host_keys, [format!("ssh-ed25519 {ED25519}")]);
         assert_eq!(stored.addresses.ssh_port, 22);
         for (change, why) in [
@@ -301,7 +163,7 @@ mod tests {
         ] {
             let mut f = facts();
             change(&mut f);
-            let err = f.validate().unwrap_err();
+            let err = validate(&f).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
     }
@@ -332,33 +194,6 @@ mod tests {
         assert_eq!(instance_type(Some("u-6tb1.metal")).unwrap(), "u-6tb1.metal");
         for bad in ["t3", "T3.micro", ".micro", "t3.", "t3 .micro"] {
             assert!(instance_type(Some(bad)).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_join_body_round_trips_and_refuses_unknown_fields() {
-        let request = JoinRequest {
-            token: Secret::new("t".into()),
-            facts: facts(),
-            instance_type: None,
-            availability_zone: Some("us-east-1a".into()),
-            credential: None,
-        };
-        let json = serde_json::to_string(&request).unwrap();
-        assert!(
-            json.contains("\"privateIpAddress\":\"127.0.0.1\""),
-            "{json}"
-        );
-        let back: JoinRequest = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.facts.hostname, "web-1.example");
-        let extra = json.replace("{\"token\"", "{\"bogus\":1,\"token\"");
-        assert!(serde_json::from_str::<JoinRequest>(&extra).is_err());
-    }
-
-    proptest! {
-        #[test]
-        fn host_key_parsing_never_panics(line in "\\PC{0,300}") {
-            let _ = host_key_line(&line);
         }
     }
 }

@@ -8,7 +8,8 @@
 //!   API pipeline, authorization, the instance-facing API, the serial
 //!   console gateway's wiring);
 //! - [`agent`]: the instance side, `eic authorized-keys` in its three modes
-//!   and `eic agent install|uninstall`;
+//!   and `eic agent join|run|install|uninstall`: the eic-agent crate,
+//!   re-exported (it is also the `eic-agent` binary);
 //! - [`cli`]: the admin commands;
 //! - [`client`]: the user side, `eic ssh`, `eic proxy`, `eic known-hosts`
 //!   and `eic ssh-config`;
@@ -21,9 +22,10 @@
 //! [`data_dir`], [`settings`] (runtime settings), [`signing`] (the CA and
 //! signer of key blobs), [`tls_ca`] (the instance-facing listener's TLS CA
 //! and trust anchor), [`secret`], [`os`] (the libc calls) and [`systemd`]
-//! (the notify protocol).
+//! (the notify protocol); the last three, [`join_token`] and the wire half
+//! of [`enrollment`] are eic-agent's, re-exported, since instances use them
+//! too.
 
-pub mod agent;
 pub mod audit;
 pub mod cli;
 pub mod client;
@@ -34,17 +36,16 @@ pub mod enrollment;
 pub mod fleet;
 pub mod instance_credentials;
 pub mod instances;
-pub mod join_token;
 pub mod metrics;
-pub mod os;
 pub mod registry;
-pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod signing;
-pub mod systemd;
 pub mod tls_ca;
 pub mod tunnel;
+
+pub use eic_agent as agent;
+pub use eic_agent::{join_token, os, secret, systemd};
 
 /// Logs to stderr at `RUST_LOG` (default `info`) as text, coloured only
 /// for a person at a terminal, not for journald or a file.

@@ -21,10 +21,12 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, InstanceApiConfig, InstanceApiTls};
 use crate::data_dir::{write_new_private, DataDir};
+// The trust anchor and its fingerprint are what instances are given and
+// check, so they live with the agent (eic-agent) and are re-exported here.
+pub use eic_agent::trust::{fingerprint, pem_certificate, TrustAnchor};
 
 /// In the data dir's pki dir, beside the signing CA's `ca.pem`.
 pub const CERT_FILE: &str = "tls-ca.pem";
@@ -35,21 +37,6 @@ pub const LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Tolerates instances whose clocks run a little behind.
 const BACKDATE_SECS: u64 = 300;
-
-/// The CA instances trust for the instance-facing listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustAnchor {
-    /// One PEM `CERTIFICATE` block.
-    pub pem: String,
-    /// [`fingerprint`] of its DER.
-    pub fingerprint: String,
-}
-
-/// `sha256:` and the lowercase hex SHA-256 of a certificate's DER, the form
-/// of kubeadm's `--discovery-token-ca-cert-hash`.
-pub fn fingerprint(cert_der: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(cert_der)))
-}
 
 /// The trust anchor of the instance-facing listener, as a command sees it
 /// (nothing is created): with `tls = "auto"` the TLS CA, with the
@@ -89,19 +76,6 @@ fn last_certificate(path: &Path, hint: &str) -> anyhow::Result<TrustAnchor> {
         pem: pem_certificate(&last),
         fingerprint: fingerprint(&last),
     })
-}
-
-/// One PEM `CERTIFICATE` block.
-pub(crate) fn pem_certificate(der: &[u8]) -> String {
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
-    pem
 }
 
 /// The names the auto certificate carries: the listen IP (unless it is the

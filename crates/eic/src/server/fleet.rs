@@ -106,9 +106,7 @@ impl InstanceApi {
             |message: String| Refusal::new(StatusCode::BAD_REQUEST, "InvalidJoinRequest", message);
         let token = JoinTokenText::parse(request.token.expose())
             .ok_or_else(|| self.refuse_join(peer, None, token_refusal(TokenRefusal::Unknown)))?;
-        let facts = request
-            .facts
-            .validate()
+        let facts = enrollment::validate(&request.facts)
             .map_err(|m| self.refuse_join(peer, Some(&token.id), invalid(m)))?;
         if let Some(kind) = &request.instance_type {
             enrollment::instance_type(Some(kind))
@@ -242,12 +240,10 @@ impl InstanceApi {
                 ),
             )
         })?;
-        let facts = request
-            .facts
-            .validate()
+        let facts = enrollment::validate(&request.facts)
             .map_err(|m| Refusal::new(StatusCode::BAD_REQUEST, "InvalidHeartbeat", m))?;
         let now = self.clock.now();
-        let state = request.state.stored();
+        let state = enrollment::stored(request.state);
         let outcome = self
             .fleet_store()
             .heartbeat(instance_id, state, &facts, unix_millis(now))

@@ -30,6 +30,9 @@ pub mod serial;
 pub mod tls;
 pub mod tunnel;
 
+#[cfg(test)]
+mod agent_http_tests;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,11 +1,24 @@
-//! The instance side: `eic authorized-keys` (sshd's AuthorizedKeysCommand)
-//! in its three modes, each in its own module: `eic` (keys from eic's
-//! instance-facing listener), `parser` (AWS's `eic_parse_authorized_keys`
-//! flags) and `aws` (keys from AWS's instance metadata); `http`, the
-//! client of eic's instance-facing listener (TLS trust, pinning for a join);
-//! and `install`, `eic agent install|uninstall`. What they share is here: the agent
-//! configuration, the official parser's checks and output
-//! (`verify_and_print`), and the log.
+//! eic-agent: the instance side of eic, a library and the `eic-agent`
+//! binary (`main.rs`), without the server's dependencies (no AWS SDK, no
+//! store, no Redis, no metrics): what a machine that only serves ssh logins
+//! needs. The `eic` binary dispatches `eic authorized-keys` and
+//! `eic agent join|run|install|uninstall` here too.
+//!
+//! `authorized-keys` (sshd's AuthorizedKeysCommand, this module) has three
+//! modes, each in its own module: `eic` (keys from eic's instance-facing
+//! listener), `parser` (AWS's `eic_parse_authorized_keys` flags) and `aws`
+//! (keys from AWS's instance metadata); [`http`], the client of eic's
+//! instance-facing listener (TLS trust, pinning for a join); [`install`],
+//! `agent install|uninstall` and the [`install::AgentCommand`] the binaries
+//! share; [`join`] and [`heartbeat`], enrollment and `agent run`. What they
+//! share is here: the agent configuration, the official parser's checks and
+//! output (`verify_and_print`), and the log.
+//!
+//! The pieces the server uses too live here and eic re-exports them:
+//! [`enrollment`] (the join and heartbeat bodies), [`join_token`],
+//! [`secret`], [`os`] (the libc calls), [`systemd`] (the notify protocol),
+//! [`trust`] (the instance-facing listener's trust anchor) and
+//! [`private_file`].
 //!
 //! `authorized-keys` runs once per key a client offers, as an unprivileged
 //! user, so it is one short process: one HTTP request, verification in
@@ -30,11 +43,18 @@ use crate::secret::Secret;
 
 mod aws;
 mod eic;
+pub mod enrollment;
 pub mod heartbeat;
 pub mod http;
 pub mod install;
 pub mod join;
+pub mod join_token;
+pub mod os;
 mod parser;
+pub mod private_file;
+pub mod secret;
+pub mod systemd;
+pub mod trust;
 
 /// The whole run, as the official `timeout 5s` wrapper bounds it.
 pub(crate) const TOTAL_BUDGET: Duration = Duration::from_secs(5);

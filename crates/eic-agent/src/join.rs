@@ -137,7 +137,7 @@ pub fn join(args: JoinArgs) -> anyhow::Result<()> {
         insecure_http: args.insecure_http,
         machine: Some(args.machine),
     };
-    crate::data_dir::replace_private(&args.config_out, toml::to_string(&config)?.as_bytes())
+    crate::private_file::replace_private(&args.config_out, toml::to_string(&config)?.as_bytes())
         .with_context(|| format!("cannot write {}", args.config_out.display()))?;
     println!("{}", joined.instance_id);
     Ok(())
