@@ -42,6 +42,12 @@ pub async fn watchdog() {
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+        // The server logs through its subscriber; the agent binary has
+        // none, and says what it has to say on stderr (the journal).
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!(error = %e, "cannot notify systemd");
+        } else {
+            eprintln!("eic agent: cannot notify systemd: {e}");
+        }
     }
 }

@@ -95,6 +95,7 @@ pub struct Metrics {
     reloads_applied: Counter,
     reloads_refused: Counter,
     last_reload_successful: Gauge,
+    keys_live: LiveKeys,
 }
 
 impl Metrics {
@@ -235,6 +236,13 @@ impl Metrics {
             last_reload_successful.clone(),
         );
 
+        let keys_live = LiveKeys::default();
+        registry.register(
+            "keys_live",
+            "Keys this server stored that have not expired yet (sum over the nodes sharing a store)",
+            keys_live.clone(),
+        );
+
         let build = Family::<[(&'static str, &'static str); 1], Gauge>::default();
         build
             .get_or_create(&[("version", env!("CARGO_PKG_VERSION"))])
@@ -259,6 +267,7 @@ impl Metrics {
             reloads_applied,
             reloads_refused,
             last_reload_successful,
+            keys_live,
         })
     }
 
@@ -389,6 +398,13 @@ impl Metrics {
         self.last_reload_successful.set(i64::from(applied));
     }
 
+    /// A key stored, live until `expires_at_ms`.
+    pub fn key_stored(&self, expires_at_ms: u64) {
+        if self.counting {
+            self.keys_live.add(expires_at_ms / 1000);
+        }
+    }
+
     /// The text exposition format, for a scrape.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -439,6 +455,78 @@ impl Collector for FleetByState {
             metric.encode_family(&labels)?.encode_gauge(&count)?;
         }
         Ok(())
+    }
+}
+
+/// `eic_keys_live`: keys stored through this server whose expiry is still
+/// ahead, counted per expiry second in a ring of atomics. A push adds one
+/// to its expiry second's slot; a scrape sums the slots still in the
+/// future. Neither asks the store (a count of a Redis keyspace is a scan,
+/// of the embedded store a lock shared with requests), and a key is never
+/// removed before it expires, so the sum is exact for this node.
+#[derive(Debug, Clone)]
+pub struct LiveKeys(Arc<[AtomicU64; LIVE_KEY_SLOTS]>);
+
+impl Default for LiveKeys {
+    fn default() -> Self {
+        LiveKeys(Arc::new(std::array::from_fn(|_| AtomicU64::new(0))))
+    }
+}
+
+/// More seconds than a key lives (60), so a slot is reused only after
+/// every key counted in it has expired.
+const LIVE_KEY_SLOTS: usize = 128;
+/// A slot holds its expiry second in the high bits and its count in the low.
+const LIVE_KEY_COUNT_BITS: u32 = 24;
+const LIVE_KEY_COUNT_MASK: u64 = (1 << LIVE_KEY_COUNT_BITS) - 1;
+
+impl LiveKeys {
+    fn add(&self, expires_at_sec: u64) {
+        let slot = &self.0[(expires_at_sec % LIVE_KEY_SLOTS as u64) as usize];
+        let mut current = slot.load(Ordering::Relaxed);
+        loop {
+            let next = if current >> LIVE_KEY_COUNT_BITS == expires_at_sec {
+                // Saturates rather than carrying into the second.
+                current + u64::from(current & LIVE_KEY_COUNT_MASK < LIVE_KEY_COUNT_MASK)
+            } else {
+                (expires_at_sec << LIVE_KEY_COUNT_BITS) | 1
+            };
+            match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Keys whose expiry second is after `now_sec`.
+    fn live_at(&self, now_sec: u64) -> u64 {
+        self.0
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|packed| {
+                let second = packed >> LIVE_KEY_COUNT_BITS;
+                second > now_sec && second <= now_sec + LIVE_KEY_SLOTS as u64
+            })
+            .map(|packed| packed & LIVE_KEY_COUNT_MASK)
+            .sum()
+    }
+}
+
+impl TypedMetric for LiveKeys {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for LiveKeys {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let now_sec = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let live = i64::try_from(self.live_at(now_sec)).unwrap_or(i64::MAX);
+        encoder.encode_gauge(&live)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
@@ -523,7 +611,10 @@ impl TimedStore {
 #[async_trait::async_trait]
 impl eic_store::Store for TimedStore {
     async fn push(&self, key: eic_store::PushedKey) -> Result<(), eic_store::StoreError> {
-        self.timed("push", self.store.push(key)).await
+        let expires_at_ms = key.expires_at_ms;
+        self.timed("push", self.store.push(key)).await?;
+        self.metrics.key_stored(expires_at_ms);
+        Ok(())
     }
 
     async fn live_keys(
@@ -582,6 +673,28 @@ mod tests {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
         assert!(!text.contains("SomethingNew"));
+        assert!(text.contains("eic_keys_live 0\n"), "{text}");
         assert!(!text.contains("NoSuchOperation"));
+    }
+
+    #[test]
+    fn live_keys_count_until_their_expiry_second_and_slots_are_reused() {
+        let keys = LiveKeys::default();
+        let now = 1_800_000_000;
+        keys.add(now + 60);
+        keys.add(now + 60);
+        keys.add(now + 1);
+        assert_eq!(keys.live_at(now), 3);
+        assert_eq!(keys.live_at(now + 1), 2);
+        assert_eq!(keys.live_at(now + 60), 0);
+        // The same slot a ring later starts again rather than adding to
+        // keys long expired.
+        keys.add(now + 60 + LIVE_KEY_SLOTS as u64);
+        assert_eq!(keys.live_at(now + 61), 1);
+        assert_eq!(
+            keys.live_at(now),
+            1,
+            "a slot too far ahead of the clock is not counted yet"
+        );
     }
 }

@@ -9,6 +9,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -91,22 +92,36 @@ impl Machine {
         eic(&args)
     }
 
+    /// `eic agent run`, told of systemd's notify socket as its unit would be.
     fn run(&self) -> Agent {
-        Agent(
-            Command::new(env!("CARGO_BIN_EXE_eic"))
-                .args(["agent", "run", "--config"])
-                .arg(self.config())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-        )
+        let path = self.dir.path().join("notify");
+        let _ = std::fs::remove_file(&path);
+        let notify = UnixDatagram::bind(&path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_eic"))
+            .args(["agent", "run", "--config"])
+            .arg(self.config())
+            .env("NOTIFY_SOCKET", &path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Agent(child, notify)
     }
 }
 
-struct Agent(Child);
+struct Agent(Child, UnixDatagram);
 
 impl Agent {
+    /// The agent's next notification to systemd.
+    fn notified(&self) -> String {
+        self.1
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut buffer = [0u8; 4096];
+        let n = self.1.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    }
+
     fn signal(&self, name: &str) {
         assert!(Command::new("kill")
             .args([&format!("-{name}"), &self.0.id().to_string()])
@@ -181,6 +196,8 @@ fn machines_join_heartbeat_log_in_and_stop() {
     // slack for a loaded machine) is unavailable.
     let agent = a.run();
     let _other = b.run();
+    // Up for systemd after its first heartbeat (Type=notify).
+    assert_eq!(agent.notified(), "READY=1\nSTATUS=heartbeating\n");
 
     // A login with a pushed key through a real sshd on the enrolled instance.
     let root = RootDir::new("fleet");
@@ -209,25 +226,16 @@ fn machines_join_heartbeat_log_in_and_stop() {
     // The other machine still heartbeats.
     assert!(push(&server, &id_b, &key).is_ok());
     // The diagnostics listener counts them by state.
-    let metrics = {
-        let mut stream = std::net::TcpStream::connect(server.diagnostics).unwrap();
-        let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        let (status, _, body) = common::http_exchange(&mut stream, request.as_bytes()).unwrap();
-        assert_eq!(status, 200);
-        String::from_utf8(body).unwrap()
-    };
-    for line in [
-        r#"eic_fleet_instances{state="running"} 1"#,
-        r#"eic_fleet_instances{state="connection-lost"} 1"#,
-        r#"eic_fleet_instances{state="stopped"} 0"#,
-    ] {
-        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    for (state, count) in [("running", 1.0), ("connection-lost", 1.0), ("stopped", 0.0)] {
+        let series = format!(r#"eic_fleet_instances{{state="{state}"}}"#);
+        assert_eq!(server.metric(&series), count, "{series}");
     }
     agent.signal("CONT");
     wait_until(20, "available again", || push(&server, &id_a, &key).is_ok());
 
     // A clean shutdown reports stopped.
     agent.signal("TERM");
+    assert_eq!(agent.notified(), "STOPPING=1\nSTATUS=draining\n");
     wait_until(20, "stopped", || {
         push(&server, &id_a, &key) == Err("EC2InstanceStateInvalidException".into())
     });

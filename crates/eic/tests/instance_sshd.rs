@@ -73,19 +73,7 @@ fn pushed_keys_log_in_through_real_sshd_for_sixty_seconds() {
     assert_eq!(ssh(port, &other_instance, "root").0, 255);
     assert_eq!(ssh(port, &never, "root").0, 255);
     // Each of the four logins fetched keys from the instance API, answered 200.
-    let metrics = {
-        let mut stream = std::net::TcpStream::connect(server.diagnostics).unwrap();
-        let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        let (status, _, body) = common::http_exchange(&mut stream, request.as_bytes()).unwrap();
-        assert_eq!(status, 200);
-        String::from_utf8(body).unwrap()
-    };
-    let fetched: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"eic_key_fetches_total{outcome="ok"} "#))
-        .unwrap_or_else(|| panic!("no key fetch count in\n{metrics}"))
-        .parse()
-        .unwrap();
+    let fetched = server.metric(r#"eic_key_fetches_total{outcome="ok"}"#);
     assert!(fetched >= 4.0, "{fetched} key fetches");
 
     // The agent's own checks, without sshd in between.

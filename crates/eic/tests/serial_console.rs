@@ -69,6 +69,7 @@ fn serial_console_sessions_through_the_gateway() {
     let mut session = ssh_serial(&server, &key, ops);
     writeln!(session.stdin, "echo serial-$((6*7))").unwrap();
     assert!(session.expect("serial-42"), "no answer from the console");
+    assert_eq!(server.metric("eic_serial_sessions_open"), 1.0);
 
     // One session per port: the API and the gateway both refuse a second.
     assert_eq!(
@@ -92,6 +93,10 @@ fn serial_console_sessions_through_the_gateway() {
     wait_until(20, "the teardown to end", || {
         try_push_with_boto3(&server, ops, "--serial", &key.with_extension("pub")).is_ok()
     });
+    assert_eq!(server.metric("eic_serial_sessions_open"), 0.0);
+    let to_console = r#"eic_serial_bytes_total{direction="to_console"}"#;
+    assert!(server.metric(to_console) >= "echo serial-$((6*7))\n".len() as f64);
+    assert!(server.metric(r#"eic_serial_bytes_total{direction="from_console"}"#) >= 9.0);
 
     // A console nobody listens on: the API knows it.
     drop(unix_listener);

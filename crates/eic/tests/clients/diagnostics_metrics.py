@@ -92,6 +92,8 @@ class Diagnostics(unittest.TestCase):
         self.assertGreaterEqual(moved(store, backend="embedded", operation="take_token"), 6)
         self.assertEqual(value(after, store, backend="redis", operation="push"), 0)
         self.assertEqual(value(after, "eic_serial_sessions_open"), 0)
+        # The three keys pushed above live for 60 s, longer than this test.
+        self.assertGreaterEqual(moved("eic_keys_live"), 3)
         self.assertEqual(value(after, "eic_config_last_reload_successful"), 1)
         self.assertTrue(any(name == "eic_build_info" for name, _ in after))
         # No label carries an instance, a principal or a key.
