@@ -2,8 +2,10 @@
 # The test command: installs what the tests drive and a fresh machine lacks
 # (OpenSSH client and server, socat, rsync, redis-server, openssl, systemd's
 # systemd-analyze; boto3, the AWS CLI, mssh/msftp from ec2instanceconnectcli,
-# awscrt, prometheus_client; dpkg-dev, lintian and cargo-deb for the
-# Debian packages' test), then runs every test.
+# awscrt, prometheus_client, selenium; dpkg-dev, lintian and cargo-deb for
+# the Debian packages' test; Chromium and ChromeDriver for the browser
+# console's test; npm, which the build uses to fetch xterm.js), then runs
+# every test.
 # Some tests run sshd and mount a tmpfs, so run it as root (or in a
 # throwaway VM or container).
 set -euo pipefail
@@ -21,6 +23,11 @@ command -v python3 >/dev/null || missing+=(python3 python3-pip)
 # tests/packages.rs: cargo-deb's $auto dependencies ask dpkg-shlibdeps.
 command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
 command -v lintian >/dev/null || missing+=(lintian)
+# tests/console.rs drives the browser console in headless Chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# build.rs fetches the console's xterm.js with `npm ci` (console/package-lock.json).
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
@@ -55,6 +62,12 @@ fi
 if ! python3 -c 'import importlib.metadata as m; assert m.version("prometheus_client") == "0.26.0"' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'prometheus_client==0.26.0' \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'prometheus_client==0.26.0'
+fi
+
+# Selenium drives Chromium through Debian's chromedriver in tests/console.rs.
+if ! python3 -c 'import importlib.metadata as m; assert m.version("selenium") == "4.38.0"' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'selenium==4.38.0' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'selenium==4.38.0'
 fi
 
 # cargo-deb builds the .debs of tests/packages.rs (packaging/README.md).

@@ -38,6 +38,12 @@ pub struct Config {
     /// `/metrics`, `/healthz` and `/readyz`, off the API's port; absent,
     /// none of them.
     pub diagnostics: Option<DiagnosticsConfig>,
+    /// The browser console (sign-in links, instance pages, terminals and
+    /// recordings); absent, no web surface at all.
+    pub console: Option<ConsoleConfig>,
+    /// How console and serial gateway sessions are recorded.
+    #[serde(default)]
+    pub recordings: RecordingsConfig,
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
@@ -84,6 +90,134 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct DiagnosticsConfig {
     pub listen: SocketAddr,
+}
+
+/// `[console]`: the browser console's listener. HTTPS with `tls`; without
+/// it plain http, which is refused anywhere but loopback (the session
+/// cookie would cross the network in the clear).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    pub listen: SocketAddr,
+    /// `"auto"` (a certificate for `tls_names` from eic's TLS CA) or the
+    /// operator's `{ certificate, private_key }`; absent, plain http.
+    pub tls: Option<InstanceApiTls>,
+    /// With `tls = "auto"`: the names the certificate holds.
+    #[serde(default = "ConsoleConfig::default_tls_names")]
+    pub tls_names: Vec<String>,
+    /// Where sign-in links point (`https://console.example.org`); default
+    /// the listen address.
+    pub public_url: Option<String>,
+    /// A signed-in session's lifetime (AWS's federation default: 1 hour).
+    #[serde(default = "ConsoleConfig::default_session_ttl")]
+    pub session_ttl_secs: u64,
+    /// A terminal silent both ways this long is closed.
+    #[serde(default = "ConsoleConfig::default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Terminals open at once per principal, on this node.
+    #[serde(default = "ConsoleConfig::default_terminals_per_principal")]
+    pub max_terminals_per_principal: usize,
+    /// Signed-in sessions at once, on this node.
+    #[serde(default = "ConsoleConfig::default_max_sessions")]
+    pub max_sessions: usize,
+    /// How long the SSH connection to an instance may take to set up.
+    #[serde(default = "ConsoleConfig::default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+}
+
+impl ConsoleConfig {
+    fn default_tls_names() -> Vec<String> {
+        vec!["localhost".to_owned()]
+    }
+
+    fn default_session_ttl() -> u64 {
+        3600
+    }
+
+    fn default_idle_timeout() -> u64 {
+        900
+    }
+
+    fn default_terminals_per_principal() -> usize {
+        16
+    }
+
+    fn default_max_sessions() -> usize {
+        10_000
+    }
+
+    fn default_connect_timeout() -> u64 {
+        10
+    }
+
+    /// The base of sign-in links for a console listening on `listen`:
+    /// `public_url`, else the address itself.
+    pub fn base_url_at(&self, listen: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{listen}")
+            }
+        }
+    }
+}
+
+/// `[recordings]`: every console terminal and serial gateway session is
+/// recorded (asciicast v2) under `dir`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingsConfig {
+    /// Default `<data_dir>/recordings`.
+    pub dir: Option<PathBuf>,
+    /// Keystrokes too (passwords typed at a prompt among them): off.
+    #[serde(default)]
+    pub record_input: bool,
+    /// Finished recordings older than this are removed.
+    #[serde(default = "RecordingsConfig::default_retention_days")]
+    pub retention_days: u64,
+    /// One recording's size; past it, output is no longer written.
+    #[serde(default = "RecordingsConfig::default_max_bytes_per_session")]
+    pub max_bytes_per_session: u64,
+    /// All recordings' size; past it, the oldest finished are removed.
+    #[serde(default = "RecordingsConfig::default_max_total_bytes")]
+    pub max_total_bytes: u64,
+}
+
+impl Default for RecordingsConfig {
+    fn default() -> Self {
+        RecordingsConfig {
+            dir: None,
+            record_input: false,
+            retention_days: Self::default_retention_days(),
+            max_bytes_per_session: Self::default_max_bytes_per_session(),
+            max_total_bytes: Self::default_max_total_bytes(),
+        }
+    }
+}
+
+impl RecordingsConfig {
+    fn default_retention_days() -> u64 {
+        90
+    }
+
+    fn default_max_bytes_per_session() -> u64 {
+        64 << 20
+    }
+
+    fn default_max_total_bytes() -> u64 {
+        10 << 30
+    }
+}
+
+impl Config {
+    /// Where recordings are written, after `--data-dir` overrides.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.recordings
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("recordings"))
+    }
 }
 
 /// `[tunnel]`: the listener every endpoint's `dns_name` resolves to. HTTPS
@@ -689,6 +823,29 @@ impl Config {
                 "[fleet] heartbeat_secs must be 1 to 3600 and unavailable_after_secs at least twice it (they are {} and {})",
                 fleet.heartbeat_secs, fleet.unavailable_after_secs
             )));
+        }
+        if let Some(dir) = config.recordings.dir.as_mut().filter(|p| p.is_relative()) {
+            *dir = base.join(&*dir);
+        }
+        if let Some(console) = &config.console {
+            if console.tls.is_none() && !console.listen.ip().is_loopback() {
+                return Err(ConfigError::Invalid(format!(
+                    "[console] listens on {} without tls: plain http is allowed on loopback only",
+                    console.listen
+                )));
+            }
+            if console.session_ttl_secs == 0 || console.session_ttl_secs > 12 * 3600 {
+                return Err(ConfigError::Invalid(
+                    "[console] session_ttl_secs must be 1 to 43200 (12 hours)".into(),
+                ));
+            }
+            if let Some(url) = &console.public_url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(ConfigError::Invalid(format!(
+                        "[console] public_url {url:?} is not an http(s) URL"
+                    )));
+                }
+            }
         }
         if let Some(serial) = &config.serial_console {
             // Renewal every third of it must not be busy-looping, nor a

@@ -42,6 +42,9 @@ enum Command {
         /// Listen address for /metrics, /healthz and /readyz (overrides [diagnostics] listen).
         #[arg(long, value_name = "ADDR")]
         diagnostics_listen: Option<SocketAddr>,
+        /// Listen address for the browser console (overrides [console] listen).
+        #[arg(long, value_name = "ADDR")]
+        console_listen: Option<SocketAddr>,
         /// The store all nodes share: redis://HOST:PORT, redis-cluster://HOST:PORT[,HOST:PORT…] or redis-sentinel://HOST:PORT[,HOST:PORT…]/MASTER (overrides [store]).
         #[arg(long, value_name = "URL")]
         store_url: Option<String>,
@@ -101,6 +104,13 @@ enum Command {
     KnownHosts(client::proxy::KnownHostsArgs),
     /// Print (or --install) the ssh_config block that lets plain ssh, scp, sftp and rsync reach instances by id.
     SshConfig(client::ssh_config::SshConfigArgs),
+    /// Print a one-time sign-in link to the browser console for a principal.
+    ConsoleUrl(cli::console::ConsoleUrlArgs),
+    /// List, show and export console and serial gateway session recordings.
+    Recordings {
+        #[command(subcommand)]
+        command: cli::recordings::RecordingsCommand,
+    },
     /// Inspect the keys in an embedded store's data directory.
     Keys {
         #[command(subcommand)]
@@ -149,6 +159,7 @@ fn main() -> ExitCode {
             serial_listen,
             tunnel_listen,
             diagnostics_listen,
+            console_listen,
             store_url,
             data_dir,
         } => server::main(
@@ -160,6 +171,7 @@ fn main() -> ExitCode {
                 serial_listen,
                 tunnel_listen,
                 diagnostics_listen,
+                console_listen,
                 data_dir,
             },
         ),
@@ -181,6 +193,8 @@ fn main() -> ExitCode {
         Command::InstanceCredential { command } => cli::agent::instance_credential(command),
         Command::Audit(args) => cli::audit::run(args),
         Command::Credentials { command } => cli::credentials::run(command),
+        Command::ConsoleUrl(args) => cli::console::console_url(args),
+        Command::Recordings { command } => cli::recordings::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,16 +8,20 @@
 //! - [`serial`]: `eic serial-console-access` and `eic serial-host-key`;
 //! - [`fleet`]: `eic join-token` and `eic instances`, the enrolled fleet;
 //! - [`tls`]: `eic ca-certificate`, the TLS CA clients trust;
-//! - [`reload`]: `eic reload`, the running server's configuration read again.
+//! - [`reload`]: `eic reload`, the running server's configuration read again;
+//! - [`console`]: `eic console-url`, a one-time sign-in link to the console;
+//! - [`recordings`]: `eic recordings`, console and serial session recordings.
 //!
 //! The server (`eic server`) is [`crate::server`]; the instance side (`eic
 //! authorized-keys`, `eic agent install`) is [`crate::agent`].
 
 pub mod agent;
 pub mod audit;
+pub mod console;
 pub mod credentials;
 pub mod fleet;
 pub mod keys;
+pub mod recordings;
 pub mod reload;
 pub mod serial;
 pub mod tls;

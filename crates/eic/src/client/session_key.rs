@@ -51,6 +51,11 @@ impl SessionKey {
         })
     }
 
+    /// The private half, for an SSH client in this process (the console's).
+    pub fn private_key(&self) -> &PrivateKey {
+        &self.private
+    }
+
     /// Writes the private key (OpenSSH format, mode 0600) into a fresh
     /// directory (mode 0700) under `$XDG_RUNTIME_DIR`, or the temporary
     /// directory when there is none.

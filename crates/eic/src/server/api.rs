@@ -116,6 +116,23 @@ pub struct ApiResponse {
     pub error: Option<ErrorCode>,
 }
 
+/// Where a push came from, as authorization and the audit log see it.
+pub struct Origin<'a> {
+    pub source_ip: IpAddr,
+    pub user_agent: Option<&'a str>,
+    pub secure_transport: bool,
+}
+
+impl ApiRequest<'_> {
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            source_ip: self.source_ip,
+            user_agent: crate::audit::user_agent(self.http.headers),
+            secure_transport: self.secure_transport,
+        }
+    }
+}
+
 impl ApiResponse {
     pub fn error(request_id: String, error: &ApiError) -> ApiResponse {
         ApiResponse {
@@ -206,7 +223,7 @@ impl Api {
                 }
             };
             if let Err(e) = self.audit(
-                &request,
+                &request.origin(),
                 &request_id,
                 &call,
                 Some(error),
@@ -260,7 +277,88 @@ impl Api {
         let operation = Operation::from_target(target)?;
         call.operation = Some(operation);
         let push = parse_request(operation, request.http.body)?;
-        let push = &*call.push.insert(push);
+        call.push = Some(push);
+        self.push_key(&catalog, &principal, &request.origin(), request_id, call)
+            .await
+    }
+
+    /// A push by the browser console for its signed-in principal, through
+    /// the same steps as a signed request's after authentication: the
+    /// principal's throttle, authorization, the instance, the audit event,
+    /// then the store. Gives the request id, or the refusal (audited).
+    pub async fn push_for_console(
+        &self,
+        principal: Arc<Principal>,
+        push: PushRequest,
+        origin: &Origin<'_>,
+    ) -> Result<String, ApiError> {
+        let started = std::time::Instant::now();
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut call = Call {
+            operation: Some(push.operation),
+            principal: Some(principal.clone()),
+            push: Some(push),
+            ..Call::default()
+        };
+        let catalog = self.catalog.current();
+        let span = tracing::info_span!("request", request_id = %request_id);
+        let outcome = async {
+            self.throttle(
+                &format!("principal:{}", principal.arn),
+                self.clock.now(),
+                catalog.throttling.principal,
+            )
+            .await?;
+            self.push_key(&catalog, &principal, origin, &request_id, &mut call)
+                .await
+        }
+        .instrument(span)
+        .await;
+        self.metrics.request(
+            call.operation
+                .map_or(crate::metrics::UNKNOWN_OPERATION, Operation::name),
+            outcome
+                .as_ref()
+                .err()
+                .map_or(crate::metrics::OK, |e| e.code.as_str()),
+            started.elapsed(),
+        );
+        if let Err(error) = &outcome {
+            let admission = if call.admitted.is_some() {
+                Admission::Outcome
+            } else {
+                Admission::Refusal {
+                    principal: Some(principal.arn.as_str()),
+                    source_ip: origin.source_ip,
+                    code: error.code.as_str(),
+                }
+            };
+            if let Err(e) = self.audit(
+                origin,
+                &request_id,
+                &call,
+                Some(error),
+                ApiCallKind::Other(admission),
+            ) {
+                tracing::error!(request_id, error = %e, "audit log write failed");
+            }
+        }
+        outcome.map(|()| request_id)
+    }
+
+    /// Everything after the caller is known and its throttle passed.
+    async fn push_key<'a>(
+        &'a self,
+        catalog: &Catalog,
+        principal: &Arc<Principal>,
+        origin: &Origin<'_>,
+        request_id: &str,
+        call: &mut Call<'a>,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        let Some(push) = call.push.as_ref() else {
+            return Err(ApiError::plain(ErrorCode::ServiceException));
+        };
 
         let instance = self
             .instances
@@ -279,14 +377,14 @@ impl Api {
             })?;
         let instance = instance.as_ref();
         catalog.authorizer.authorize(
-            &principal,
+            principal,
             push,
             instance.map(Arc::as_ref),
-            request.source_ip,
-            request.secure_transport,
+            origin.source_ip,
+            origin.secure_transport,
             now,
         )?;
-        let instance = self.check_instance(&catalog.registry, push, &principal, instance)?;
+        let instance = self.check_instance(&catalog.registry, push, principal, instance)?;
         if let KeyTarget::SerialPort(port) = push.target {
             self.check_serial_session(instance, port).await?;
         }
@@ -311,7 +409,7 @@ impl Api {
         // Audited before it is stored: a key is never live without its
         // event, and when the audit log cannot be written nothing is pushed.
         let recorded = self
-            .audit(request, request_id, call, None, ApiCallKind::Work)
+            .audit(origin, request_id, call, None, ApiCallKind::Work)
             .map_err(|e| {
                 tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed; push refused");
                 ApiError::plain(ErrorCode::ServiceException)
@@ -494,6 +592,62 @@ impl Api {
         }
     }
 
+    /// Takes the one use of `name` (a console sign-in link's nonce) from
+    /// the store every node shares: true the first time within
+    /// `lifetime`, false after.
+    pub(super) async fn redeem_once(
+        &self,
+        name: &str,
+        lifetime: Duration,
+        now: std::time::SystemTime,
+    ) -> Result<bool, ApiError> {
+        // A bucket of one that refills only after the link has expired.
+        let once = BucketRate {
+            rate: 1.0 / lifetime.as_secs_f64().max(1.0),
+            burst: 1.0,
+        };
+        self.store.take_token(name, once, now).await.map_err(|e| {
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "store unavailable; sign-in refused"
+            );
+            ApiError::new(
+                ErrorCode::ServiceException,
+                "The store cannot be reached now; try again.",
+            )
+        })
+    }
+
+    /// A console event (sign-in, sign-out) for `principal`, in the audit
+    /// log's CloudTrail shape.
+    pub(super) fn audit_console_event(
+        &self,
+        name: &str,
+        principal: &Principal,
+        response: Option<serde_json::Value>,
+    ) {
+        let event = serde_json::json!({
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": "IAMUser",
+                "arn": principal.arn,
+                "accountId": principal.account,
+                "userName": principal.name,
+            },
+            "eventTime": crate::audit::format_iso8601(self.clock.now()),
+            "eventSource": "console.eic.local",
+            "eventName": name,
+            "awsRegion": self.region,
+            "responseElements": response,
+            "eventID": uuid::Uuid::new_v4().to_string(),
+            "readOnly": false,
+            "eventType": "AwsConsoleSignIn",
+        });
+        if let Err(e) = self.audit.record(&event, Admission::Outcome) {
+            tracing::error!(error = %e, event = name, "audit log write failed for a console event");
+        }
+    }
+
     /// The instance's own conditions, in the order AWS reports them.
     fn check_instance<'i>(
         &self,
@@ -611,7 +765,7 @@ impl Api {
 
     fn audit(
         &self,
-        request: &ApiRequest<'_>,
+        origin: &Origin<'_>,
         request_id: &str,
         call: &Call<'_>,
         error: Option<&ApiError>,
@@ -641,8 +795,8 @@ impl Api {
                 region: &self.region,
                 event_name: call.operation.map(Operation::name),
                 identity: Identity::of(principal, call.access_key_id.as_deref(), call.temporary),
-                source_ip: request.source_ip,
-                user_agent: crate::audit::user_agent(request.http.headers),
+                source_ip: origin.source_ip,
+                user_agent: origin.user_agent,
                 request_parameters,
                 request_id,
                 error: error.map(|e| (e.code.as_str(), e.message.as_str())),

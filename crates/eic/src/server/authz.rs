@@ -14,13 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eic_policy::{denial_message, evaluate, Decision, Policy, RequestContext};
-use eic_wire::{ApiError, ErrorCode, KeyTarget, PushRequest};
+use eic_wire::{ApiError, ErrorCode, KeyTarget, Operation, PushRequest};
 
 use crate::audit::format_iso8601;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::registry::{Endpoint, Instance, Principal, Registry};
 use crate::tunnel::request::OpenTunnelRequest;
+
+/// The IAM action that lets a principal play back an instance's session
+/// recordings in the console.
+pub const READ_RECORDING: &str = "eic:ReadRecording";
 
 pub struct Authorizer {
     region: String,
@@ -80,15 +84,92 @@ impl Authorizer {
         secure_transport: bool,
         now: SystemTime,
     ) -> Result<(), ApiError> {
+        let os_user = match &push.target {
+            KeyTarget::OsUser(user) => Some(user.as_str()),
+            KeyTarget::SerialPort(_) => None,
+        };
+        self.decide_push(
+            principal,
+            push.operation.iam_action(),
+            &push.instance_id,
+            os_user,
+            visible_instance,
+            source_ip,
+            secure_transport,
+            now,
+        )
+        .map_err(|message| ApiError::new(ErrorCode::AccessDeniedException, message))
+    }
+
+    /// Whether `principal` may push to `instance` (as `os_user`), as the
+    /// console asks before it shows a button: `Err` is IAM's reason.
+    #[allow(clippy::too_many_arguments)] // the request context's parts
+    pub fn allows(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        instance: &Instance,
+        os_user: Option<&str>,
+        source_ip: IpAddr,
+        secure_transport: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        self.decide_push(
+            principal,
+            operation.iam_action(),
+            &instance.id,
+            os_user,
+            Some(instance),
+            source_ip,
+            secure_transport,
+            now,
+        )
+    }
+
+    /// Whether `principal` may play back recordings of `instance_id`
+    /// (`eic:ReadRecording` on the instance's ARN, with its tags while it
+    /// still exists): `Err` is IAM's reason.
+    pub fn allows_reading_recordings(
+        &self,
+        principal: &Principal,
+        instance_id: &str,
+        instance: Option<&Instance>,
+        source_ip: IpAddr,
+        secure_transport: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        self.decide_push(
+            principal,
+            READ_RECORDING,
+            instance_id,
+            None,
+            instance,
+            source_ip,
+            secure_transport,
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)] // the request context's parts
+    fn decide_push(
+        &self,
+        principal: &Principal,
+        action: &str,
+        instance_id: &str,
+        os_user: Option<&str>,
+        visible_instance: Option<&Instance>,
+        source_ip: IpAddr,
+        secure_transport: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
         let account = visible_instance.map_or(principal.account.as_str(), |i| &i.account);
         let resource = format!(
-            "arn:aws:ec2:{}:{account}:instance/{}",
-            self.region, push.instance_id
+            "arn:aws:ec2:{}:{account}:instance/{instance_id}",
+            self.region
         );
-        let action = push.operation.iam_action();
         let mut ctx = RequestContext::new(action, resource.as_str());
-        if let KeyTarget::OsUser(user) = &push.target {
-            ctx.set("ec2:osuser", user.clone());
+        if let Some(user) = os_user {
+            ctx.set("ec2:osuser", user.to_owned());
         }
         if let Some(instance) = visible_instance {
             for (tag, value) in &instance.tags {
@@ -100,7 +181,7 @@ impl Authorizer {
         let decision = self.decide(principal, &ctx);
         match denial_message(&principal.arn, action, &resource, decision) {
             None => Ok(()),
-            Some(message) => Err(ApiError::new(ErrorCode::AccessDeniedException, message)),
+            Some(message) => Err(message),
         }
     }
 

@@ -27,6 +27,9 @@ pub struct Caps {
     /// Tunnels (and the HTTP connections that open them) on the tunnel
     /// listener.
     pub tunnel: usize,
+    /// Connections to the browser console (a terminal's WebSocket, and its
+    /// SSH connection to the instance).
+    pub console: usize,
 }
 
 /// A listener's cap: what the config says (`Some`), or its default.
@@ -56,6 +59,10 @@ pub const DEFAULT_SERIAL_CONNECTIONS: usize = 1_000;
 /// A tunnel holds the client's connection and the instance's, and as many
 /// handshakes as tunnels may be under way beside them.
 pub const FDS_PER_TUNNEL: usize = 3;
+/// The console's connections: pages and terminals, each terminal also
+/// holding its SSH connection.
+pub const DEFAULT_CONSOLE_CONNECTIONS: usize = 1_000;
+pub const FDS_PER_CONSOLE_CONNECTION: usize = 2;
 
 /// The caps for `config` within `limit` descriptors, or why they cannot fit.
 pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
@@ -87,6 +94,17 @@ pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
             match &config.tunnel {
                 Some(c) => Cap::new(c.max_connections, DEFAULT_HTTP_CONNECTIONS, FDS_PER_TUNNEL),
                 None => Cap::new(Some(0), 0, FDS_PER_TUNNEL),
+            },
+        ),
+        (
+            "console",
+            match &config.console {
+                Some(_) => Cap::new(
+                    None,
+                    DEFAULT_CONSOLE_CONNECTIONS,
+                    FDS_PER_CONSOLE_CONNECTION,
+                ),
+                None => Cap::new(Some(0), 0, FDS_PER_CONSOLE_CONNECTION),
             },
         ),
     ];
@@ -149,12 +167,13 @@ pub fn plan(config: &Config, limit: u64) -> anyhow::Result<Caps> {
             "connection caps left at their defaults were lowered to fit RLIMIT_NOFILE; raise the limit (LimitNOFILE=) or set max_connections"
         );
     }
-    let [api, instance_api, serial, tunnel] = caps.map(|(_, c)| c.connections as usize);
+    let [api, instance_api, serial, tunnel, console] = caps.map(|(_, c)| c.connections as usize);
     Ok(Caps {
         api,
         instance_api,
         serial,
         tunnel,
+        console,
     })
 }
 
@@ -205,6 +224,7 @@ mod tests {
                 instance_api: DEFAULT_HTTP_CONNECTIONS,
                 serial: DEFAULT_SERIAL_CONNECTIONS,
                 tunnel: 0,
+                console: 0,
             }
         );
     }

@@ -519,7 +519,7 @@ impl Api {
     }
 
     /// What DescribeInstances shows of an instance.
-    fn view(&self, instance: &Instance) -> InstanceView {
+    pub(super) fn view(&self, instance: &Instance) -> InstanceView {
         let state = match instance.state {
             InstanceState::Pending => eic_ec2::InstanceState::Pending,
             InstanceState::Running => eic_ec2::InstanceState::Running,

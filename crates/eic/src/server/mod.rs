@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod authz;
+pub mod console;
 pub mod descriptors;
 pub mod diagnostics;
 pub mod ec2;
@@ -73,6 +74,7 @@ pub struct Overrides {
     pub serial_listen: Option<SocketAddr>,
     pub tunnel_listen: Option<SocketAddr>,
     pub diagnostics_listen: Option<SocketAddr>,
+    pub console_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
 }
 
@@ -178,11 +180,19 @@ pub async fn run(
         }),
         None => None,
     };
+    let console = match sockets.console {
+        Some(listener) => Some(Bound {
+            listener,
+            role: shared.console_tls()?,
+        }),
+        None => None,
+    };
     let tls = config.api.tls.as_ref().map(Tls::load).transpose()?;
     let reloadable = [
         tls.clone(),
         instance_api.as_ref().and_then(|bound| bound.role.1.clone()),
         tunnel.as_ref().map(|bound| bound.role.clone()),
+        console.as_ref().and_then(|bound| bound.role.clone()),
     ];
     let reloader = Reloader {
         path: config_path.to_owned(),
@@ -280,6 +290,37 @@ pub async fn run(
         tunnels = Some(role);
     }
 
+    if let Some(Bound {
+        listener,
+        role: console_tls,
+    }) = console
+    {
+        let addr = listener.local_addr()?;
+        let settings = config.console.as_ref().expect("bound only when configured");
+        console::signin::write_base_url(data_dir.path(), &settings.base_url_at(addr))?;
+        let role = Arc::new(console::ConsoleRole::new(
+            api.clone(),
+            settings,
+            console::ConsoleSettings::from_config(
+                settings,
+                console::recording_settings(&config),
+                config.store.kind == StoreKind::Embedded,
+            ),
+            data_dir.path(),
+            stop_rx.clone(),
+        )?);
+        tasks.push(tokio::spawn(serve_http(
+            HttpListener {
+                tcp: listener,
+                tls: console_tls,
+                max_connections: caps.console,
+                aws_errors: false,
+            },
+            move |peer, request| role.clone().handle(peer, request),
+            stop_rx.clone(),
+        )));
+        announce("console", addr);
+    }
     if let Some(listener) = sockets.diagnostics {
         let addr = listener.local_addr()?;
         let diagnostics = Arc::new(Diagnostics {
@@ -362,6 +403,12 @@ impl Overrides {
                 ),
             }
         }
+        if let Some(addr) = self.console_listen {
+            match config.console.as_mut() {
+                Some(console) => console.listen = addr,
+                None => anyhow::bail!("--console-listen needs a [console] section in the config"),
+            }
+        }
         if let Some(addr) = self.tunnel_listen {
             match config.tunnel.as_mut() {
                 Some(tunnel) => tunnel.listen = addr,
@@ -389,6 +436,7 @@ struct Sockets {
     serial: Option<TcpListener>,
     tunnel: Option<TcpListener>,
     diagnostics: Option<TcpListener>,
+    console: Option<TcpListener>,
 }
 
 impl Sockets {
@@ -410,12 +458,17 @@ impl Sockets {
             Some(settings) => Some(bind("diagnostics", settings.listen).await?),
             None => None,
         };
+        let console = match &config.console {
+            Some(settings) => Some(bind("console", settings.listen).await?),
+            None => None,
+        };
         Ok(Sockets {
             api,
             instance_api,
             serial,
             tunnel,
             diagnostics,
+            console,
         })
     }
 }
@@ -584,6 +637,25 @@ impl Shared<'_> {
                     anyhow::bail!("[tunnel] tls = \"auto\" needs an [[instance_connect_endpoints]] dns_name to certify");
                 }
                 self.auto_tls(names, "tunnel")
+            }
+        }
+    }
+
+    /// The console's TLS: the operator's files, a certificate from eic's
+    /// CA for `tls_names`, or none (plain http, loopback only).
+    fn console_tls(&self) -> anyhow::Result<Option<Tls>> {
+        let settings = self
+            .config
+            .console
+            .as_ref()
+            .expect("bound only when configured");
+        match &settings.tls {
+            None => Ok(None),
+            Some(InstanceApiTls::Files(files)) => Tls::load(files).map(Some),
+            Some(InstanceApiTls::Auto) => {
+                let mut names = settings.tls_names.clone();
+                names.push(settings.listen.ip().to_string());
+                self.auto_tls(names, "console").map(Some)
             }
         }
     }

@@ -109,6 +109,8 @@ pub fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str>
     );
     differs("[tunnel]", running.tunnel == new.tunnel);
     differs("[diagnostics]", running.diagnostics == new.diagnostics);
+    differs("[console]", running.console == new.console);
+    differs("[recordings]", running.recordings == new.recordings);
     differs("[log]", running.log == new.log);
     differs("[store]", running.store == new.store);
     differs("[audit]", running.audit == new.audit);

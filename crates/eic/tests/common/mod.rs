@@ -53,6 +53,8 @@ pub const FREE_PORTS: &[&str] = &[
     "127.0.0.1:0",
     "--diagnostics-listen",
     "127.0.0.1:0",
+    "--console-listen",
+    "127.0.0.1:0",
 ];
 /// The tunnel's listener on a free port (a test that needs 443 names its
 /// own address instead).
@@ -64,6 +66,7 @@ pub const ROLES: &[&str] = &[
     "instance-api",
     "serial-console",
     "tunnel",
+    "console",
     "diagnostics",
 ];
 
@@ -74,6 +77,8 @@ pub struct Server {
     pub serial: SocketAddr,
     pub tunnel: SocketAddr,
     pub diagnostics: SocketAddr,
+    /// The browser console's listener (plain http on loopback).
+    pub console: SocketAddr,
     pub data_dir: PathBuf,
     pub config: PathBuf,
     _config_dir: tempfile::TempDir,
@@ -81,6 +86,22 @@ pub struct Server {
 }
 
 impl Server {
+    /// One series' value from the diagnostics listener's `/metrics`, e.g.
+    /// `eic_key_fetches_total{outcome="ok"}`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let mut stream = std::net::TcpStream::connect(self.diagnostics).unwrap();
+        let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let (status, _, body) = http_exchange(&mut stream, request.as_bytes()).unwrap();
+        assert_eq!(status, 200);
+        let text = String::from_utf8(body).unwrap();
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
     /// examples/dev.toml plus `extra` TOML, on a fresh data dir.
     pub fn start(extra: &str) -> Server {
         let data = tempfile::tempdir().unwrap();
@@ -170,7 +191,7 @@ impl Server {
             }
         });
         let mut listeners = std::collections::HashMap::new();
-        while listeners.len() < ROLES.len() {
+        while !ROLES.iter().all(|r| listeners.contains_key(*r)) {
             let (role, addr) = rx
                 .recv_timeout(Duration::from_secs(60))
                 .expect("server announced its listeners");
@@ -183,6 +204,7 @@ impl Server {
             serial: listeners["serial-console"],
             tunnel: listeners["tunnel"],
             diagnostics: listeners["diagnostics"],
+            console: listeners["console"],
             data_dir: data_dir.to_owned(),
             config,
             _config_dir: config_dir,
