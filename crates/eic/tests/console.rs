@@ -1,7 +1,8 @@
 //! The browser console end to end, in a real browser: headless Chromium
 //! (Debian's, through chromedriver and Selenium) signs in with a link from
 //! `eic console-url`, lists instances, opens an SSH terminal to a real
-//! sshd through eic's own SSH client, resizes it, signs out, and plays the
+//! sshd through eic's own SSH client, resizes it, opens a serial console
+//! (socat's shell) through the gateway, signs out, and plays the SSH
 //! session's recording back (tests/clients/console_browser.py). Then the
 //! recording is read with `eic recordings`, and the pushes and sign-ins
 //! with the audit log. Screenshots land in the test's output directory.
@@ -12,10 +13,13 @@ mod common;
 use std::ffi::OsStr;
 use std::path::Path;
 
+use common::serial::console_backend;
 use common::sshd::{start_sshd, write_agent_config, RootDir};
 use common::{eic, run_python_with, Server};
 
 const INSTANCE: &str = "i-0c0500000000000a1";
+/// dev.toml's instance whose serial console is a TCP backend.
+const SERIAL_INSTANCE: &str = "i-0123456789abcdef0";
 const ADMIN: &str = "arn:aws:iam::111122223333:user/admin";
 
 fn admin(server: &Server, args: &[&str]) -> (i32, String, String) {
@@ -64,7 +68,8 @@ tags = {{ Name = "console-web", Team = "web" }}
 "#,
         host_key = host_key.trim()
     );
-    let server = Server::start(&instances);
+    let (_socat, console) = console_backend();
+    let server = Server::start_through(&[], &[("127.0.0.1:7000", &console)], &instances);
     write_agent_config(&server, INSTANCE, &agent);
 
     // Only a principal the configuration knows gets a link.
@@ -95,6 +100,7 @@ tags = {{ Name = "console-web", Team = "web" }}
             ("EIC_SIGNIN_URL", OsStr::new(&first)),
             ("EIC_SIGNIN_URL_2", OsStr::new(&second)),
             ("EIC_INSTANCE", OsStr::new(INSTANCE)),
+            ("EIC_SERIAL_INSTANCE", OsStr::new(SERIAL_INSTANCE)),
             ("EIC_OS_USER", OsStr::new("root")),
             ("EIC_SHOTS", shots.as_os_str()),
         ],
@@ -132,6 +138,10 @@ tags = {{ Name = "console-web", Team = "web" }}
     // record_input says so.
     assert!(events.iter().any(|e| e[1] == "r"), "{cast}");
     assert!(!events.iter().any(|e| e[1] == "i"), "{cast}");
+    // The serial terminal was recorded too, as a serial session.
+    assert!(list.iter().any(|r| r["instanceId"] == SERIAL_INSTANCE
+        && r["kind"] == "serial"
+        && r["serialPort"] == 0));
     let (code, _, err) = admin(&server, &["recordings", "export", "../../etc/passwd"]);
     assert_ne!(code, 0);
     assert!(err.contains("not a recording id"), "{err}");

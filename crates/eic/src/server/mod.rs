@@ -216,6 +216,23 @@ pub async fn run(
         reloader,
     ));
     let api = Arc::new(shared.api(serial.as_ref())?);
+    let serial_gateway = match &serial {
+        Some(bound) => {
+            let mut address = bound.listener.local_addr()?;
+            // The console dials the gateway from this host.
+            if address.ip().is_unspecified() {
+                address.set_ip(match address {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            Some(console::SerialGateway {
+                address,
+                host_key: bound.role.public_key.clone(),
+            })
+        }
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_addr = sockets.api.local_addr()?;
@@ -305,6 +322,7 @@ pub async fn run(
                 settings,
                 console::recording_settings(&config),
                 config.store.kind == StoreKind::Embedded,
+                serial_gateway,
             ),
             data_dir.path(),
             stop_rx.clone(),

@@ -22,6 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 SIGNIN = os.environ["EIC_SIGNIN_URL"]
 SIGNIN_AGAIN = os.environ["EIC_SIGNIN_URL_2"]
 INSTANCE = os.environ["EIC_INSTANCE"]
+SERIAL_INSTANCE = os.environ["EIC_SERIAL_INSTANCE"]
 OS_USER = os.environ.get("EIC_OS_USER", "root")
 SHOTS = os.environ["EIC_SHOTS"]
 BASE = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(SIGNIN))
@@ -161,12 +162,23 @@ class Console(unittest.TestCase):
         self.assertIn("exited", d.find_element(By.ID, "banner").text)
         self.shot("06-terminal-ended")
 
+        # The serial console, through the gateway and its rules.
+        d.get(BASE + "/")
+        row = d.find_element(By.CSS_SELECTOR, 'tr[data-instance="%s"]' % SERIAL_INSTANCE)
+        row.find_element(By.LINK_TEXT, "Serial console").click()
+        self.until(lambda d: "connected" == d.find_element(By.ID, "status").text.strip(), "serial connected")
+        self.type("echo serial-$((6*7))\n")
+        self.until_screen(lambda s: any(l.strip() == "serial-42" for l in s.splitlines()), "serial-42")
+        self.shot("07-serial")
+        d.find_element(By.ID, "disconnect").click()
+        self.until(lambda d: not d.find_element(By.ID, "banner").get_attribute("hidden"), "serial ended")
+
         # Sign out: pages and terminals are refused from then on.
         d.get(BASE + "/")
         csrf = d.find_element(By.CSS_SELECTOR, "form.signout input[name=csrf]").get_attribute("value")
         d.find_element(By.CSS_SELECTOR, "form.signout button").click()
         self.until(lambda d: "signed out" in d.page_source.lower(), "signed out")
-        self.shot("07-signed-out")
+        self.shot("08-signed-out")
         d.get(BASE + "/")
         self.assertIn("needs a console session", d.page_source)
         opened = d.execute_async_script("""
@@ -184,16 +196,17 @@ class Console(unittest.TestCase):
         d.find_element(By.CSS_SELECTOR, "form button.primary").click()
         self.until(lambda d: d.find_elements(By.CSS_SELECTOR, "table.instances"), "the instance list")
         d.get(BASE + "/recordings")
-        self.shot("08-recordings")
+        self.shot("09-recordings")
         rows = d.find_elements(By.CSS_SELECTOR, "table.recordings tbody tr")
-        self.assertTrue(rows, "a recording is listed")
-        self.assertIn(INSTANCE, rows[0].text)
-        rows[0].find_element(By.CSS_SELECTOR, "a.button").click()
+        self.assertTrue(any(SERIAL_INSTANCE in r.text for r in rows), "the serial session is listed")
+        ssh = [r for r in rows if INSTANCE in r.text]
+        self.assertTrue(ssh, "the SSH session is listed")
+        ssh[0].find_element(By.CSS_SELECTOR, "a.button").click()
         self.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#player[data-state]"), "the player")
         d.find_element(By.ID, "skip").click()
         self.until(lambda d: d.find_element(By.ID, "player").get_attribute("data-state") == "ended", "the playback ended")
         self.until_screen(lambda s: any(line.strip() == "42" for line in s.splitlines()), "42 in the playback")
-        self.shot("09-playback")
+        self.shot("10-playback")
 
 
 if __name__ == "__main__":

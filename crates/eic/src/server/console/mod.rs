@@ -69,6 +69,17 @@ pub struct ConsoleSettings {
     /// so links issued before it started are refused (their use is not
     /// known). On Redis the count is shared and survives restarts.
     pub links_before_start_refused: bool,
+    /// The serial console gateway of this server, which serial terminals
+    /// log in to as any SSH client does (its rules hold: one session per
+    /// instance, the account's access setting); `None` when it is off.
+    pub serial_gateway: Option<SerialGateway>,
+}
+
+/// Where this server's serial console gateway listens, and its host key.
+#[derive(Debug, Clone)]
+pub struct SerialGateway {
+    pub address: SocketAddr,
+    pub host_key: String,
 }
 
 impl ConsoleSettings {
@@ -76,6 +87,7 @@ impl ConsoleSettings {
         config: &ConsoleConfig,
         recordings: RecordingSettings,
         embedded: bool,
+        serial_gateway: Option<SerialGateway>,
     ) -> Self {
         ConsoleSettings {
             secure: config.tls.is_some(),
@@ -84,6 +96,7 @@ impl ConsoleSettings {
             max_terminals_per_principal: config.max_terminals_per_principal,
             recordings,
             links_before_start_refused: embedded,
+            serial_gateway,
         }
     }
 }
@@ -231,9 +244,27 @@ impl ConsoleRole {
                     None => not_found(),
                 }
             }
-            (&Method::GET, ["ws", "ssh", id]) => {
+            (&Method::GET, ["terminal", "serial", id]) => html(
+                StatusCode::OK,
+                pages::terminal(
+                    &who,
+                    &TerminalTarget {
+                        instance_id: id,
+                        os_user: None,
+                    },
+                ),
+            ),
+            (&Method::GET, ["ws", kind @ ("ssh" | "serial"), id]) => {
+                let target = if *kind == "serial" {
+                    Target::Serial
+                } else {
+                    Target::Ssh {
+                        user: query_param(request.uri().query(), "user")
+                            .unwrap_or_else(|| pages::DEFAULT_OS_USER.to_owned()),
+                    }
+                };
                 let id = (*id).to_owned();
-                self.open_terminal(peer, request, &session, principal, &id)
+                self.open_terminal(peer, request, &session, principal, &id, target)
                     .await
             }
             _ => not_found(),
@@ -508,8 +539,25 @@ impl ConsoleRole {
             || !supports_serial_console(&instance.instance_type)
         {
             Permission::Denied("This instance has no serial console.".into())
+        } else if self.settings.serial_gateway.is_none() {
+            Permission::Denied("No serial console gateway runs on this server.".into())
+        } else if !running {
+            Permission::Denied(format!("The instance is {}.", instance.state.name()))
+        } else if !self.serial_access_enabled(catalog, &instance.account) {
+            Permission::Denied("Serial console access is disabled for this account (eic serial-console-access enable).".into())
         } else {
-            Permission::Denied("Serial terminals in the page are not available yet; use ssh <instance-id>.port0@ the serial gateway.".into())
+            match catalog.authorizer.allows(
+                principal,
+                Operation::SendSerialConsoleSSHPublicKey,
+                instance,
+                None,
+                source_ip,
+                self.settings.secure,
+                now,
+            ) {
+                Ok(()) => Permission::Allowed,
+                Err(why) => Permission::Denied(why),
+            }
         };
         let address = instance
             .private_ip_address
@@ -630,6 +678,16 @@ impl ConsoleRole {
         }
     }
 
+    fn serial_access_enabled(&self, catalog: &Catalog, account: &str) -> bool {
+        catalog.registry.account(account).is_some_and(|a| {
+            self.api
+                .serial
+                .access
+                .enabled(account, a.serial_console_access)
+                .unwrap_or(false)
+        })
+    }
+
     /// A terminal's WebSocket: checked (CSRF, origin, the per-principal
     /// cap), its key pushed, the SSH session opened, then bridged.
     async fn open_terminal(
@@ -639,6 +697,7 @@ impl ConsoleRole {
         session: &Session,
         principal: Arc<Principal>,
         instance_id: &str,
+        target: Target,
     ) -> Answer {
         let query = request.uri().query();
         if !query_param(query, "csrf").is_some_and(|t| session.csrf_matches(&t))
@@ -652,7 +711,6 @@ impl ConsoleRole {
         if let Err(why) = check_handshake(request.headers()) {
             return plain(StatusCode::BAD_REQUEST, why);
         }
-        let user = query_param(query, "user").unwrap_or_else(|| pages::DEFAULT_OS_USER.to_owned());
         let Some(slot) = TerminalSlot::take(
             &self.terminals,
             &principal.arn,
@@ -672,7 +730,8 @@ impl ConsoleRole {
             api: self.api.clone(),
             principal,
             instance_id: instance_id.to_owned(),
-            user,
+            target,
+            serial_gateway: self.settings.serial_gateway.clone(),
             source_ip: peer.ip(),
             user_agent,
             secure: self.settings.secure,
@@ -711,12 +770,21 @@ impl ConsoleRole {
     }
 }
 
+/// What a terminal is a session of.
+enum Target {
+    /// SSH to the instance as an OS user.
+    Ssh { user: String },
+    /// The instance's serial console (port 0), through the gateway.
+    Serial,
+}
+
 /// Everything one terminal needs once its WebSocket is open.
 struct TerminalJob {
     api: Arc<Api>,
     principal: Arc<Principal>,
     instance_id: String,
-    user: String,
+    target: Target,
+    serial_gateway: Option<SerialGateway>,
     source_ip: IpAddr,
     user_agent: Option<String>,
     secure: bool,
@@ -757,17 +825,30 @@ impl TerminalJob {
         }
     }
 
-    /// Pushes a fresh key as the principal, then logs in with it.
+    /// Pushes a fresh key as the principal, then logs in with it: to the
+    /// instance's sshd, or to the serial gateway as `<id>.port0`.
     async fn connect(&self) -> Result<(terminal::Shell, SessionRecording), String> {
         let key = SessionKey::generate().map_err(|e| e.to_string())?;
-        let body = serde_json::json!({
-            "InstanceId": self.instance_id,
-            "InstanceOSUser": self.user,
-            "SSHPublicKey": key.public_openssh,
-        });
-        let push: PushRequest =
-            eic_wire::parse_request(Operation::SendSSHPublicKey, body.to_string().as_bytes())
-                .map_err(|e| e.message)?;
+        let (operation, body) = match &self.target {
+            Target::Ssh { user } => (
+                Operation::SendSSHPublicKey,
+                serde_json::json!({
+                    "InstanceId": self.instance_id,
+                    "InstanceOSUser": user,
+                    "SSHPublicKey": key.public_openssh,
+                }),
+            ),
+            Target::Serial => (
+                Operation::SendSerialConsoleSSHPublicKey,
+                serde_json::json!({
+                    "InstanceId": self.instance_id,
+                    "SerialPort": 0,
+                    "SSHPublicKey": key.public_openssh,
+                }),
+            ),
+        };
+        let push: PushRequest = eic_wire::parse_request(operation, body.to_string().as_bytes())
+            .map_err(|e| e.message)?;
         let origin = Origin {
             source_ip: self.source_ip,
             user_agent: self.user_agent.as_deref(),
@@ -790,15 +871,41 @@ impl TerminalJob {
             .ok()
             .flatten()
             .ok_or_else(|| format!("Instance {} not found.", self.instance_id))?;
-        let ip = instance
-            .private_ip_address
-            .or(instance.public_ip_address)
-            .ok_or_else(|| format!("Instance {} has no address to connect to.", instance.id))?;
+        let (address, host_keys, user, os_user, serial_port) = match &self.target {
+            Target::Ssh { user } => {
+                let ip = instance
+                    .private_ip_address
+                    .or(instance.public_ip_address)
+                    .ok_or_else(|| {
+                        format!("Instance {} has no address to connect to.", instance.id)
+                    })?;
+                (
+                    SocketAddr::new(IpAddr::V4(ip), instance.ssh_port),
+                    instance.host_keys.clone(),
+                    user.clone(),
+                    Some(user.as_str()),
+                    None,
+                )
+            }
+            Target::Serial => {
+                let gateway = self
+                    .serial_gateway
+                    .as_ref()
+                    .ok_or("No serial console gateway runs on this server.")?;
+                (
+                    gateway.address,
+                    vec![gateway.host_key.clone()],
+                    format!("{}.port0", instance.id),
+                    None,
+                    Some(0),
+                )
+            }
+        };
         let (cols, rows) = INITIAL_SIZE;
         let shell = terminal::open_shell(terminal::Login {
-            address: SocketAddr::new(IpAddr::V4(ip), instance.ssh_port),
-            host_keys: instance.host_keys.clone(),
-            user: &self.user,
+            address,
+            host_keys,
+            user: &user,
             key: key.private_key().clone(),
             cols,
             rows,
@@ -810,8 +917,8 @@ impl TerminalJob {
             Start {
                 principal_arn: &self.principal.arn,
                 instance_id: &instance.id,
-                os_user: Some(&self.user),
-                serial_port: None,
+                os_user,
+                serial_port,
                 cols,
                 rows,
             },
