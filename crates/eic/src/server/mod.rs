@@ -315,6 +315,15 @@ pub async fn run(
         let addr = listener.local_addr()?;
         let settings = config.console.as_ref().expect("bound only when configured");
         console::signin::write_base_url(data_dir.path(), &settings.base_url_at(addr))?;
+        tokio::spawn(console::recording::sweep_periodically(
+            config.recordings_dir(),
+            eic_recording::Retention {
+                max_age: Duration::from_secs(
+                    config.recordings.retention_days.saturating_mul(86_400),
+                ),
+                max_total_bytes: config.recordings.max_total_bytes,
+            },
+        ));
         let role = Arc::new(console::ConsoleRole::new(
             api.clone(),
             settings,

@@ -18,6 +18,30 @@ pub struct RecordingSettings {
     pub max_bytes: u64,
 }
 
+/// Removes recordings past `[recordings]` retention (age, then total
+/// size), at start and then hourly, off the runtime's workers.
+pub async fn sweep_periodically(dir: PathBuf, retention: eic_recording::Retention) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let dir = dir.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            eic_recording::sweep(&dir, retention, std::time::SystemTime::now())
+        })
+        .await;
+        match swept {
+            Ok(Ok(report)) if report.removed > 0 => tracing::info!(
+                removed = report.removed,
+                freed_bytes = report.freed_bytes,
+                "old recordings removed"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "recordings sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "recordings sweep failed"),
+        }
+    }
+}
+
 /// Who and what a recording is of.
 pub struct Start<'a> {
     pub principal_arn: &'a str,
