@@ -12,7 +12,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
 use crate::backend::{self, Console, ConsoleBackend};
-use crate::events::{EndReason, SessionEnd, SessionRecord};
+use crate::events::{EndReason, SessionEnd, SessionRecord, SessionTap};
 use crate::gateway::{Gateway, Phase};
 use eic_store::SessionLease;
 
@@ -54,14 +54,23 @@ impl Bridge {
 
         let (mut from_client, to_client) = channel.split();
         let counts = Counts::default();
-        let reason = match backend::open(&backend, config.backend_timeout).await {
+        let tap = config.events.tap(&record);
+        let opened = match &tap {
+            Ok(_) => backend::open(&backend, config.backend_timeout).await,
+            Err(e) => Err(format!("the session cannot be recorded: {e}")),
+        };
+        let tap = std::sync::Mutex::new(tap.ok().flatten());
+        let reason = match opened {
             Ok(console) => {
                 let deadline = started + config.max_session;
                 pump(
                     console,
-                    &mut from_client,
-                    &to_client,
+                    Sides {
+                        from_client: &mut from_client,
+                        to_client: &to_client,
+                    },
                     &counts,
+                    &tap,
                     deadline,
                     &mut shutdown,
                 )
@@ -112,20 +121,45 @@ impl Bridge {
         info!(instance = %record.instance_id, port = record.port, client = %record.client,
             reason = ?end.reason, seconds = end.duration.as_secs(), bytes_in = end.bytes_to_console,
             bytes_out = end.bytes_from_console, "serial console session ended");
+        let tap = tap.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(tap) = tap {
+            let ended = end.clone();
+            let _ = tokio::task::spawn_blocking(move || tap.ended(&ended)).await;
+        }
         config.events.session_ended(&record, &end);
         phase.send_replace(Phase::Ended);
     }
 }
 
 /// Copies both ways until something ends the session, and says what did.
+/// The client's side of a session.
+struct Sides<'a> {
+    from_client: &'a mut ChannelReadHalf,
+    to_client: &'a ChannelWriteHalf<Msg>,
+}
+
+type Tap = std::sync::Mutex<Option<Box<dyn SessionTap>>>;
+
+/// Hands `bytes` to the tap, if there is one; the lock is held only for
+/// the call (both directions run in this one task).
+fn tapped(tap: &Tap, see: impl FnOnce(&mut dyn SessionTap)) {
+    if let Some(tap) = tap.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        see(tap.as_mut());
+    }
+}
+
 async fn pump(
     console: Console,
-    from_client: &mut ChannelReadHalf,
-    to_client: &ChannelWriteHalf<Msg>,
+    sides: Sides<'_>,
     counts: &Counts,
+    tap: &Tap,
     deadline: Instant,
     shutdown: &mut watch::Receiver<bool>,
 ) -> EndReason {
+    let Sides {
+        from_client,
+        to_client,
+    } = sides;
     // The process (for a command backend) lives until this returns.
     let Console {
         mut reader,
@@ -142,6 +176,7 @@ async fn pump(
                     counts
                         .to_console
                         .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    tapped(tap, |t| t.typed(&data));
                 }
                 Some(ChannelMsg::Close) | None => return EndReason::ClientDisconnected,
                 // EOF included: a serial line has no end of input, so the
@@ -162,11 +197,21 @@ async fn pump(
                 return EndReason::ClientDisconnected;
             }
             counts.from_console.fetch_add(n as u64, Ordering::Relaxed);
+            tapped(tap, |t| t.printed(&buf[..n]));
+        }
+    };
+    let ticks = async {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            tapped(tap, |t| t.tick());
         }
     };
     tokio::select! {
         reason = input => reason,
         reason = output => reason,
+        never = ticks => never,
         _ = sleep_until(deadline) => EndReason::MaxDuration,
         _ = crate::gateway::stopped(shutdown) => EndReason::GatewayShutdown,
     }

@@ -48,4 +48,25 @@ pub enum EndReason {
 pub trait SessionEvents: Send + Sync {
     fn session_started(&self, session: &SessionRecord);
     fn session_ended(&self, session: &SessionRecord, end: &SessionEnd);
+
+    /// What sees the session's bytes as they pass (a recording), if
+    /// anything; an error refuses the session, so a session that must be
+    /// recorded and cannot be is never opened.
+    fn tap(&self, _session: &SessionRecord) -> Result<Option<Box<dyn SessionTap>>, String> {
+        Ok(None)
+    }
+}
+
+/// A session's bytes, each direction as it passes, from the session's
+/// task: implementations buffer rather than block.
+pub trait SessionTap: Send {
+    /// What the client typed, as written to the console.
+    fn typed(&mut self, bytes: &[u8]);
+    /// What the console printed, as sent to the client.
+    fn printed(&mut self, bytes: &[u8]);
+    /// About once a second while the session runs (a recording flushes).
+    fn tick(&mut self);
+    /// The session is over; called off the runtime's workers, so it may
+    /// sync to disk.
+    fn ended(self: Box<Self>, end: &SessionEnd);
 }

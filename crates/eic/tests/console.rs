@@ -138,10 +138,12 @@ tags = {{ Name = "console-web", Team = "web" }}
     // record_input says so.
     assert!(events.iter().any(|e| e[1] == "r"), "{cast}");
     assert!(!events.iter().any(|e| e[1] == "i"), "{cast}");
-    // The serial terminal was recorded too, as a serial session.
+    // The serial terminal was recorded by the gateway it went through.
     assert!(list.iter().any(|r| r["instanceId"] == SERIAL_INSTANCE
         && r["kind"] == "serial"
-        && r["serialPort"] == 0));
+        && r["source"] == "serial-gateway"
+        && r["serialPort"] == 0
+        && r["principalArn"] == ADMIN));
     let (code, _, err) = admin(&server, &["recordings", "export", "../../etc/passwd"]);
     assert_ne!(code, 0);
     assert!(err.contains("not a recording id"), "{err}");

@@ -98,6 +98,41 @@ fn serial_console_sessions_through_the_gateway() {
     assert!(server.metric(to_console) >= "echo serial-$((6*7))\n".len() as f64);
     assert!(server.metric(r#"eic_serial_bytes_total{direction="from_console"}"#) >= 9.0);
 
+    // The session was recorded by the gateway, as the pusher's.
+    let (code, list, err) = eic(&[
+        "recordings",
+        "list",
+        "--json",
+        "--config",
+        server.config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    let recorded = list
+        .iter()
+        .find(|r| r["instanceId"] == ops && r["source"] == "serial-gateway")
+        .unwrap_or_else(|| panic!("no gateway recording in {list:?}"));
+    assert_eq!(recorded["kind"], "serial");
+    assert_eq!(recorded["serialPort"], 0);
+    assert_eq!(
+        recorded["principalArn"],
+        "arn:aws:iam::111122223333:user/admin"
+    );
+    assert!(recorded["endedAt"].is_string());
+    let (code, cast, err) = eic(&[
+        "recordings",
+        "export",
+        recorded["id"].as_str().unwrap(),
+        "--config",
+        server.config.to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(cast.contains("serial-42"), "{cast}");
+
     // A console nobody listens on: the API knows it.
     drop(unix_listener);
     std::fs::remove_file(&unix_console).unwrap();

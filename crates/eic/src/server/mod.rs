@@ -216,6 +216,14 @@ pub async fn run(
         reloader,
     ));
     let api = Arc::new(shared.api(serial.as_ref())?);
+    // Console terminals and serial gateway sessions are recorded.
+    tokio::spawn(console::recording::sweep_periodically(
+        config.recordings_dir(),
+        eic_recording::Retention {
+            max_age: Duration::from_secs(config.recordings.retention_days.saturating_mul(86_400)),
+            max_total_bytes: config.recordings.max_total_bytes,
+        },
+    ));
     let serial_gateway = match &serial {
         Some(bound) => {
             let mut address = bound.listener.local_addr()?;
@@ -315,15 +323,7 @@ pub async fn run(
         let addr = listener.local_addr()?;
         let settings = config.console.as_ref().expect("bound only when configured");
         console::signin::write_base_url(data_dir.path(), &settings.base_url_at(addr))?;
-        tokio::spawn(console::recording::sweep_periodically(
-            config.recordings_dir(),
-            eic_recording::Retention {
-                max_age: Duration::from_secs(
-                    config.recordings.retention_days.saturating_mul(86_400),
-                ),
-                max_total_bytes: config.recordings.max_total_bytes,
-            },
-        ));
+
         let role = Arc::new(console::ConsoleRole::new(
             api.clone(),
             settings,
@@ -741,6 +741,7 @@ impl Shared<'_> {
                 audit: self.audit.clone(),
                 region: self.config.region.clone(),
                 metrics: self.metrics.clone(),
+                recordings: console::recording_settings(self.config),
             }),
         );
         gateway.max_session = Duration::from_secs(settings.max_session_secs);

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use eic_serial::{SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord};
+use eic_serial::{SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord, SessionTap};
 use eic_store::{Clock, KeyTarget, Store, StoreError};
 use serde_json::json;
 
+use super::console::recording::{RecordingSettings, SessionRecording, Start};
 use crate::audit::{format_iso8601, Admission, AuditLog, EVENT_SOURCE};
 
 /// Serial keys come from the shared store, as SendSerialConsoleSSHPublicKey put them.
@@ -36,11 +37,39 @@ impl SerialKeys for StoreSerialKeys {
     }
 }
 
-/// Session start and end go to the audit log, in the same event shape.
+/// Session start and end go to the audit log, in the same event shape;
+/// every session is recorded.
 pub struct AuditedSessions {
     pub audit: Arc<AuditLog>,
     pub region: String,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub recordings: RecordingSettings,
+}
+
+/// The console's size until the client says otherwise (the gateway does
+/// not pass window changes on to a serial line).
+const RECORDED_SIZE: (u16, u16) = (80, 24);
+
+/// A gateway session's bytes into its recording: from the console is the
+/// output, to it the input (kept only with `record_input`).
+struct Recorded(SessionRecording);
+
+impl SessionTap for Recorded {
+    fn typed(&mut self, bytes: &[u8]) {
+        self.0.input(bytes);
+    }
+
+    fn printed(&mut self, bytes: &[u8]) {
+        self.0.output(bytes);
+    }
+
+    fn tick(&mut self) {
+        self.0.flush();
+    }
+
+    fn ended(self: Box<Self>, end: &SessionEnd) {
+        self.0.finish_now(&format!("{:?}", end.reason));
+    }
 }
 
 impl AuditedSessions {
@@ -78,6 +107,27 @@ impl SessionEvents for AuditedSessions {
             s,
             json!({"startTime": format_iso8601(s.started_at)}),
         );
+    }
+
+    fn tap(&self, s: &SessionRecord) -> Result<Option<Box<dyn SessionTap>>, String> {
+        let (cols, rows) = RECORDED_SIZE;
+        let recording = SessionRecording::start(
+            &self.recordings,
+            Start {
+                source: eic_recording::Source::SerialGateway,
+                principal_arn: &s.caller_arn,
+                instance_id: &s.instance_id,
+                os_user: None,
+                serial_port: Some(s.port),
+                cols,
+                rows,
+            },
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, instance = %s.instance_id, "cannot record a serial session; refused");
+            e.to_string()
+        })?;
+        Ok(Some(Box::new(Recorded(recording))))
     }
 
     fn session_ended(&self, s: &SessionRecord, end: &SessionEnd) {

@@ -802,14 +802,9 @@ impl TerminalJob {
         use futures_util::SinkExt;
         match self.connect().await {
             Ok((shell, recording)) => {
-                let ended = terminal::bridge(
-                    ws,
-                    shell,
-                    self.idle_timeout,
-                    Some(recording),
-                    self.stop.clone(),
-                )
-                .await;
+                let ended =
+                    terminal::bridge(ws, shell, self.idle_timeout, recording, self.stop.clone())
+                        .await;
                 tracing::info!(
                     principal = %self.principal.arn,
                     instance = %self.instance_id,
@@ -827,7 +822,7 @@ impl TerminalJob {
 
     /// Pushes a fresh key as the principal, then logs in with it: to the
     /// instance's sshd, or to the serial gateway as `<id>.port0`.
-    async fn connect(&self) -> Result<(terminal::Shell, SessionRecording), String> {
+    async fn connect(&self) -> Result<(terminal::Shell, Option<SessionRecording>), String> {
         let key = SessionKey::generate().map_err(|e| e.to_string())?;
         let (operation, body) = match &self.target {
             Target::Ssh { user } => (
@@ -912,9 +907,14 @@ impl TerminalJob {
             timeout: self.connect_timeout,
         })
         .await?;
+        // The serial gateway records its sessions itself, this one among them.
+        if serial_port.is_some() {
+            return Ok((shell, None));
+        }
         let recording = SessionRecording::start(
             &self.recordings,
             Start {
+                source: eic_recording::Source::Console,
                 principal_arn: &self.principal.arn,
                 instance_id: &instance.id,
                 os_user,
@@ -927,7 +927,7 @@ impl TerminalJob {
             tracing::error!(error = %e, "cannot start a recording; terminal refused");
             "This session cannot be recorded now, so it is not opened.".to_owned()
         })?;
-        Ok((shell, recording))
+        Ok((shell, Some(recording)))
     }
 }
 

@@ -1,4 +1,5 @@
-//! A console terminal's recording (asciicast v2, `eic-recording`), written
+//! A session's recording (asciicast v2, `eic-recording`): a console
+//! terminal's, or a serial gateway session's (`server::serial`), written
 //! as the session runs. Writes go to the page cache through the
 //! recorder's buffer, flushed every second by the bridge's timer, so a
 //! crash loses at most the last second; the final fsync runs off the
@@ -44,6 +45,7 @@ pub async fn sweep_periodically(dir: PathBuf, retention: eic_recording::Retentio
 
 /// Who and what a recording is of.
 pub struct Start<'a> {
+    pub source: Source,
     pub principal_arn: &'a str,
     pub instance_id: &'a str,
     pub os_user: Option<&'a str>,
@@ -71,7 +73,7 @@ impl SessionRecording {
             } else {
                 Kind::Ssh
             },
-            source: Source::Console,
+            source: start.source,
             principal_arn: start.principal_arn.to_owned(),
             instance_id: start.instance_id.to_owned(),
             os_user: start.os_user.map(str::to_owned),
@@ -130,11 +132,15 @@ impl SessionRecording {
 
     pub async fn finish(self, ended: &Ended) {
         let reason = ended.reason.clone();
-        let recorder = self.recorder;
-        match tokio::task::spawn_blocking(move || recorder.finish(&reason)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "recording not finished"),
-            Err(e) => tracing::error!(error = %e, "recording not finished"),
+        if let Err(e) = tokio::task::spawn_blocking(move || self.finish_now(&reason)).await {
+            tracing::error!(error = %e, "recording not finished");
+        }
+    }
+
+    /// Flushes, syncs and writes the final metadata: blocking.
+    pub fn finish_now(self, reason: &str) {
+        if let Err(e) = self.recorder.finish(reason) {
+            tracing::error!(error = %e, "recording not finished");
         }
     }
 }
