@@ -36,7 +36,7 @@ access_keys = [{ id = "AKIDBENCHEXAMPLE", secret = "benchSecretKey/EXAMPLE000000
 tags = { userName = "ec2-user" }
 policies = ['$ten_policy']
 TOML
-start eic target/release/eic server --config "$work/bench.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --data-dir "$work/data"
+start eic target/release/eic server --config "$work/bench.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0 --data-dir "$work/data"
 start bare target/release/examples/bare_hyper 127.0.0.1:0
 eic_addr=$(address eic api)
 bare_addr=$(address bare)
@@ -57,7 +57,7 @@ if [ -n "${TLS:-}" ]; then
     -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
   sed "s#^listen = \"127.0.0.1:8080\"#&\ntls = { certificate = \"$work/tls.pem\", private_key = \"$work/tls.key\" }#" \
     "$work/bench.toml" >"$work/bench-tls.toml"
-  start eic-tls target/release/eic server --config "$work/bench-tls.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --data-dir "$work/data-tls"
+  start eic-tls target/release/eic server --config "$work/bench-tls.toml" --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0 --data-dir "$work/data-tls"
   tls_addr=$(address eic-tls api)
 fi
 key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEz1IfFgVwd94PL4XD1ju7YfyPsL9Z7CdrE/Ace+v3k5 bench'

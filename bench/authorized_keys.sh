@@ -17,7 +17,7 @@ pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 
 "$eic" server --config examples/dev.toml --api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 \
-  --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --data-dir "$work/data" >"$work/out" 2>"$work/err" &
+  --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0 --data-dir "$work/data" >"$work/out" 2>"$work/err" &
 pid=$!
 for _ in $(seq 100); do grep -q "listening serial-console" "$work/out" && break; sleep 0.1; done
 api=$(awk '/listening api /{print $3}' "$work/out")

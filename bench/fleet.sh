@@ -83,7 +83,7 @@ server() { # name store(embedded|redis|empty-embedded|empty-redis): starts it
     empty-redis) url=(--store-url "$empty_store_url") ;;
   esac
   start "$1" "$eic" server --config "$work/bench.toml" --api-listen 127.0.0.1:0 \
-    --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --data-dir "$work/$2" "${url[@]}"
+    --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0 --data-dir "$work/$2" "${url[@]}"
 }
 # One heartbeat of the fixture's first instance; 200 once the node reads the
 # fleet (on Redis a node answers 503 until its first full load).

@@ -55,7 +55,7 @@ availability_zone = "us-west-2a"
 instance_type = "t3.micro"
 TOML
 start server "$eic" server --config "$work/bench.toml" --api-listen 127.0.0.1:0 \
-  --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --data-dir "$work/data"
+  --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0 --data-dir "$work/data"
 server_pid=${pids[-1]}
 api=$(address server api)
 iapi=$(address server instance-api)

@@ -31,7 +31,7 @@ cat examples/dev.toml - >"$work/bench.toml" <<TOML
 principal = { rate = 1e9, burst = 1e9 }
 instance = { rate = 1e9, burst = 1e9 }
 TOML
-listen=(--api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0)
+listen=(--api-listen 127.0.0.1:0 --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0)
 start embedded "$eic" server --config "$work/bench.toml" "${listen[@]}" --data-dir "$work/embedded"
 # The Redis nodes share one data dir (its key material); the second starts
 # once the first has created it.

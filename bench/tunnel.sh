@@ -45,7 +45,7 @@ principal = { rate = 1e9, burst = 1e9 }
 instance = { rate = 1e9, burst = 1e9 }
 TOML
 start server "$eic" server --config "$work/bench.toml" --api-listen 127.0.0.1:0 \
-  --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen "$dns:443" --diagnostics-listen 127.0.0.1:0 \
+  --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen "$dns:443" --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0 \
   --data-dir "$work/data"
 server_pid=${pids[-1]}
 api=$(address server api)
