@@ -198,6 +198,18 @@ pub async fn open_shell(login: Login<'_>) -> Result<Shell, String> {
         .map_err(|_| format!("Connecting to {address} timed out."))?
 }
 
+/// What the page is told when a terminal was silent too long.
+fn idle_reason(timeout: Duration) -> String {
+    let secs = timeout.as_secs();
+    let span = if secs.is_multiple_of(60) && secs >= 60 {
+        let minutes = secs / 60;
+        format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+    } else {
+        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+    };
+    format!("Closed after {span} without input or output.")
+}
+
 /// How a terminal ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ended {
@@ -300,7 +312,7 @@ where
                     r.flush();
                 }
             }
-            () = &mut idle => break format!("Closed after {} minutes without input or output.", idle_timeout.as_secs() / 60),
+            () = &mut idle => break idle_reason(idle_timeout),
             _ = stop.changed() => break "The console is restarting; connect again in a moment.".to_owned(),
         }
     };
@@ -350,6 +362,22 @@ mod tests {
         ] {
             assert!(Control::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_idle_close_names_its_timeout_as_people_say_it() {
+        assert_eq!(
+            idle_reason(Duration::from_secs(900)),
+            "Closed after 15 minutes without input or output."
+        );
+        assert_eq!(
+            idle_reason(Duration::from_secs(60)),
+            "Closed after 1 minute without input or output."
+        );
+        assert_eq!(
+            idle_reason(Duration::from_secs(90)),
+            "Closed after 90 seconds without input or output."
+        );
     }
 
     #[test]
