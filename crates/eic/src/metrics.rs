@@ -89,6 +89,10 @@ pub struct Metrics {
     policy_decisions: [Counter; 3],
     key_fetches: HashMap<u16, Counter>,
     serial_sessions_open: Gauge,
+    console_sign_ins: Counter,
+    console_terminals_open: Gauge,
+    console_bytes_to_instance: Counter,
+    console_bytes_from_instance: Counter,
     serial_bytes_to_console: Counter,
     serial_bytes_from_console: Counter,
     store_durations: HashMap<(&'static str, &'static str), Latency>,
@@ -205,6 +209,29 @@ impl Metrics {
             bytes,
         );
 
+        let console_sign_ins = Counter::default();
+        registry.register(
+            "console_sign_ins",
+            "Sign-ins to the browser console (one-time links redeemed)",
+            console_sign_ins.clone(),
+        );
+        let console_terminals_open = Gauge::default();
+        registry.register(
+            "console_terminals_open",
+            "Browser console terminals open on this node",
+            console_terminals_open.clone(),
+        );
+        let bytes = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        let console_bytes_to_instance = bytes.get_or_create_owned(&[("direction", "to_instance")]);
+        let console_bytes_from_instance =
+            bytes.get_or_create_owned(&[("direction", "from_instance")]);
+        registry.register_with_unit(
+            "console_terminal",
+            "Bytes relayed by ended browser console terminals, by direction",
+            Unit::Bytes,
+            bytes,
+        );
+
         let family = Family::<Labels, Latency>::default();
         let mut store_durations = HashMap::new();
         for backend in STORE_BACKENDS {
@@ -261,6 +288,10 @@ impl Metrics {
             policy_decisions,
             key_fetches,
             serial_sessions_open,
+            console_sign_ins,
+            console_terminals_open,
+            console_bytes_to_instance,
+            console_bytes_from_instance,
             serial_bytes_to_console,
             serial_bytes_from_console,
             store_durations,
@@ -359,6 +390,27 @@ impl Metrics {
         if let Some(counter) = counter {
             counter.inc();
         }
+    }
+
+    pub fn console_signed_in(&self) {
+        if self.counting {
+            self.console_sign_ins.inc();
+        }
+    }
+
+    pub fn console_terminal_opened(&self) {
+        if self.counting {
+            self.console_terminals_open.inc();
+        }
+    }
+
+    pub fn console_terminal_closed(&self, bytes_to_instance: u64, bytes_from_instance: u64) {
+        if !self.counting {
+            return;
+        }
+        self.console_terminals_open.dec();
+        self.console_bytes_to_instance.inc_by(bytes_to_instance);
+        self.console_bytes_from_instance.inc_by(bytes_from_instance);
     }
 
     pub fn serial_session_started(&self) {

@@ -106,6 +106,12 @@ tags = {{ Name = "console-web", Team = "web" }}
         ],
     );
 
+    // The diagnostics listener counted the sign-ins and the terminals.
+    assert_eq!(server.metric("eic_console_sign_ins_total"), 2.0);
+    assert_eq!(server.metric("eic_console_terminals_open"), 0.0);
+    let from = r#"eic_console_terminal_bytes_total{direction="from_instance"}"#;
+    assert!(server.metric(from) > 0.0);
+
     // The terminal's session was recorded: listed with who, where and as
     // whom, and exported as asciicast v2 holding what the page showed.
     let (code, list, err) = admin(&server, &["recordings", "list", "--json"]);

@@ -345,6 +345,7 @@ impl ConsoleRole {
         tracing::info!(principal = %principal.arn, "console sign-in");
         self.api
             .audit_console_event("ConsoleSignIn", &principal, None);
+        self.api.metrics.console_signed_in();
         let mut response = redirect("/");
         if let Ok(cookie) = HeaderValue::from_str(&sessions::set_cookie(
             &id,
@@ -802,9 +803,13 @@ impl TerminalJob {
         use futures_util::SinkExt;
         match self.connect().await {
             Ok((shell, recording)) => {
+                self.api.metrics.console_terminal_opened();
                 let ended =
                     terminal::bridge(ws, shell, self.idle_timeout, recording, self.stop.clone())
                         .await;
+                self.api
+                    .metrics
+                    .console_terminal_closed(ended.bytes_to_instance, ended.bytes_from_instance);
                 tracing::info!(
                     principal = %self.principal.arn,
                     instance = %self.instance_id,
