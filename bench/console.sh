@@ -17,19 +17,8 @@ if [ -z "${EIC_BIN:-}" ]; then
 fi
 source bench/lib.sh
 tick=$(getconf CLK_TCK)
-run_dir=/run/eic-bench-console-$$
-mkdir -p "$run_dir" /run/sshd
-chmod 755 "$run_dir"
-trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work" "$run_dir"' EXIT
-cp "$EIC_BIN" "$run_dir/eic"
-chmod 755 "$run_dir/eic"
-eic=$run_dir/eic
+login_rig console "$EIC_BIN"
 id=i-0be9c000000000002
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-ssh-keygen -q -t ed25519 -N '' -f "$run_dir/host_key"
-host_key=$(cut -d' ' -f1,2 "$run_dir/host_key.pub")
-echo "[127.0.0.1]:$port $host_key" >"$work/known_hosts"
 
 cat examples/dev.toml - >"$work/bench.toml" <<TOML
 [throttling]
@@ -53,27 +42,7 @@ server_pid=${pids[-1]}
 api=$(address server api)
 iapi=$(address server instance-api)
 console=$(address server console)
-"$eic" agent-config --config "$work/bench.toml" --data-dir "$work/data" --instance-id "$id" \
-  --endpoint "http://$iapi" >"$run_dir/agent.toml"
-chmod 644 "$run_dir/agent.toml"
-cat >"$run_dir/sshd_config" <<CONF
-Port $port
-ListenAddress 127.0.0.1
-HostKey $run_dir/host_key
-PidFile $run_dir/sshd.pid
-AuthorizedKeysFile none
-AuthorizedKeysCommand $eic authorized-keys --config $run_dir/agent.toml %u %f
-AuthorizedKeysCommandUser nobody
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin prohibit-password
-CONF
-start sshd /usr/sbin/sshd -D -e -f "$run_dir/sshd_config"
-for _ in $(seq 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-  sleep 0.1
-done
+start_login_sshd "$work/bench.toml" "$work/data" "$id" "$iapi"
 
 export AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
 export AWS_REGION=us-west-2 AWS_DEFAULT_REGION=us-west-2 EIC_ENDPOINT=http://$api

@@ -9,7 +9,76 @@
 //! the instance has the attribute at all (botocore sends `--filters
 //! Name=vpc-id` that way).
 
-use crate::instance::InstanceView;
+use std::borrow::Cow;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::instance::{InstanceState, InstanceView};
+
+/// What the filters read of an instance. [`InstanceView`] answers it; so
+/// can a registry's own record, which lets a pass over a large fleet skip
+/// the instances a filter refuses before it makes any view.
+pub trait Filterable {
+    fn instance_id(&self) -> &str;
+    fn state(&self) -> InstanceState;
+    fn instance_type(&self) -> &str;
+    fn availability_zone(&self) -> &str;
+    fn image_id(&self) -> Option<&str>;
+    fn private_ip(&self) -> Option<Ipv4Addr>;
+    fn public_ip(&self) -> Option<Ipv4Addr>;
+    fn ipv6(&self) -> Option<Ipv6Addr>;
+    /// Made on demand where it is derived (from the address and region).
+    fn private_dns_name(&self) -> Option<Cow<'_, str>>;
+    fn public_dns_name(&self) -> Option<&str>;
+    fn vpc_id(&self) -> Option<&str>;
+    fn subnet_id(&self) -> Option<&str>;
+    fn tag(&self, key: &str) -> Option<&str>;
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)>;
+}
+
+impl Filterable for InstanceView {
+    fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+    fn state(&self) -> InstanceState {
+        self.state
+    }
+    fn instance_type(&self) -> &str {
+        &self.instance_type
+    }
+    fn availability_zone(&self) -> &str {
+        &self.availability_zone
+    }
+    fn image_id(&self) -> Option<&str> {
+        self.image_id.as_deref()
+    }
+    fn private_ip(&self) -> Option<Ipv4Addr> {
+        self.private_ip
+    }
+    fn public_ip(&self) -> Option<Ipv4Addr> {
+        self.public_ip
+    }
+    fn ipv6(&self) -> Option<Ipv6Addr> {
+        self.ipv6
+    }
+    fn private_dns_name(&self) -> Option<Cow<'_, str>> {
+        self.private_dns_name.as_deref().map(Cow::Borrowed)
+    }
+    fn public_dns_name(&self) -> Option<&str> {
+        self.public_dns_name.as_deref()
+    }
+    fn vpc_id(&self) -> Option<&str> {
+        self.vpc_id.as_deref()
+    }
+    fn subnet_id(&self) -> Option<&str> {
+        self.subnet_id.as_deref()
+    }
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
 
 /// The filters eic answers. Any other name is `InvalidParameterValue: The
 /// filter 'x' is invalid`.
@@ -233,41 +302,40 @@ impl<N> Filter<N> {
 
 impl Filter {
     /// Whether `instance` passes this filter.
-    pub fn matches(&self, instance: &InstanceView) -> bool {
+    pub fn matches(&self, instance: &impl Filterable) -> bool {
         let any = |text: &str| self.accepts(text);
         let opt = |text: Option<&str>| text.is_some_and(any);
         match &self.name {
-            FilterName::InstanceId => any(&instance.instance_id),
-            FilterName::InstanceStateName => any(instance.state.name()),
-            FilterName::InstanceStateCode => any(&instance.state.code().to_string()),
-            FilterName::InstanceType => any(&instance.instance_type),
-            FilterName::AvailabilityZone => any(&instance.availability_zone),
-            FilterName::ImageId => opt(instance.image_id.as_deref()),
+            FilterName::InstanceId => any(instance.instance_id()),
+            FilterName::InstanceStateName => any(instance.state().name()),
+            FilterName::InstanceStateCode => any(&instance.state().code().to_string()),
+            FilterName::InstanceType => any(instance.instance_type()),
+            FilterName::AvailabilityZone => any(instance.availability_zone()),
+            FilterName::ImageId => opt(instance.image_id()),
             FilterName::PrivateIpAddress => {
-                opt(instance.private_ip.map(|a| a.to_string()).as_deref())
+                opt(instance.private_ip().map(|a| a.to_string()).as_deref())
             }
-            FilterName::IpAddress => opt(instance.public_ip.map(|a| a.to_string()).as_deref()),
-            FilterName::Ipv6Address => opt(instance.ipv6.map(|a| a.to_string()).as_deref()),
-            FilterName::PrivateDnsName => opt(instance.private_dns_name.as_deref()),
-            FilterName::DnsName => opt(instance.public_dns_name.as_deref()),
-            FilterName::VpcId => opt(instance.vpc_id.as_deref()),
-            FilterName::SubnetId => opt(instance.subnet_id.as_deref()),
-            FilterName::Tag(key) => opt(instance.tags.get(key).map(String::as_str)),
-            FilterName::TagKey => instance.tags.keys().any(|k| any(k)),
-            FilterName::TagValue => instance.tags.values().any(|v| any(v)),
+            FilterName::IpAddress => opt(instance.public_ip().map(|a| a.to_string()).as_deref()),
+            FilterName::Ipv6Address => opt(instance.ipv6().map(|a| a.to_string()).as_deref()),
+            FilterName::PrivateDnsName => opt(instance.private_dns_name().as_deref()),
+            FilterName::DnsName => opt(instance.public_dns_name()),
+            FilterName::VpcId => opt(instance.vpc_id()),
+            FilterName::SubnetId => opt(instance.subnet_id()),
+            FilterName::Tag(key) => opt(instance.tag(key)),
+            FilterName::TagKey => instance.tags().any(|(k, _)| any(k)),
+            FilterName::TagValue => instance.tags().any(|(_, v)| any(v)),
         }
     }
 }
 
 /// Whether `instance` passes every filter.
-pub fn matches_all(filters: &[Filter], instance: &InstanceView) -> bool {
+pub fn matches_all(filters: &[Filter], instance: &impl Filterable) -> bool {
     filters.iter().all(|f| f.matches(instance))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::instance::InstanceState;
     use std::time::SystemTime;
 
     fn m(pattern: &str, text: &str) -> bool {

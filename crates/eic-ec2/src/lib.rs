@@ -95,13 +95,15 @@ mod render;
 mod token;
 mod xml;
 
+pub use xml::escape as escape_markup;
+
 pub use describe::{describe, describe_map, Page};
 pub use endpoints::{
     describe_endpoints, render_describe_instance_connect_endpoints, EndpointFilterName,
     EndpointPage, EndpointState, EndpointView,
 };
 pub use error::{Ec2Error, ErrorCode};
-pub use filter::{matches_all, Filter, FilterName, Pattern};
+pub use filter::{matches_all, Filter, FilterName, Filterable, Pattern};
 pub use host_keys::{
     describe_host_keys, render_describe_instance_host_keys, InstanceHostKeys, SerialConsoleHostKeys,
 };

@@ -88,8 +88,9 @@ pub(crate) fn escape_into(out: &mut String, text: &str) {
     }
 }
 
-#[cfg(test)]
-pub(crate) fn escape(text: &str) -> String {
+/// Escapes text for XML (and so HTML) element content and quoted
+/// attributes; characters XML cannot carry become U+FFFD.
+pub fn escape(text: &str) -> String {
     let mut s = String::new();
     escape_into(&mut s, text);
     s

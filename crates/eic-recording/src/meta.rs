@@ -66,6 +66,33 @@ pub struct Metadata {
     pub end_reason: Option<String>,
 }
 
+impl Metadata {
+    /// Who the session was with: the OS user, or `serial port N`.
+    pub fn target(&self) -> Option<String> {
+        match (&self.os_user, self.serial_port) {
+            (Some(user), _) => Some(user.clone()),
+            (None, Some(port)) => Some(format!("serial port {port}")),
+            (None, None) => None,
+        }
+    }
+
+    /// The start, in RFC 3339 (as in the metadata file).
+    pub fn started_rfc3339(&self) -> String {
+        format_rfc3339(self.started_at)
+    }
+
+    /// The end, in RFC 3339; None while running or after a crash.
+    pub fn ended_rfc3339(&self) -> Option<String> {
+        self.ended_at.map(format_rfc3339)
+    }
+}
+
+fn format_rfc3339(t: OffsetDateTime) -> String {
+    // Only years outside 0..=9999 fail, which no session's clock reaches.
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 mod rfc3339 {
     use serde::{de, ser, Deserialize, Deserializer, Serializer};
     use time::format_description::well_known::Rfc3339;
@@ -178,6 +205,25 @@ mod tests {
     use super::*;
     use crate::testutil::sample;
     use time::macros::datetime;
+
+    #[test]
+    fn target_and_times_as_listings_show_them() {
+        let id = RecordingId::parse("00112233445566778899aabbccddeeff").unwrap();
+        let mut meta = sample(id);
+        assert_eq!(meta.target().as_deref(), Some("ec2-user"));
+        assert_eq!(meta.started_rfc3339(), "2026-03-01T12:00:00Z");
+        assert_eq!(meta.ended_rfc3339(), None);
+        meta.os_user = None;
+        meta.serial_port = Some(0);
+        meta.ended_at = Some(datetime!(2026-03-01 12:30:00.5 UTC));
+        assert_eq!(meta.target().as_deref(), Some("serial port 0"));
+        assert_eq!(
+            meta.ended_rfc3339().as_deref(),
+            Some("2026-03-01T12:30:00.5Z")
+        );
+        meta.serial_port = None;
+        assert_eq!(meta.target(), None);
+    }
 
     #[test]
     fn json_is_camel_case_with_rfc3339_times() {

@@ -18,6 +18,7 @@
 //! [`RedisStore`].
 
 mod fleet;
+mod leases;
 mod locks;
 mod settings;
 mod store;

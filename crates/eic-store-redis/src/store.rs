@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use eic_store::{unix_millis, BucketRate, KeyTarget, PushedKey, Store, StoreError};
 use redis::Script;
 
+use crate::leases::{Leases, Take};
 use crate::{instance_tag, RedisConnection, DEFAULT_OP_TIMEOUT};
 
 /// How long past its expiry (by the pushing node's clock) a key set is kept
@@ -32,7 +33,9 @@ return 1
 });
 
 /// KEYS[1] the bucket hash; ARGV[1] rate per second, ARGV[2] burst,
-/// ARGV[3] the caller's now in ms. Returns 1 when a token was taken.
+/// ARGV[3] the caller's now in ms, ARGV[4] how many tokens are wanted.
+/// Returns how many were taken: as many as wanted while there are, else
+/// all the whole ones left.
 static TAKE_TOKEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -50,11 +53,8 @@ if now > last then
   tokens = math.min(burst, tokens + (now - last) / 1000 * rate)
   last = now
 end
-local taken = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  taken = 1
-end
+local taken = math.max(0, math.min(tonumber(ARGV[4]), math.floor(tokens)))
+tokens = tokens - taken
 redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 'ms', string.format('%.0f', last))
 local refill_ms = 86400000
 if rate > 0 then
@@ -73,7 +73,8 @@ return taken
 /// JSON of a [`PushedKey`] (unique by its request id). A push is one Lua
 /// script (add, trim what expired long ago, extend the set's TTL) and
 /// returns once Redis has answered it. A bucket is a hash
-/// `eic:{bucket:<name>}` expiring when it would be full again.
+/// `eic:{bucket:<name>}` expiring when it would be full again; a busy one
+/// is taken several tokens at a time (see [`crate::leases`]).
 ///
 /// Durability of a 200: the key is in the memory of the Redis primary that
 /// owns its slot. It survives a Redis restart only with AOF
@@ -84,6 +85,7 @@ return taken
 /// primary acknowledged but had not yet replicated.
 pub struct RedisStore {
     connection: RedisConnection,
+    leases: Leases,
 }
 
 impl RedisStore {
@@ -99,7 +101,10 @@ impl RedisStore {
     }
 
     pub fn with_connection(connection: RedisConnection) -> Self {
-        Self { connection }
+        Self {
+            connection,
+            leases: Leases::default(),
+        }
     }
 
     /// The connection, to share with [`crate::RedisSessionLocks`].
@@ -195,12 +200,17 @@ impl Store for RedisStore {
         now: SystemTime,
     ) -> Result<bool, StoreError> {
         let now_ms = unix_millis(now.max(UNIX_EPOCH));
+        let wanted = match self.leases.take(name, rate, now_ms) {
+            Take::Spent => return Ok(true),
+            Take::Ask(wanted) => wanted,
+        };
         let mut invocation = TAKE_TOKEN.prepare_invoke();
         invocation
             .key(bucket_key(name))
             .arg(rate.rate)
             .arg(rate.burst)
-            .arg(now_ms);
+            .arg(now_ms)
+            .arg(wanted);
         let mut c = self.connection.conn();
         let taken = self
             .connection
@@ -208,7 +218,9 @@ impl Store for RedisStore {
                 invocation.invoke_async::<i64>(&mut c).await
             })
             .await?;
-        Ok(taken == 1)
+        let taken = u32::try_from(taken).unwrap_or(0).min(wanted);
+        self.leases.granted(name, taken, now_ms);
+        Ok(taken >= 1)
     }
 }
 

@@ -167,6 +167,58 @@ async fn token_bucket_burst_and_refill() {
     assert!(!store.take_token("api:a", rate, later).await.unwrap());
 }
 
+/// Calls of the token script so far (EVALSHA, and EVAL the first time).
+fn bucket_round_trips(server: &RedisServer) -> u64 {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_bucket_is_leased_but_two_nodes_admit_exactly_its_burst() {
+    let server = RedisServer::start();
+    let (a, b) = (store(&server).await, store(&server).await);
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    // A tenth of a second of rate is 100 tokens, an eighth of the burst 100.
+    let busy = BucketRate {
+        rate: 1000.0,
+        burst: 800.0,
+    };
+    let before = bucket_round_trips(&server);
+    let (mut admitted, mut turns) = (0, 0);
+    let (mut a_done, mut b_done) = (false, false);
+    while !(a_done && b_done) && turns < 10_000 {
+        turns += 1;
+        // Mostly node A, every third request node B, each until refused.
+        let on_b = (turns % 3 == 0 && !b_done) || a_done;
+        let node = if on_b { &b } else { &a };
+        if node.take_token("api:busy", busy, t0).await.unwrap() {
+            admitted += 1;
+        } else if on_b {
+            b_done = true;
+        } else {
+            a_done = true;
+        }
+    }
+    assert_eq!(admitted, 800, "exactly the burst, across both nodes");
+    let trips = bucket_round_trips(&server) - before;
+    assert!(trips < 100, "{trips} round trips for 800 tokens");
+    // Later, the bucket refilled: both nodes are admitted again.
+    let later = t0 + Duration::from_secs(10);
+    assert!(a.take_token("api:busy", busy, later).await.unwrap());
+    assert!(b.take_token("api:busy", busy, later).await.unwrap());
+}
+
 fn locks(store: &RedisStore, teardown: Duration, lease: Duration) -> RedisSessionLocks {
     RedisSessionLocks::new(store.connection().clone(), teardown, lease)
 }

@@ -839,6 +839,15 @@ impl Config {
                     "[console] session_ttl_secs must be 1 to 43200 (12 hours)".into(),
                 ));
             }
+            if console.idle_timeout_secs == 0
+                || console.connect_timeout_secs == 0
+                || console.max_terminals_per_principal == 0
+                || console.max_sessions == 0
+            {
+                return Err(ConfigError::Invalid(
+                    "[console] idle_timeout_secs, connect_timeout_secs, max_terminals_per_principal and max_sessions must each be at least 1".into(),
+                ));
+            }
             if let Some(url) = &console.public_url {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(ConfigError::Invalid(format!(
@@ -1097,6 +1106,29 @@ mod tests {
             let e = load(&format!("{INSTANCE}{bad}")).unwrap_err();
             assert!(matches!(e, ConfigError::Parse { .. }), "{bad}: {e:?}");
         }
+    }
+
+    #[test]
+    fn a_console_that_could_never_serve_refuses_the_load() {
+        for setting in [
+            "idle_timeout_secs = 0",
+            "connect_timeout_secs = 0",
+            "max_terminals_per_principal = 0",
+            "max_sessions = 0",
+        ] {
+            let e = load(&format!("[console]\nlisten = \"127.0.0.1:0\"\n{setting}\n")).unwrap_err();
+            assert!(
+                e.to_string().contains("must each be at least 1"),
+                "{setting}: {e}"
+            );
+        }
+        let e = load("[console]\nlisten = \"0.0.0.0:443\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("plain http is allowed on loopback only"),
+            "{e}"
+        );
+        assert!(load("[console]\nlisten = \"0.0.0.0:443\"\ntls = \"auto\"\n").is_ok());
     }
 
     #[test]

@@ -84,14 +84,7 @@ fn served(line: &str) -> String {
 }
 
 fn admin(server: &Server, args: &[&str]) -> String {
-    let mut all = args.to_vec();
-    all.extend([
-        "--config",
-        server.config.to_str().unwrap(),
-        "--data-dir",
-        server.data_dir.to_str().unwrap(),
-    ]);
-    let (code, out, err) = eic(&all);
+    let (code, out, err) = server.admin(args);
     assert_eq!(code, 0, "{args:?}: {err}");
     out.trim().to_owned()
 }

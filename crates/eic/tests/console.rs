@@ -13,45 +13,33 @@ mod common;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use common::serial::console_backend;
-use common::sshd::{start_sshd, write_agent_config, RootDir};
-use common::{eic, run_python_with, Server};
+use common::serial::{console_backend, Killed};
+use common::sshd::{start_sshd, write_agent_config, RootDir, Sshd};
+use common::{run_python_with, wait_until, Server};
 
 const INSTANCE: &str = "i-0c0500000000000a1";
 /// dev.toml's instance whose serial console is a TCP backend.
 const SERIAL_INSTANCE: &str = "i-0123456789abcdef0";
 const ADMIN: &str = "arn:aws:iam::111122223333:user/admin";
 
-fn admin(server: &Server, args: &[&str]) -> (i32, String, String) {
-    let mut all = args.to_vec();
-    all.extend([
-        "--config",
-        server.config.to_str().unwrap(),
-        "--data-dir",
-        server.data_dir.to_str().unwrap(),
-    ]);
-    eic(&all)
-}
-
-fn console_url(server: &Server, principal: &str) -> String {
-    let (code, out, err) = admin(
-        server,
-        &["console-url", "--principal", principal, "--ttl", "5m"],
-    );
+fn console_url(server: &Server, principal: &str, scheme: &str) -> String {
+    let (code, out, err) = server.admin(&["console-url", "--principal", principal, "--ttl", "5m"]);
     assert_eq!(code, 0, "{err}");
     let url = out.trim().to_owned();
     assert!(
-        url.starts_with(&format!("http://{}/signin?token=", server.console)),
+        url.starts_with(&format!("{scheme}://{}/signin?token=", server.console)),
         "{url}"
     );
     url
 }
 
-#[test]
-fn sign_in_list_a_terminal_sign_out_and_play_back_in_chromium() {
-    let dir = RootDir::new("console");
+/// A real sshd for [`INSTANCE`] (its agent config written once the server
+/// runs), the socat serial console, and the server with `console` replacing
+/// dev.toml's `[console]` header.
+fn start(tag: &str, console: &str) -> (Server, RootDir, Sshd, Killed) {
+    let dir = RootDir::new(tag);
     let agent = dir.0.join("agent.toml");
-    let (_sshd, port) = start_sshd(&dir.0, &agent);
+    let (sshd, port) = start_sshd(&dir.0, &agent);
     let host_key = std::fs::read_to_string(dir.0.join("host_ed25519.pub")).unwrap();
     let instances = format!(
         r#"
@@ -68,30 +56,34 @@ tags = {{ Name = "console-web", Team = "web" }}
 "#,
         host_key = host_key.trim()
     );
-    let (_socat, console) = console_backend();
-    let server = Server::start_through(&[], &[("127.0.0.1:7000", &console)], &instances);
+    let (socat, serial) = console_backend();
+    let server = Server::start_through(
+        &[],
+        &[("127.0.0.1:7000", &serial), ("[console]\n", console)],
+        &instances,
+    );
     write_agent_config(&server, INSTANCE, &agent);
+    (server, dir, sshd, socat)
+}
+
+#[test]
+fn sign_in_list_a_terminal_sign_out_and_play_back_in_chromium() {
+    let (server, _dir, _sshd, _socat) = start("console", "[console]\n");
 
     // Only a principal the configuration knows gets a link.
-    let (code, _, err) = admin(
-        &server,
-        &[
-            "console-url",
-            "--principal",
-            "arn:aws:iam::111122223333:user/nobody",
-        ],
-    );
+    let (code, _, err) = server.admin(&[
+        "console-url",
+        "--principal",
+        "arn:aws:iam::111122223333:user/nobody",
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("no principal"), "{err}");
-    let (code, _, err) = admin(
-        &server,
-        &["console-url", "--principal", ADMIN, "--ttl", "2h"],
-    );
+    let (code, _, err) = server.admin(&["console-url", "--principal", ADMIN, "--ttl", "2h"]);
     assert_ne!(code, 0);
     assert!(err.contains("at most") || err.contains("1s to 1h"), "{err}");
 
-    let first = console_url(&server, ADMIN);
-    let second = console_url(&server, ADMIN);
+    let first = console_url(&server, ADMIN, "http");
+    let second = console_url(&server, ADMIN, "http");
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     run_python_with(
         "console_browser.py",
@@ -114,7 +106,7 @@ tags = {{ Name = "console-web", Team = "web" }}
 
     // The terminal's session was recorded: listed with who, where and as
     // whom, and exported as asciicast v2 holding what the page showed.
-    let (code, list, err) = admin(&server, &["recordings", "list", "--json"]);
+    let (code, list, err) = server.admin(&["recordings", "list", "--json"]);
     assert_eq!(code, 0, "{err}");
     let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
     let recording = list
@@ -127,7 +119,7 @@ tags = {{ Name = "console-web", Team = "web" }}
     assert!(recording["endedAt"].is_string(), "{recording}");
     assert!(recording["bytesOut"].as_u64().unwrap() > 0);
     let id = recording["id"].as_str().unwrap();
-    let (code, cast, err) = admin(&server, &["recordings", "export", id]);
+    let (code, cast, err) = server.admin(&["recordings", "export", id]);
     assert_eq!(code, 0, "{err}");
     let mut lines = cast.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
@@ -150,7 +142,7 @@ tags = {{ Name = "console-web", Team = "web" }}
         && r["source"] == "serial-gateway"
         && r["serialPort"] == 0
         && r["principalArn"] == ADMIN));
-    let (code, _, err) = admin(&server, &["recordings", "export", "../../etc/passwd"]);
+    let (code, _, err) = server.admin(&["recordings", "export", "../../etc/passwd"]);
     assert_ne!(code, 0);
     assert!(err.contains("not a recording id"), "{err}");
 
@@ -176,4 +168,39 @@ tags = {{ Name = "console-web", Team = "web" }}
     assert_eq!(count("CreateConsoleSignInLink"), 2);
     assert_eq!(count("ConsoleSignIn"), 2);
     assert_eq!(count("ConsoleSignOut"), 1);
+}
+
+#[test]
+fn a_terminal_over_tls_pauses_its_output_and_closes_when_idle() {
+    let (server, _dir, _sshd, _socat) = start(
+        "console-tls",
+        "[console]\ntls = \"auto\"\nidle_timeout_secs = 3\n",
+    );
+    let link = console_url(&server, ADMIN, "https");
+    let ca = server.data_dir.join("pki/tls-ca.pem");
+    run_python_with(
+        "console_terminal.py",
+        &server,
+        &[
+            ("EIC_SIGNIN_URL", OsStr::new(&link)),
+            ("EIC_CA", ca.as_os_str()),
+            ("EIC_INSTANCE", OsStr::new(INSTANCE)),
+            ("EIC_OS_USER", OsStr::new("root")),
+            ("EIC_IDLE_SECS", OsStr::new("3")),
+        ],
+    );
+    // Both terminals end; the idle one is on record with its reason.
+    wait_until(10, "the terminals to end", || {
+        server.metric("eic_console_terminals_open") == 0.0
+    });
+    wait_until(10, "the idle session's recording to end", || {
+        let (code, list, err) = server.admin(&["recordings", "list", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+        list.iter().any(|r| {
+            r["endReason"]
+                .as_str()
+                .is_some_and(|why| why.contains("without input or output"))
+        })
+    });
 }

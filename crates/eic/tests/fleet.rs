@@ -21,21 +21,10 @@ use common::{
 const FAST_FLEET: &str = "[fleet]\nheartbeat_secs = 1\nunavailable_after_secs = 6\n";
 const TLS_AUTO: (&str, &str) = ("[instance_api]\n", "[instance_api]\ntls = \"auto\"\n");
 
-fn admin(server: &Server, args: &[&str]) -> (i32, String, String) {
-    let mut all = args.to_vec();
-    all.extend([
-        "--config",
-        server.config.to_str().unwrap(),
-        "--data-dir",
-        server.data_dir.to_str().unwrap(),
-    ]);
-    eic(&all)
-}
-
 fn create_token(server: &Server, extra: &[&str]) -> String {
     let mut args = vec!["join-token", "create", "--account", "111122223333"];
     args.extend_from_slice(extra);
-    let (code, out, err) = admin(server, &args);
+    let (code, out, err) = server.admin(&args);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
     out.trim().to_owned()
@@ -143,7 +132,7 @@ fn https(server: &Server) -> String {
 }
 
 fn show(server: &Server, id: &str) -> serde_json::Value {
-    let (code, out, err) = admin(server, &["instances", "show", id]);
+    let (code, out, err) = server.admin(&["instances", "show", id]);
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(&out).unwrap()
 }
@@ -262,20 +251,20 @@ fn machines_join_heartbeat_log_in_and_stop() {
         )
     };
     expect("denied");
-    let (code, _, err) = admin(&server, &["instances", "tag", &id_a, "Team=dev"]);
+    let (code, _, err) = server.admin(&["instances", "tag", &id_a, "Team=dev"]);
     assert_eq!(code, 0, "{err}");
     expect("allowed");
 
     // Tags an operator sets feed DescribeInstances and IAM alike.
-    let (code, _, err) = admin(&server, &["instances", "tag", &id_b, "team=blue"]);
+    let (code, _, err) = server.admin(&["instances", "tag", &id_b, "team=blue"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(show(&server, &id_b)["tags"]["team"], "blue");
-    let (code, _, err) = admin(&server, &["instances", "untag", &id_b, "env"]);
+    let (code, _, err) = server.admin(&["instances", "untag", &id_b, "env"]);
     assert_eq!(code, 0, "{err}");
     assert!(show(&server, &id_b)["tags"].get("env").is_none());
 
     // Removed: pushes refused, and its credential no longer fetches keys.
-    let (code, _, err) = admin(&server, &["instances", "remove", &id_b]);
+    let (code, _, err) = server.admin(&["instances", "remove", &id_b]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(show(&server, &id_b)["state"], "terminated");
     assert_eq!(
@@ -291,7 +280,7 @@ fn machines_join_heartbeat_log_in_and_stop() {
     assert_ne!(code, 0);
     assert_eq!(out, "");
 
-    let (code, list, err) = admin(&server, &["instances", "list", "--json"]);
+    let (code, list, err) = server.admin(&["instances", "list", "--json"]);
     assert_eq!(code, 0, "{err}");
     let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
     assert!(list
@@ -339,13 +328,13 @@ fn tokens_are_refused_when_forged_revoked_expired_or_for_another_ca() {
 
     let revoked = create_token(&server, &[]);
     let id = revoked.split('.').nth(1).unwrap();
-    let (code, _, err) = admin(&server, &["join-token", "revoke", id]);
+    let (code, _, err) = server.admin(&["join-token", "revoke", id]);
     assert_eq!(code, 0, "{err}");
     refused(&revoked, "revoked");
 
     let expired = create_token(&server, &["--ttl", "1s"]);
     wait_until(10, "the token to expire", || {
-        let (_, out, _) = admin(&server, &["join-token", "list", "--json"]);
+        let (_, out, _) = server.admin(&["join-token", "list", "--json"]);
         let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
         list.iter()
             .any(|t| t["id"] == expired.split('.').nth(1).unwrap() && t["state"] == "expired")
@@ -375,7 +364,7 @@ fn tokens_are_refused_when_forged_revoked_expired_or_for_another_ca() {
     assert_eq!(code, 0, "{err}");
     assert!(id.starts_with("i-"));
 
-    let (code, list, _) = admin(&server, &["join-token", "list", "--json"]);
+    let (code, list, _) = server.admin(&["join-token", "list", "--json"]);
     assert_eq!(code, 0);
     assert!(!list.contains("secret"), "{list}");
 }

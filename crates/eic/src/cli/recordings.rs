@@ -51,26 +51,18 @@ pub fn run(command: RecordingsCommand) -> anyhow::Result<()> {
             }
             writeln!(out, "ID                                STARTED               PRINCIPAL  INSTANCE  AS  BYTES  ENDED")?;
             for meta in &all {
-                let target = match (&meta.os_user, meta.serial_port) {
-                    (Some(user), _) => user.clone(),
-                    (None, Some(port)) => format!("serial{port}"),
-                    (None, None) => "-".to_owned(),
-                };
-                let rfc3339 = |t: time::OffsetDateTime| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default()
-                };
                 writeln!(
                     out,
                     "{}  {}  {}  {}  {}  {}  {}",
                     meta.id,
-                    rfc3339(meta.started_at),
+                    meta.started_rfc3339(),
                     meta.principal_arn,
                     meta.instance_id,
-                    target,
+                    meta.target().as_deref().unwrap_or("-"),
                     meta.bytes_out,
-                    meta.ended_at
-                        .map_or("(running or interrupted)".to_owned(), rfc3339)
+                    meta.ended_rfc3339()
+                        .as_deref()
+                        .unwrap_or("(running or interrupted)")
                 )?;
             }
             Ok(())

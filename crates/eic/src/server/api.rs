@@ -199,39 +199,13 @@ impl Api {
             .instrument(span.clone())
             .await;
         let _in_request = span.enter();
-        self.metrics.request(
-            call.operation
-                .map_or(crate::metrics::UNKNOWN_OPERATION, Operation::name),
-            outcome
-                .as_ref()
-                .err()
-                .map_or(crate::metrics::OK, |e| e.code.as_str()),
-            started.elapsed(),
+        self.record_outcome(
+            &request.origin(),
+            &request_id,
+            &call,
+            outcome.as_ref().err(),
+            started,
         );
-        // A refusal is audited here; so is a store failure after the success
-        // event was written, as a second event with the same requestID.
-        // Refusals are rate-limited and kept off the disk reserve (audit.rs);
-        // the outcome of a push whose success event is written always is.
-        if let Err(error) = &outcome {
-            let admission = if call.admitted.is_some() {
-                Admission::Outcome
-            } else {
-                Admission::Refusal {
-                    principal: call.principal.as_deref().map(|p| p.arn.as_str()),
-                    source_ip: request.source_ip,
-                    code: error.code.as_str(),
-                }
-            };
-            if let Err(e) = self.audit(
-                &request.origin(),
-                &request_id,
-                &call,
-                Some(error),
-                ApiCallKind::Other(admission),
-            ) {
-                tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed");
-            }
-        }
         match outcome {
             Ok(()) => ApiResponse {
                 status: 200,
@@ -314,36 +288,50 @@ impl Api {
         }
         .instrument(span)
         .await;
+        self.record_outcome(origin, &request_id, &call, outcome.as_ref().err(), started);
+        outcome.map(|()| request_id)
+    }
+
+    /// Counts a finished call and audits its refusal; so is a store failure
+    /// after the success event was written, as a second event with the same
+    /// requestID. Refusals are rate-limited and kept off the disk reserve
+    /// (audit.rs); the outcome of a push whose success event is written
+    /// always is.
+    fn record_outcome(
+        &self,
+        origin: &Origin<'_>,
+        request_id: &str,
+        call: &Call,
+        error: Option<&ApiError>,
+        started: std::time::Instant,
+    ) {
         self.metrics.request(
             call.operation
                 .map_or(crate::metrics::UNKNOWN_OPERATION, Operation::name),
-            outcome
-                .as_ref()
-                .err()
-                .map_or(crate::metrics::OK, |e| e.code.as_str()),
+            error.map_or(crate::metrics::OK, |e| e.code.as_str()),
             started.elapsed(),
         );
-        if let Err(error) = &outcome {
-            let admission = if call.admitted.is_some() {
-                Admission::Outcome
-            } else {
-                Admission::Refusal {
-                    principal: Some(principal.arn.as_str()),
-                    source_ip: origin.source_ip,
-                    code: error.code.as_str(),
-                }
-            };
-            if let Err(e) = self.audit(
-                origin,
-                &request_id,
-                &call,
-                Some(error),
-                ApiCallKind::Other(admission),
-            ) {
-                tracing::error!(request_id, error = %e, "audit log write failed");
+        let Some(error) = error else {
+            return;
+        };
+        let admission = if call.admitted.is_some() {
+            Admission::Outcome
+        } else {
+            Admission::Refusal {
+                principal: call.principal.as_deref().map(|p| p.arn.as_str()),
+                source_ip: origin.source_ip,
+                code: error.code.as_str(),
             }
+        };
+        if let Err(e) = self.audit(
+            origin,
+            request_id,
+            call,
+            Some(error),
+            ApiCallKind::Other(admission),
+        ) {
+            tracing::error!(request_id, error = %e, path = %self.audit.path().display(), "audit log write failed");
         }
-        outcome.map(|()| request_id)
     }
 
     /// Everything after the caller is known and its throttle passed.

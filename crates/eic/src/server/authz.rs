@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eic_policy::{denial_message, evaluate, Decision, Policy, RequestContext};
-use eic_wire::{ApiError, ErrorCode, KeyTarget, Operation, PushRequest};
+use eic_wire::{ApiError, ErrorCode, KeyTarget, PushRequest};
 
 use crate::audit::format_iso8601;
 use crate::config::{Config, ConfigError};
@@ -25,6 +25,17 @@ use crate::tunnel::request::OpenTunnelRequest;
 /// The IAM action that lets a principal play back an instance's session
 /// recordings in the console.
 pub const READ_RECORDING: &str = "eic:ReadRecording";
+
+/// Who asks, from where and when: what the global condition keys
+/// (`aws:SourceIp`, `aws:SecureTransport`, `aws:CurrentTime`, the
+/// principal's tags) are made of.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub principal: &'a Principal,
+    pub source_ip: IpAddr,
+    pub secure_transport: bool,
+    pub now: SystemTime,
+}
 
 pub struct Authorizer {
     region: String,
@@ -88,80 +99,40 @@ impl Authorizer {
             KeyTarget::OsUser(user) => Some(user.as_str()),
             KeyTarget::SerialPort(_) => None,
         };
-        self.decide_push(
+        let caller = Caller {
             principal,
+            source_ip,
+            secure_transport,
+            now,
+        };
+        self.allows(
+            &caller,
             push.operation.iam_action(),
             &push.instance_id,
             os_user,
             visible_instance,
-            source_ip,
-            secure_transport,
-            now,
         )
         .map_err(|message| ApiError::new(ErrorCode::AccessDeniedException, message))
     }
 
-    /// Whether `principal` may push to `instance` (as `os_user`), as the
-    /// console asks before it shows a button: `Err` is IAM's reason.
-    #[allow(clippy::too_many_arguments)] // the request context's parts
+    /// Whether the caller may take `action` on instance `instance_id` (as
+    /// `os_user`, with `visible_instance`'s tags and account when it can
+    /// see it): `Err` is IAM's reason. The console asks it before it shows
+    /// a button (a push's action) or plays a recording ([`READ_RECORDING`]).
     pub fn allows(
         &self,
-        principal: &Principal,
-        operation: Operation,
-        instance: &Instance,
-        os_user: Option<&str>,
-        source_ip: IpAddr,
-        secure_transport: bool,
-        now: SystemTime,
-    ) -> Result<(), String> {
-        self.decide_push(
-            principal,
-            operation.iam_action(),
-            &instance.id,
-            os_user,
-            Some(instance),
-            source_ip,
-            secure_transport,
-            now,
-        )
-    }
-
-    /// Whether `principal` may play back recordings of `instance_id`
-    /// (`eic:ReadRecording` on the instance's ARN, with its tags while it
-    /// still exists): `Err` is IAM's reason.
-    pub fn allows_reading_recordings(
-        &self,
-        principal: &Principal,
-        instance_id: &str,
-        instance: Option<&Instance>,
-        source_ip: IpAddr,
-        secure_transport: bool,
-        now: SystemTime,
-    ) -> Result<(), String> {
-        self.decide_push(
-            principal,
-            READ_RECORDING,
-            instance_id,
-            None,
-            instance,
-            source_ip,
-            secure_transport,
-            now,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)] // the request context's parts
-    fn decide_push(
-        &self,
-        principal: &Principal,
+        caller: &Caller<'_>,
         action: &str,
         instance_id: &str,
         os_user: Option<&str>,
         visible_instance: Option<&Instance>,
-        source_ip: IpAddr,
-        secure_transport: bool,
-        now: SystemTime,
     ) -> Result<(), String> {
+        let Caller {
+            principal,
+            source_ip,
+            secure_transport,
+            now,
+        } = *caller;
         let account = visible_instance.map_or(principal.account.as_str(), |i| &i.account);
         let resource = format!(
             "arn:aws:ec2:{}:{account}:instance/{instance_id}",

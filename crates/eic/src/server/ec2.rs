@@ -10,11 +10,13 @@
 //! `InvalidInstanceID.NotFound` exactly like an unknown one. Every call,
 //! allowed or refused, is audited with eventSource `ec2.amazonaws.com`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use eic_ec2::{Ec2Error, InstanceHostKeys, InstanceView, QueryRequest};
+use eic_ec2::{Ec2Error, Filterable, InstanceHostKeys, InstanceView, QueryRequest};
 use eic_sigv4::SigV4ErrorKind;
+use eic_store::fleet::{Enrollment, FleetState};
 use eic_wire::ErrorCode;
 
 use super::api::{Api, ApiRequest};
@@ -455,10 +457,8 @@ impl Api {
                             .is_some_and(|(last, _)| id >= last.as_str())
                 })
         };
+        // Only for an instance that passed the filters.
         let offer = |chosen: &mut BTreeMap<String, InstanceView>, view: InstanceView| {
-            if !eic_ec2::matches_all(&describe.filters, &view) {
-                return;
-            }
             chosen.insert(view.instance_id.clone(), view);
             if keep.is_some_and(|keep| chosen.len() > keep) {
                 chosen.pop_last();
@@ -466,56 +466,24 @@ impl Api {
         };
         for instance in registry.instances_in_account(account) {
             if !beyond_page(&chosen, &instance.id) {
-                offer(&mut chosen, self.view(instance));
+                let view = self.view(instance);
+                if eic_ec2::matches_all(&describe.filters, &view) {
+                    offer(&mut chosen, view);
+                }
             }
         }
+        // Most of a large fleet is refused by the cursor or a filter: both
+        // read the record, and a view is made only of what a page keeps.
         for enrolled in self.instances.fleet().all_enrolled()? {
             let e = &enrolled.enrollment;
-            if e.account == account && !beyond_page(&chosen, &e.instance_id) {
-                offer(&mut chosen, self.enrolled_view(e));
+            if e.account == account
+                && !beyond_page(&chosen, &e.instance_id)
+                && eic_ec2::matches_all(&describe.filters, &EnrolledRecord::new(e, &self.region))
+            {
+                offer(&mut chosen, enrolled_view(e, &self.region));
             }
         }
         Ok(chosen.into_values().collect())
-    }
-
-    /// An enrolled instance's view, from its record: its EC2 state is the
-    /// stored one (connection-lost is still running, as EC2 shows an
-    /// instance whose status checks fail).
-    fn enrolled_view(&self, e: &eic_store::fleet::Enrollment) -> InstanceView {
-        use eic_store::fleet::FleetState;
-        let state = match e.state {
-            FleetState::Running => eic_ec2::InstanceState::Running,
-            FleetState::Stopped => eic_ec2::InstanceState::Stopped,
-            FleetState::Terminated => eic_ec2::InstanceState::Terminated,
-        };
-        let mut view = InstanceView::new(
-            e.instance_id.as_str(),
-            e.account.as_str(),
-            state,
-            e.instance_type.as_str(),
-            e.availability_zone.as_str(),
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.enrolled_at_ms),
-        );
-        let addresses = &e.facts.addresses;
-        view.private_ip = addresses.private_ipv4;
-        view.private_dns_name = addresses.private_ipv4.map(|ip| self.private_dns_name(ip));
-        view.public_ip = addresses.public_ipv4;
-        view.ipv6 = addresses.ipv6;
-        if let Some(network) = &e.network {
-            view.vpc_id = Some(network.vpc_id.clone());
-            view.subnet_id = Some(network.subnet_id.clone());
-        }
-        view.tags = e.tags.to_map();
-        view
-    }
-
-    /// EC2's own naming for a private address (us-east-1 has its own).
-    fn private_dns_name(&self, ip: std::net::Ipv4Addr) -> String {
-        let [a, b, c, d] = ip.octets();
-        match self.region.as_str() {
-            "us-east-1" => format!("ip-{a}-{b}-{c}-{d}.ec2.internal"),
-            region => format!("ip-{a}-{b}-{c}-{d}.{region}.compute.internal"),
-        }
     }
 
     /// What DescribeInstances shows of an instance.
@@ -539,7 +507,7 @@ impl Api {
         view.private_ip = instance.private_ip_address;
         view.private_dns_name = instance
             .private_ip_address
-            .map(|ip| self.private_dns_name(ip));
+            .map(|ip| private_dns_name(&self.region, ip));
         view.public_ip = instance.public_ip_address;
         view.ipv6 = instance.ipv6_address;
         view.vpc_id = instance.vpc_id.clone();
@@ -549,9 +517,189 @@ impl Api {
     }
 }
 
+/// EC2's own naming for a private address (us-east-1 has its own).
+fn private_dns_name(region: &str, ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    match region {
+        "us-east-1" => format!("ip-{a}-{b}-{c}-{d}.ec2.internal"),
+        region => format!("ip-{a}-{b}-{c}-{d}.{region}.compute.internal"),
+    }
+}
+
+/// An enrolled instance's EC2 state is the stored one (connection-lost is
+/// still running, as EC2 shows an instance whose status checks fail).
+fn enrolled_state(state: FleetState) -> eic_ec2::InstanceState {
+    match state {
+        FleetState::Running => eic_ec2::InstanceState::Running,
+        FleetState::Stopped => eic_ec2::InstanceState::Stopped,
+        FleetState::Terminated => eic_ec2::InstanceState::Terminated,
+    }
+}
+
+/// An enrolled instance's view, from its record.
+fn enrolled_view(e: &Enrollment, region: &str) -> InstanceView {
+    let mut view = InstanceView::new(
+        e.instance_id.as_str(),
+        e.account.as_str(),
+        enrolled_state(e.state),
+        e.instance_type.as_str(),
+        e.availability_zone.as_str(),
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.enrolled_at_ms),
+    );
+    let addresses = &e.facts.addresses;
+    view.private_ip = addresses.private_ipv4;
+    view.private_dns_name = addresses
+        .private_ipv4
+        .map(|ip| private_dns_name(region, ip));
+    view.public_ip = addresses.public_ipv4;
+    view.ipv6 = addresses.ipv6;
+    if let Some(network) = &e.network {
+        view.vpc_id = Some(network.vpc_id.clone());
+        view.subnet_id = Some(network.subnet_id.clone());
+    }
+    view.tags = e.tags.to_map();
+    view
+}
+
+/// An enrolled instance's record as the filters read it: what
+/// [`enrolled_view`] would show, without making the view.
+struct EnrolledRecord<'a> {
+    enrollment: &'a Enrollment,
+    region: &'a str,
+}
+
+impl<'a> EnrolledRecord<'a> {
+    fn new(enrollment: &'a Enrollment, region: &'a str) -> Self {
+        EnrolledRecord { enrollment, region }
+    }
+}
+
+impl Filterable for EnrolledRecord<'_> {
+    fn instance_id(&self) -> &str {
+        &self.enrollment.instance_id
+    }
+    fn state(&self) -> eic_ec2::InstanceState {
+        enrolled_state(self.enrollment.state)
+    }
+    fn instance_type(&self) -> &str {
+        &self.enrollment.instance_type
+    }
+    fn availability_zone(&self) -> &str {
+        &self.enrollment.availability_zone
+    }
+    fn image_id(&self) -> Option<&str> {
+        None
+    }
+    fn private_ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.enrollment.facts.addresses.private_ipv4
+    }
+    fn public_ip(&self) -> Option<std::net::Ipv4Addr> {
+        self.enrollment.facts.addresses.public_ipv4
+    }
+    fn ipv6(&self) -> Option<std::net::Ipv6Addr> {
+        self.enrollment.facts.addresses.ipv6
+    }
+    fn private_dns_name(&self) -> Option<Cow<'_, str>> {
+        self.private_ip()
+            .map(|ip| Cow::Owned(private_dns_name(self.region, ip)))
+    }
+    fn public_dns_name(&self) -> Option<&str> {
+        None
+    }
+    fn vpc_id(&self) -> Option<&str> {
+        self.enrollment.network.as_ref().map(|n| n.vpc_id.as_str())
+    }
+    fn subnet_id(&self) -> Option<&str> {
+        self.enrollment
+            .network
+            .as_ref()
+            .map(|n| n.subnet_id.as_str())
+    }
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.enrollment.tags.get(key)
+    }
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.enrollment.tags.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_ec2_query;
+    use super::{enrolled_view, is_ec2_query, EnrolledRecord};
+    use eic_ec2::{matches_all, Filter, FilterName};
+    use eic_store::fleet::{Addresses, Enrollment, FleetState, MachineFacts, Network, Tags};
+    use proptest::prelude::*;
+
+    fn enrollment(
+        state: FleetState,
+        private: Option<[u8; 4]>,
+        public: Option<[u8; 4]>,
+        v6: bool,
+        network: bool,
+        tags: &[(&str, &str)],
+    ) -> Enrollment {
+        Enrollment {
+            instance_id: "i-0123456789abcdef0".into(),
+            account: "111122223333".into(),
+            token_id: "t".into(),
+            availability_zone: "us-west-2a".into(),
+            instance_type: "t3.micro".into(),
+            network: network.then(|| Network {
+                vpc_id: "vpc-0a1".into(),
+                subnet_id: "subnet-0b2".into(),
+            }),
+            facts: MachineFacts {
+                addresses: Addresses {
+                    private_ipv4: private.map(Into::into),
+                    public_ipv4: public.map(Into::into),
+                    ipv6: v6.then(|| "::1".parse().unwrap()),
+                    ssh_port: 22,
+                },
+                ..MachineFacts::default()
+            },
+            tags: Tags::from(
+                tags.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            ),
+            state,
+            enrolled_at_ms: 1_700_000_000_000,
+            updated_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    proptest! {
+        /// The pass over a fleet filters records before it makes views:
+        /// each filter must answer the same for both.
+        #[test]
+        fn a_record_passes_a_filter_exactly_when_its_view_does(
+            state in prop_oneof![Just(FleetState::Running), Just(FleetState::Stopped), Just(FleetState::Terminated)],
+            private in proptest::option::of(Just([127, 0, 0, 7])),
+            public in proptest::option::of(Just([127, 0, 0, 9])),
+            v6: bool,
+            network: bool,
+            tagged: bool,
+            name in proptest::sample::select(
+                FilterName::FIXED.iter().map(|(_, n)| n.clone())
+                    .chain([FilterName::Tag("team".into()), FilterName::Tag("env".into())])
+                    .collect::<Vec<_>>()),
+            value in proptest::option::of(proptest::sample::select(vec![
+                "*", "i-0123456789abcdef0", "running", "stopped", "terminated", "16", "48",
+                "t3.*", "us-west-2?", "127.0.0.7", "127.0.0.9", "::1", "vpc-0a1", "subnet-0b2",
+                "ip-127-0-0-7.us-west-2.compute.internal", "blue", "team", "env", "x",
+            ])),
+            region in proptest::sample::select(vec!["us-west-2", "us-east-1"]),
+        ) {
+            let tags: &[(&str, &str)] = if tagged { &[("team", "blue"), ("env", "x")] } else { &[] };
+            let e = enrollment(state, private, public, v6, network, tags);
+            let values: Vec<&str> = value.into_iter().collect();
+            let filters = [Filter::new(name, &values)];
+            prop_assert_eq!(
+                matches_all(&filters, &EnrolledRecord::new(&e, region)),
+                matches_all(&filters, &enrolled_view(&e, region))
+            );
+        }
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
         let mut map = http::HeaderMap::new();

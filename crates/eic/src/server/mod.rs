@@ -30,6 +30,7 @@ pub mod reload;
 pub mod serial;
 pub mod tls;
 pub mod tunnel;
+pub mod websocket;
 
 #[cfg(test)]
 mod agent_http_tests;

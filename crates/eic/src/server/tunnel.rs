@@ -40,6 +40,7 @@ use eic_sigv4::{PresignLifetime, RequestParts, SigV4ErrorKind};
 
 use super::api::Api;
 use super::authz::TunnelAsked;
+use super::websocket::{self, HandshakeError};
 use crate::audit::{
     self, Admission, ApiCall, ApiCallKind, CallParameters, Identity, LastingAdmission,
 };
@@ -189,11 +190,7 @@ impl TunnelRole {
                 return Ok(refusal_response(&refusal, &request_id));
             }
         };
-        let accept = request
-            .headers()
-            .get("sec-websocket-key")
-            .map(|key| tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
-            .unwrap_or_default();
+        let mut response = websocket::switching_protocols(request.headers());
         let upgrade = hyper::upgrade::on(&mut request);
         let role = self.clone();
         self.api.metrics.tunnel_opened();
@@ -233,17 +230,7 @@ impl TunnelRole {
             },
             relay_span,
         ));
-        let mut response = Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
-        headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(
-            http::header::CONNECTION,
-            HeaderValue::from_static("Upgrade"),
-        );
-        if let Ok(accept) = HeaderValue::from_str(&accept) {
-            headers.insert("sec-websocket-accept", accept);
-        }
         if let Ok(id) = HeaderValue::from_str(&request_id) {
             headers.insert("x-amzn-requestid", id);
         }
@@ -719,40 +706,17 @@ impl Drop for Counted {
     }
 }
 
-/// The client's WebSocket handshake (RFC 6455 §4.2.1): refused before
-/// anything else is done for it.
+/// The client's WebSocket handshake, refused in the Endpoint's shape.
 fn check_handshake(headers: &HeaderMap) -> Result<(), Refusal> {
-    let has = |name: &str, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    if !has("upgrade", "websocket") || !has("connection", "upgrade") {
-        return Err(Refusal::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "UpgradeRequired",
-            "/openTunnel is a WebSocket: send Upgrade: websocket.",
-        ));
-    }
-    if !has("sec-websocket-version", "13") {
-        return Err(Refusal::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "UpgradeRequired",
-            "Only WebSocket version 13 is supported.",
-        ));
-    }
-    let key_ok = headers
-        .get("sec-websocket-key")
-        .and_then(|k| k.to_str().ok())
-        .and_then(|k| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, k).ok())
-        .is_some_and(|k| k.len() == 16);
-    if !key_ok {
-        return Err(Refusal::validation(
-            "Sec-WebSocket-Key must be 16 bytes in base64.",
-        ));
-    }
-    Ok(())
+    let upgrade_required =
+        |message: &str| Refusal::new(StatusCode::UPGRADE_REQUIRED, "UpgradeRequired", message);
+    websocket::check(headers).map_err(|e| match e {
+        HandshakeError::NotWebSocket => {
+            upgrade_required("/openTunnel is a WebSocket: send Upgrade: websocket.")
+        }
+        HandshakeError::Version => upgrade_required("Only WebSocket version 13 is supported."),
+        HandshakeError::Key => Refusal::validation("Sec-WebSocket-Key must be 16 bytes in base64."),
+    })
 }
 
 fn refusal_response(refusal: &Refusal, request_id: &str) -> Response<Full<Bytes>> {

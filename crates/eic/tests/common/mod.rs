@@ -86,6 +86,20 @@ pub struct Server {
 }
 
 impl Server {
+    /// `eic ARGS --config <its config> --data-dir <its data dir>`, as an
+    /// operator runs a command against this server: (exit code, stdout,
+    /// stderr).
+    pub fn admin(&self, args: &[&str]) -> (i32, String, String) {
+        let mut all = args.to_vec();
+        all.extend([
+            "--config",
+            self.config.to_str().unwrap(),
+            "--data-dir",
+            self.data_dir.to_str().unwrap(),
+        ]);
+        eic(&all)
+    }
+
     /// One series' value from the diagnostics listener's `/metrics`, e.g.
     /// `eic_key_fetches_total{outcome="ok"}`.
     pub fn metric(&self, series: &str) -> f64 {

@@ -39,7 +39,9 @@ use tokio_tungstenite::WebSocketStream;
 use eic_wire::{Operation, PushRequest};
 
 use super::api::{Api, Origin};
+use super::authz::{Caller, READ_RECORDING};
 use super::reload::Catalog;
+use super::websocket::{self, HandshakeError};
 use crate::client::session_key::SessionKey;
 use crate::config::{ConsoleConfig, InstanceState};
 use crate::registry::{supports_serial_console, Instance, Principal};
@@ -513,7 +515,12 @@ impl ConsoleRole {
         instance: &Instance,
         source_ip: IpAddr,
     ) -> InstanceRow {
-        let now = self.api.clock.now();
+        let caller = Caller {
+            principal,
+            source_ip,
+            secure_transport: self.settings.secure,
+            now: self.api.clock.now(),
+        };
         let running = instance.state == InstanceState::Running;
         let ssh = if !running {
             Permission::Denied(format!("The instance is {}.", instance.state.name()))
@@ -524,13 +531,11 @@ impl ConsoleRole {
             )
         } else {
             match catalog.authorizer.allows(
-                principal,
-                Operation::SendSSHPublicKey,
-                instance,
+                &caller,
+                Operation::SendSSHPublicKey.iam_action(),
+                &instance.id,
                 Some(pages::DEFAULT_OS_USER),
-                source_ip,
-                self.settings.secure,
-                now,
+                Some(instance),
             ) {
                 Ok(()) => Permission::Allowed,
                 Err(why) => Permission::Denied(why),
@@ -548,13 +553,11 @@ impl ConsoleRole {
             Permission::Denied("Serial console access is disabled for this account (eic serial-console-access enable).".into())
         } else {
             match catalog.authorizer.allows(
-                principal,
-                Operation::SendSerialConsoleSSHPublicKey,
-                instance,
+                &caller,
+                Operation::SendSerialConsoleSSHPublicKey.iam_action(),
+                &instance.id,
                 None,
-                source_ip,
-                self.settings.secure,
-                now,
+                Some(instance),
             ) {
                 Ok(()) => Permission::Allowed,
                 Err(why) => Permission::Denied(why),
@@ -640,13 +643,18 @@ impl ConsoleRole {
         {
             return Err("The recording is of another account's instance.".into());
         }
-        catalog.authorizer.allows_reading_recordings(
+        let caller = Caller {
             principal,
-            &meta.instance_id,
-            instance.as_deref(),
-            peer.ip(),
-            self.settings.secure,
+            source_ip: peer.ip(),
+            secure_transport: self.settings.secure,
             now,
+        };
+        catalog.authorizer.allows(
+            &caller,
+            READ_RECORDING,
+            &meta.instance_id,
+            None,
+            instance.as_deref(),
         )
     }
 
@@ -709,7 +717,12 @@ impl ConsoleRole {
                 "missing or wrong CSRF token or origin",
             );
         }
-        if let Err(why) = check_handshake(request.headers()) {
+        if let Err(e) = websocket::check(request.headers()) {
+            let why = match e {
+                HandshakeError::NotWebSocket => "a terminal is a WebSocket",
+                HandshakeError::Version => "only WebSocket version 13 is supported",
+                HandshakeError::Key => "Sec-WebSocket-Key must be 16 bytes in base64",
+            };
             return plain(StatusCode::BAD_REQUEST, why);
         }
         let Some(slot) = TerminalSlot::take(
@@ -719,11 +732,6 @@ impl ConsoleRole {
         ) else {
             return plain(StatusCode::TOO_MANY_REQUESTS, "too many terminals open");
         };
-        let accept = request
-            .headers()
-            .get("sec-websocket-key")
-            .map(|key| tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
-            .unwrap_or_default();
         let user_agent =
             crate::audit::user_agent(request.headers()).map(|ua| format!("eic-console ({ua})"));
         let upgrade = hyper::upgrade::on(&mut request);
@@ -756,18 +764,7 @@ impl ConsoleRole {
                 Err(e) => tracing::debug!(error = %e, "console terminal upgrade failed"),
             }
         });
-        let mut response = Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let headers = response.headers_mut();
-        headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(
-            http::header::CONNECTION,
-            HeaderValue::from_static("Upgrade"),
-        );
-        if let Ok(accept) = HeaderValue::from_str(&accept) {
-            headers.insert("sec-websocket-accept", accept);
-        }
-        response
+        websocket::switching_protocols(request.headers())
     }
 }
 
@@ -995,22 +992,6 @@ fn same_origin(headers: &HeaderMap, required: bool) -> bool {
     host_of_origin == Some(host)
 }
 
-fn check_handshake(headers: &HeaderMap) -> Result<(), &'static str> {
-    let has = |name: &str, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    if !has("upgrade", "websocket") || !has("connection", "upgrade") {
-        return Err("a terminal is a WebSocket");
-    }
-    if !has("sec-websocket-version", "13") {
-        return Err("only WebSocket version 13 is supported");
-    }
-    Ok(())
-}
-
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == name)
@@ -1063,11 +1044,7 @@ fn redirect(to: &'static str) -> Answer {
 }
 
 fn recording_row(meta: &eic_recording::Metadata) -> pages::RecordingRow {
-    let target = match (&meta.os_user, meta.serial_port) {
-        (Some(user), _) => user.clone(),
-        (None, Some(port)) => format!("serial port {port}"),
-        (None, None) => "—".to_owned(),
-    };
+    let target = meta.target().unwrap_or_else(|| "—".to_owned());
     let duration = match meta.ended_at {
         Some(ended) => {
             let secs = (ended - meta.started_at).whole_seconds().max(0);
@@ -1085,15 +1062,10 @@ fn recording_row(meta: &eic_recording::Metadata) -> pages::RecordingRow {
         instance_id: meta.instance_id.clone(),
         target,
         kind: kind.to_owned(),
-        started_at: rfc3339(meta.started_at),
+        started_at: meta.started_rfc3339(),
         duration,
         bytes: meta.bytes_out,
     }
-}
-
-fn rfc3339(time: time::OffsetDateTime) -> String {
-    time.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// The console's recordings directory and its limits.

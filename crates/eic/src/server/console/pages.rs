@@ -4,21 +4,9 @@
 
 use std::fmt::Write;
 
-/// HTML-escapes text for element content and double-quoted attributes.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// HTML-escapes text for element content and double-quoted attributes:
+/// as the EC2 XML responses are, which also keeps control characters out.
+pub use eic_ec2::escape_markup as esc;
 
 /// Percent-encodes a query parameter's value.
 pub fn query_value(text: &str) -> String {
@@ -316,7 +304,7 @@ mod tests {
     fn text_is_escaped_everywhere_it_lands() {
         assert_eq!(
             esc(r#"<a href="x">&'"#),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
         );
         let who = SignedIn {
             principal_arn: "arn:aws:iam::1:user/<script>",
