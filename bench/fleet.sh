@@ -151,7 +151,9 @@ done
 
 # Load: the four servers up together, the tests interleaved round by round.
 for store in embedded redis empty-embedded empty-redis; do server "$store" "$store"; done
-declare -A pid_of api_of ia_of
+# Only these four from here on (lib.sh's start() also recorded the start runs).
+pid_of=()
+declare -A api_of ia_of
 i=$((${#pids[@]} - 4))
 for store in embedded redis empty-embedded empty-redis; do
   pid_of[$store]=${pids[$i]}
