@@ -17,6 +17,7 @@
 //! What an acknowledged push survives is Redis's own durability: see
 //! [`RedisStore`].
 
+mod console_sessions;
 mod fleet;
 mod leases;
 mod locks;
@@ -39,6 +40,7 @@ use redis::{
     ServerErrorKind, Value,
 };
 
+pub use console_sessions::RedisConsoleSessions;
 pub use fleet::{RedisFleet, CHANGES_KEPT, FLEET_REFRESH, FLEET_STALENESS};
 pub use locks::RedisSessionLocks;
 pub use settings::{RedisSettings, SETTINGS_REFRESH, SETTINGS_STALENESS};

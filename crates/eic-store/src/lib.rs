@@ -25,6 +25,7 @@
 
 mod buckets;
 mod clock;
+mod console_sessions;
 pub mod disk;
 mod embedded;
 pub mod fleet;
@@ -38,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 pub use buckets::TokenBuckets;
 pub use clock::{unix_millis, Clock, ManualClock, SystemClock};
+pub use console_sessions::{ConsoleSessions, MemoryConsoleSessions, SessionDigest};
 pub use eic_wire::KeyTarget;
 pub use embedded::{Durability, EmbeddedStore, DEFAULT_SYNC_INTERVAL};
 pub use fleet::{EmbeddedFleet, Fleet};

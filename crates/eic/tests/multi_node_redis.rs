@@ -495,3 +495,78 @@ fn a_machine_joins_through_node_b_and_is_seen_by_node_a() {
     });
     assert_ne!(authorized_keys(&config, "ec2-user").0, 0);
 }
+
+#[test]
+fn a_console_session_signed_in_on_one_node_holds_and_ends_on_the_other() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let data = tempfile::tempdir().unwrap();
+    let a = node(data.path(), &url, &[], "");
+    let b = node(data.path(), &url, &[], "");
+    let (code, link, err) = a.admin(&[
+        "console-url",
+        "--principal",
+        "arn:aws:iam::111122223333:user/admin",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let token = link.trim().split_once("token=").unwrap().1.to_owned();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent();
+    let origin = |n: &Server| format!("http://{}", n.console);
+
+    let signed_in = agent
+        .post(&format!("{}/signin", origin(&a)))
+        .header("Origin", &origin(&a))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={token}"))
+        .unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = |n: &Server| {
+        agent
+            .get(&format!("{}/", origin(n)))
+            .header("Cookie", &cookie)
+            .call()
+            .unwrap()
+    };
+
+    // Node B knows the session node A signed in.
+    let mut list = page(&b);
+    assert_eq!(list.status().as_u16(), 200);
+    let html = list.body_mut().read_to_string().unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+
+    // Signed out on B, the session is gone on A too.
+    let signed_out = agent
+        .post(&format!("{}/signout", origin(&b)))
+        .header("Origin", &origin(&b))
+        .header("Cookie", &cookie)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("csrf={csrf}"))
+        .unwrap();
+    assert_eq!(signed_out.status().as_u16(), 303);
+    assert_eq!(page(&a).status().as_u16(), 401);
+    assert_eq!(page(&b).status().as_u16(), 401);
+
+    // Redis holds the session under its cookie's digest, never the cookie.
+    let keys = redis.cli(&["KEYS", "eic:{console-session:*"]);
+    assert!(!keys.contains(cookie.split_once('=').unwrap().1), "{keys}");
+
+    // With Redis down, a page is refused (503), not served without a session.
+    redis.stop();
+    assert_eq!(page(&a).status().as_u16(), 503);
+}

@@ -325,6 +325,13 @@ pub async fn run(
         let settings = config.console.as_ref().expect("bound only when configured");
         console::signin::write_base_url(data_dir.path(), &settings.base_url_at(addr))?;
 
+        // Shared by every node on Redis, so a session holds on each.
+        let console_sessions: Arc<dyn eic_store::ConsoleSessions> = match &state.redis {
+            Some(connection) => Arc::new(eic_store_redis::RedisConsoleSessions::new(
+                connection.clone(),
+            )),
+            None => Arc::new(eic_store::MemoryConsoleSessions::new(settings.max_sessions)),
+        };
         let role = Arc::new(console::ConsoleRole::new(
             api.clone(),
             settings,
@@ -334,6 +341,7 @@ pub async fn run(
                 config.store.kind == StoreKind::Embedded,
                 serial_gateway,
             ),
+            console_sessions,
             data_dir.path(),
             stop_rx.clone(),
         )?);

@@ -122,14 +122,12 @@ impl ConsoleRole {
         api: Arc<Api>,
         config: &ConsoleConfig,
         settings: ConsoleSettings,
+        sessions: Arc<dyn eic_store::ConsoleSessions>,
         data_dir: &std::path::Path,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<ConsoleRole> {
         Ok(ConsoleRole {
-            sessions: Sessions::new(
-                Duration::from_secs(config.session_ttl_secs),
-                config.max_sessions,
-            ),
+            sessions: Sessions::new(sessions, Duration::from_secs(config.session_ttl_secs)),
             key: SigninKey::load_or_create(data_dir)?,
             started_at: api.clock.now(),
             api,
@@ -195,7 +193,24 @@ impl ConsoleRole {
             }
             _ => {}
         }
-        let Some((cookie, session, principal)) = self.session(request.headers()) else {
+        let found = match self.session(request.headers()).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "console sessions unreadable"
+                );
+                return html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    pages::message(
+                        "Console unavailable",
+                        "The session store cannot be reached now; try again in a moment.",
+                        true,
+                    ),
+                );
+            }
+        };
+        let Some((cookie, session, principal)) = found else {
             return if path.starts_with("/ws/") {
                 plain(StatusCode::UNAUTHORIZED, "no console session")
             } else {
@@ -276,17 +291,24 @@ impl ConsoleRole {
     /// The session of the request's cookie, and its principal as the
     /// running configuration has it (a principal removed since sign-in
     /// ends its sessions).
-    fn session(&self, headers: &HeaderMap) -> Option<(String, Session, Arc<Principal>)> {
-        let cookie = sessions::cookie_value(headers)?;
-        let session = self.sessions.get(cookie)?;
+    async fn session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(String, Session, Arc<Principal>)>, eic_store::StoreError> {
+        let Some(cookie) = sessions::cookie_value(headers) else {
+            return Ok(None);
+        };
+        let Some(session) = self.sessions.get(cookie).await? else {
+            return Ok(None);
+        };
         let principal = self
             .api
             .catalog
             .current()
             .registry
-            .principal(&session.principal_arn)?
-            .clone();
-        Some((cookie.to_owned(), session, principal))
+            .principal(&session.principal_arn)
+            .cloned();
+        Ok(principal.map(|principal| (cookie.to_owned(), session, principal)))
     }
 
     async fn sign_in(&self, request: Request<Incoming>) -> Answer {
@@ -335,7 +357,7 @@ impl ConsoleRole {
                 )
             }
         }
-        let (id, _) = match self.sessions.create(&principal.arn) {
+        let (id, _) = match self.sessions.create(&principal.arn).await {
             Ok(created) => created,
             Err(e) => {
                 return html(
@@ -377,7 +399,21 @@ impl ConsoleRole {
         if !form.get("csrf").is_some_and(|t| session.csrf_matches(t)) {
             return plain(StatusCode::FORBIDDEN, "missing or wrong CSRF token");
         }
-        self.sessions.remove(cookie);
+        if let Err(e) = self.sessions.remove(cookie).await {
+            // The session would stay valid: say so rather than pretend.
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "console sign-out not stored"
+            );
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::message(
+                    "Sign-out failed",
+                    "The session store cannot be reached now, so the session is still open; try again.",
+                    true,
+                ),
+            );
+        }
         if let Some(principal) = self
             .api
             .catalog

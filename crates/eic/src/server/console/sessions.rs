@@ -1,29 +1,33 @@
 //! Signed-in console sessions: a random id in an HttpOnly cookie, the
-//! session itself in this node's memory. The table is keyed by the id's
-//! SHA-256, so a lookup's timing says nothing about the ids held, and
-//! bounded: past `max`, expired sessions are swept, then a sign-in is
-//! refused rather than any session evicted.
+//! session itself in the store's [`ConsoleSessions`] (this node's memory on
+//! the embedded store, Redis shared by every node otherwise), keyed by the
+//! id's SHA-256: a lookup's timing says nothing about the ids held, and
+//! what the store holds cannot be replayed as a cookie. The memory table is
+//! bounded: past `max_sessions`, expired sessions are swept, then a
+//! sign-in is refused rather than any session evicted.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use eic_store::{unix_millis, ConsoleSessions, SessionDigest, StoreError};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The cookie's name.
 pub const COOKIE: &str = "eic_console";
 
-/// One signed-in principal.
-#[derive(Clone)]
+/// One signed-in principal, as stored.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Session {
     pub principal_arn: String,
     /// Sent back with every state-changing request and terminal.
     pub csrf: String,
-    pub signed_in_at: SystemTime,
-    expires: Instant,
+    /// By the signing-in node's clock; checked again on every read.
+    expires_at_ms: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -39,16 +43,11 @@ impl Session {
     pub fn csrf_matches(&self, token: &str) -> bool {
         self.csrf.as_bytes().ct_eq(token.as_bytes()).into()
     }
-
-    pub fn remaining(&self) -> Duration {
-        self.expires.saturating_duration_since(Instant::now())
-    }
 }
 
 pub struct Sessions {
-    table: Mutex<HashMap<[u8; 32], Session>>,
+    store: Arc<dyn ConsoleSessions>,
     ttl: Duration,
-    max: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +56,8 @@ pub enum SessionError {
     Full,
     #[error("no randomness for a session id: {0}")]
     Random(String),
+    #[error("the session store cannot be reached now; try again")]
+    Store(#[from] StoreError),
 }
 
 fn random_token() -> Result<String, SessionError> {
@@ -65,17 +66,17 @@ fn random_token() -> Result<String, SessionError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn digest(id: &str) -> [u8; 32] {
+fn digest(id: &str) -> SessionDigest {
     Sha256::digest(id.as_bytes()).into()
 }
 
+fn now_ms() -> u64 {
+    unix_millis(SystemTime::now().max(UNIX_EPOCH))
+}
+
 impl Sessions {
-    pub fn new(ttl: Duration, max: usize) -> Sessions {
-        Sessions {
-            table: Mutex::new(HashMap::new()),
-            ttl,
-            max,
-        }
+    pub fn new(store: Arc<dyn ConsoleSessions>, ttl: Duration) -> Sessions {
+        Sessions { store, ttl }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -84,52 +85,37 @@ impl Sessions {
 
     /// A new session for `principal_arn`: its id (for the cookie) and the
     /// session.
-    pub fn create(&self, principal_arn: &str) -> Result<(String, Session), SessionError> {
+    pub async fn create(&self, principal_arn: &str) -> Result<(String, Session), SessionError> {
         let id = random_token()?;
         let session = Session {
             principal_arn: principal_arn.to_owned(),
             csrf: random_token()?,
-            signed_in_at: SystemTime::now(),
-            expires: Instant::now() + self.ttl,
+            expires_at_ms: now_ms()
+                .saturating_add(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)),
         };
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        if table.len() >= self.max {
-            let now = Instant::now();
-            table.retain(|_, s| s.expires > now);
-            if table.len() >= self.max {
-                return Err(SessionError::Full);
-            }
+        let record = serde_json::to_vec(&session)
+            .map_err(|e| StoreError::backend("cannot encode a console session", e))?;
+        if !self.store.put(&digest(&id), record, self.ttl).await? {
+            return Err(SessionError::Full);
         }
-        table.insert(digest(&id), session.clone());
         Ok((id, session))
     }
 
     /// The live session of cookie value `id`.
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let key = digest(id);
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        match table.get(&key) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                table.remove(&key);
-                None
-            }
-            None => None,
-        }
+    pub async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let Some(record) = self.store.get(&digest(id)).await? else {
+            return Ok(None);
+        };
+        // A record that does not decode (written by another version, say)
+        // is no session.
+        Ok(serde_json::from_slice::<Session>(&record)
+            .ok()
+            .filter(|s| s.expires_at_ms > now_ms()))
     }
 
-    /// Signs the session out; true if there was one.
-    pub fn remove(&self, id: &str) -> bool {
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        table.remove(&digest(id)).is_some()
-    }
-
-    #[cfg(test)]
-    fn expire_all(&self) {
-        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        for session in table.values_mut() {
-            session.expires = Instant::now();
-        }
+    /// Signs the session out, on every node sharing the store.
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        self.store.remove(&digest(id)).await
     }
 }
 
@@ -163,37 +149,39 @@ pub fn clear_cookie(secure: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eic_store::MemoryConsoleSessions;
 
-    #[test]
-    fn a_session_is_found_by_its_id_until_signed_out_or_expired() {
-        let sessions = Sessions::new(Duration::from_secs(60), 10);
-        let (id, session) = sessions.create("arn:aws:iam::1:user/a").unwrap();
-        assert_eq!(
-            sessions.get(&id).unwrap().principal_arn,
-            session.principal_arn
-        );
-        assert!(sessions.get("other").is_none());
-        assert!(sessions.remove(&id));
-        assert!(sessions.get(&id).is_none());
-        let (id, _) = sessions.create("arn:aws:iam::1:user/a").unwrap();
-        sessions.expire_all();
-        assert!(sessions.get(&id).is_none());
+    fn sessions(ttl: Duration, max: usize) -> Sessions {
+        Sessions::new(Arc::new(MemoryConsoleSessions::new(max)), ttl)
     }
 
-    #[test]
-    fn the_table_is_bounded_and_sweeps_expired_sessions_first() {
-        let sessions = Sessions::new(Duration::from_secs(60), 2);
-        sessions.create("a").unwrap();
-        sessions.create("b").unwrap();
-        assert!(matches!(sessions.create("c"), Err(SessionError::Full)));
-        sessions.expire_all();
-        assert!(sessions.create("c").is_ok());
+    #[tokio::test]
+    async fn a_session_is_found_by_its_id_until_signed_out_or_expired() {
+        let table = sessions(Duration::from_secs(60), 10);
+        let (id, session) = table.create("arn:aws:iam::1:user/a").await.unwrap();
+        let found = table.get(&id).await.unwrap().unwrap();
+        assert_eq!(found.principal_arn, session.principal_arn);
+        assert!(found.csrf_matches(&session.csrf));
+        assert!(table.get("other").await.unwrap().is_none());
+        assert!(table.remove(&id).await.unwrap());
+        assert!(table.get(&id).await.unwrap().is_none());
+        let short = sessions(Duration::ZERO, 10);
+        let (id, _) = short.create("arn:aws:iam::1:user/a").await.unwrap();
+        assert!(short.get(&id).await.unwrap().is_none(), "expired");
     }
 
-    #[test]
-    fn csrf_tokens_compare_exactly() {
-        let sessions = Sessions::new(Duration::from_secs(60), 2);
-        let (_, session) = sessions.create("a").unwrap();
+    #[tokio::test]
+    async fn a_full_table_refuses_a_sign_in() {
+        let table = sessions(Duration::from_secs(60), 2);
+        table.create("a").await.unwrap();
+        table.create("b").await.unwrap();
+        assert!(matches!(table.create("c").await, Err(SessionError::Full)));
+    }
+
+    #[tokio::test]
+    async fn csrf_tokens_compare_exactly_and_stay_out_of_debug() {
+        let table = sessions(Duration::from_secs(60), 2);
+        let (_, session) = table.create("a").await.unwrap();
         assert!(session.csrf_matches(&session.csrf.clone()));
         assert!(!session.csrf_matches(""));
         assert!(!session.csrf_matches(&format!("{}x", session.csrf)));
