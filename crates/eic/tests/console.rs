@@ -204,3 +204,42 @@ fn a_terminal_over_tls_pauses_its_output_and_closes_when_idle() {
         })
     });
 }
+
+/// A recording's two files as the server writes them, ended at `ended`.
+fn write_recording(dir: &Path, id: &str, ended: &str) {
+    let meta = serde_json::json!({
+        "id": id, "kind": "ssh", "source": "console",
+        "principalArn": ADMIN, "instanceId": INSTANCE, "osUser": "root", "serialPort": null,
+        "startedAt": ended, "endedAt": ended, "width": 80, "height": 24,
+        "bytesOut": 5, "bytesIn": 0, "inputRecorded": false, "truncated": false,
+        "endReason": "The shell exited."
+    });
+    std::fs::write(dir.join(format!("{id}.json")), meta.to_string()).unwrap();
+    let cast = "{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"o\",\"hello\"]\n";
+    std::fs::write(dir.join(format!("{id}.cast")), cast).unwrap();
+}
+
+#[test]
+fn recordings_past_their_retention_are_removed_by_the_running_server() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("recordings");
+    std::fs::create_dir_all(&dir).unwrap();
+    let old = "0123456789abcdef0123456789abcdef";
+    let recent = "fedcba9876543210fedcba9876543210";
+    let yesterday = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let yesterday = yesterday
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    write_recording(&dir, old, "2020-01-01T00:00:00Z");
+    write_recording(&dir, recent, &yesterday);
+    let server = Server::start_in(data.path(), "[recordings]\nretention_days = 30\n");
+    wait_until(30, "the sweep at start to remove the old recording", || {
+        !dir.join(format!("{old}.json")).exists()
+    });
+    assert!(!dir.join(format!("{old}.cast")).exists());
+    let (code, list, err) = server.admin(&["recordings", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    let ids: Vec<&str> = list.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [recent]);
+}

@@ -524,6 +524,19 @@ fn a_console_session_signed_in_on_one_node_holds_and_ends_on_the_other() {
         .send(format!("token={token}"))
         .unwrap();
     assert_eq!(signed_in.status().as_u16(), 303);
+    // The link's one use was spent for every node.
+    let mut again = agent
+        .post(&format!("{}/signin", origin(&b)))
+        .header("Origin", &origin(&b))
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={token}"))
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 403);
+    assert!(again
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+        .contains("used already"));
     let cookie = signed_in.headers()["set-cookie"]
         .to_str()
         .unwrap()
