@@ -12,7 +12,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
 use crate::backend::{self, Console, ConsoleBackend};
-use crate::events::{EndReason, SessionEnd, SessionRecord, SessionTap};
+use crate::events::{EndReason, SessionEnd, SessionRecord, SessionTap, TerminalSize};
 use crate::gateway::{Gateway, Phase};
 use eic_store::SessionLease;
 
@@ -27,6 +27,8 @@ pub(crate) struct Bridge {
     pub backend: ConsoleBackend,
     pub shutdown: watch::Receiver<bool>,
     pub phase: Arc<watch::Sender<Phase>>,
+    /// The client's terminal size as it changes.
+    pub size: watch::Receiver<TerminalSize>,
 }
 
 #[derive(Default)]
@@ -45,6 +47,7 @@ impl Bridge {
             backend,
             mut shutdown,
             phase,
+            mut size,
         } = self;
         let config = &gateway.config;
         let started = Instant::now();
@@ -72,7 +75,10 @@ impl Bridge {
                     &counts,
                     &tap,
                     deadline,
-                    &mut shutdown,
+                    Watched {
+                        shutdown: &mut shutdown,
+                        size: &mut size,
+                    },
                 )
                 .await
             }
@@ -140,6 +146,12 @@ struct Sides<'a> {
 
 type Tap = std::sync::Mutex<Option<Box<dyn SessionTap>>>;
 
+/// What the session watches besides its two sides.
+struct Watched<'a> {
+    shutdown: &'a mut watch::Receiver<bool>,
+    size: &'a mut watch::Receiver<TerminalSize>,
+}
+
 /// Hands `bytes` to the tap, if there is one; the lock is held only for
 /// the call (both directions run in this one task).
 fn tapped(tap: &Tap, see: impl FnOnce(&mut dyn SessionTap)) {
@@ -154,8 +166,9 @@ async fn pump(
     counts: &Counts,
     tap: &Tap,
     deadline: Instant,
-    shutdown: &mut watch::Receiver<bool>,
+    watched: Watched<'_>,
 ) -> EndReason {
+    let Watched { shutdown, size } = watched;
     let Sides {
         from_client,
         to_client,
@@ -203,9 +216,19 @@ async fn pump(
     let ticks = async {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resizes_open = true;
         loop {
-            every.tick().await;
-            tapped(tap, |t| t.tick());
+            tokio::select! {
+                _ = every.tick() => tapped(tap, |t| t.tick()),
+                changed = size.changed(), if resizes_open => match changed {
+                    Ok(()) => {
+                        let now = *size.borrow_and_update();
+                        tapped(tap, |t| t.resized(now));
+                    }
+                    // The connection's handler is gone; the session ends soon.
+                    Err(_) => resizes_open = false,
+                },
+            }
         }
     };
     tokio::select! {

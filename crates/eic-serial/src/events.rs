@@ -16,6 +16,40 @@ pub struct SessionRecord {
     pub caller_arn: String,
     pub client: SocketAddr,
     pub started_at: SystemTime,
+    /// The client's terminal when the session started.
+    pub size: TerminalSize,
+}
+
+/// A terminal's columns and rows, each 1 to [`TerminalSize::MAX`];
+/// 80 × 24 until a client says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TerminalSize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl TerminalSize {
+    /// More than any screen shows; a larger claim is clamped to it.
+    pub const MAX: u16 = 1000;
+
+    /// The size a client sent, `None` for 0 (unknown).
+    pub fn of(cols: u32, rows: u32) -> Option<TerminalSize> {
+        let clamp = |n: u32| {
+            u16::try_from(n.min(u32::from(Self::MAX)))
+                .ok()
+                .filter(|n| *n > 0)
+        };
+        Some(TerminalSize {
+            cols: clamp(cols)?,
+            rows: clamp(rows)?,
+        })
+    }
+}
+
+impl Default for TerminalSize {
+    fn default() -> Self {
+        TerminalSize { cols: 80, rows: 24 }
+    }
 }
 
 /// How a session ended.
@@ -64,9 +98,37 @@ pub trait SessionTap: Send {
     fn typed(&mut self, bytes: &[u8]);
     /// What the console printed, as sent to the client.
     fn printed(&mut self, bytes: &[u8]);
+    /// The client's terminal changed size.
+    fn resized(&mut self, size: TerminalSize);
     /// About once a second while the session runs (a recording flushes).
     fn tick(&mut self);
     /// The session is over; called off the runtime's workers, so it may
     /// sync to disk.
     fn ended(self: Box<Self>, end: &SessionEnd);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TerminalSize;
+
+    #[test]
+    fn a_terminal_size_is_clamped_and_zero_is_unknown() {
+        assert_eq!(
+            TerminalSize::of(120, 40),
+            Some(TerminalSize {
+                cols: 120,
+                rows: 40
+            })
+        );
+        assert_eq!(TerminalSize::of(0, 40), None);
+        assert_eq!(TerminalSize::of(120, 0), None);
+        assert_eq!(
+            TerminalSize::of(u32::MAX, 5_000),
+            Some(TerminalSize {
+                cols: 1000,
+                rows: 1000
+            })
+        );
+        assert_eq!(TerminalSize::default(), TerminalSize { cols: 80, rows: 24 });
+    }
 }

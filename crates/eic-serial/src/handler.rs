@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::backend::ConsoleBackend;
 use crate::bridge::{self, Bridge};
-use crate::events::SessionRecord;
+use crate::events::{SessionRecord, TerminalSize};
 use crate::gateway::{Gateway, Phase};
 use crate::keys::{find_match, fingerprint, SerialKey};
 
@@ -83,6 +83,9 @@ pub(crate) struct Connection {
     channel_opened: bool,
     /// Key store queries made for this connection's logins.
     lookups: usize,
+    /// The client's terminal size (columns, rows): its pty request, then
+    /// its window changes, for the session's recording.
+    size: watch::Sender<TerminalSize>,
 }
 
 impl Connection {
@@ -101,6 +104,15 @@ impl Connection {
             channel: None,
             channel_opened: false,
             lookups: 0,
+            size: watch::Sender::new(TerminalSize::default()),
+        }
+    }
+
+    /// A size of 0 (unknown, as a client without a terminal sends) keeps
+    /// what was known.
+    fn resized(&self, cols: u32, rows: u32) {
+        if let Some(size) = TerminalSize::of(cols, rows) {
+            self.size.send_replace(size);
         }
     }
 
@@ -243,28 +255,31 @@ impl Handler for Connection {
         &mut self,
         channel: ChannelId,
         _term: &str,
-        _col_width: u32,
-        _row_height: u32,
+        col_width: u32,
+        row_height: u32,
         _pix_width: u32,
         _pix_height: u32,
         _modes: &[(Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         // The console has its own terminal settings; the client's pty only
-        // matters to the client (raw mode, escape characters).
+        // matters to the client (raw mode, escape characters) and to the
+        // recording, which replays at its size.
+        self.resized(col_width, row_height);
         session.channel_success(channel)
     }
 
     async fn window_change_request(
         &mut self,
         _channel: ChannelId,
-        _col_width: u32,
-        _row_height: u32,
+        col_width: u32,
+        row_height: u32,
         _pix_width: u32,
         _pix_height: u32,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // A serial line has no window size to pass on.
+        // A serial line has no window size to pass on; a recording does.
+        self.resized(col_width, row_height);
         Ok(())
     }
 
@@ -317,6 +332,7 @@ impl Handler for Connection {
             caller_arn: auth.key.caller_arn.clone(),
             client: self.peer,
             started_at: SystemTime::now(),
+            size: *self.size.borrow(),
         };
         self.phase.send_replace(Phase::Bridging);
         let bridge = Bridge {
@@ -327,6 +343,7 @@ impl Handler for Connection {
             backend: auth.backend.clone(),
             shutdown: self.shutdown.clone(),
             phase: Arc::clone(&self.phase),
+            size: self.size.subscribe(),
         };
         tokio::spawn(bridge.run());
         Ok(())

@@ -41,7 +41,7 @@ mod hostkey;
 mod keys;
 
 pub use backend::{probe_backend, Backends, ConsoleBackend};
-pub use events::{EndReason, SessionEnd, SessionEvents, SessionRecord, SessionTap};
+pub use events::{EndReason, SessionEnd, SessionEvents, SessionRecord, SessionTap, TerminalSize};
 pub use gateway::{Gateway, GatewayConfig, FDS_PER_CONNECTION};
 pub use hostkey::{host_key_fingerprint, host_public_key_line, load_or_create_host_key};
 pub use keys::{SerialKey, SerialKeys};

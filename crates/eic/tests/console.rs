@@ -137,11 +137,28 @@ fn sign_in_list_a_terminal_sign_out_and_play_back_in_chromium() {
     assert!(events.iter().any(|e| e[1] == "r"), "{cast}");
     assert!(!events.iter().any(|e| e[1] == "i"), "{cast}");
     // The serial terminal was recorded by the gateway it went through.
-    assert!(list.iter().any(|r| r["instanceId"] == SERIAL_INSTANCE
-        && r["kind"] == "serial"
-        && r["source"] == "serial-gateway"
-        && r["serialPort"] == 0
-        && r["principalArn"] == ADMIN));
+    let serial = list
+        .iter()
+        .find(|r| r["instanceId"] == SERIAL_INSTANCE)
+        .unwrap_or_else(|| panic!("no serial recording in {list:?}"));
+    assert!(
+        serial["kind"] == "serial"
+            && serial["source"] == "serial-gateway"
+            && serial["serialPort"] == 0
+            && serial["principalArn"] == ADMIN,
+        "{serial}"
+    );
+    // At the page's terminal size, which the gateway learnt from the
+    // console's pty request and window changes (not a fixed 80 x 24).
+    let (code, cast, err) = server.admin(&["recordings", "export", serial["id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = cast.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let resized = lines.any(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()[1] == "r");
+    assert!(
+        resized || (header["width"].as_u64(), header["height"].as_u64()) != (Some(80), Some(24)),
+        "{cast}"
+    );
     let (code, _, err) = server.admin(&["recordings", "export", "../../etc/passwd"]);
     assert_ne!(code, 0);
     assert!(err.contains("not a recording id"), "{err}");

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use eic_serial::{SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord, SessionTap};
+use eic_serial::{
+    SerialKey, SerialKeys, SessionEnd, SessionEvents, SessionRecord, SessionTap, TerminalSize,
+};
 use eic_store::{Clock, KeyTarget, Store, StoreError};
 use serde_json::json;
 
@@ -46,10 +48,6 @@ pub struct AuditedSessions {
     pub recordings: RecordingSettings,
 }
 
-/// The console's size until the client says otherwise (the gateway does
-/// not pass window changes on to a serial line).
-const RECORDED_SIZE: (u16, u16) = (80, 24);
-
 /// A gateway session's bytes into its recording: from the console is the
 /// output, to it the input (kept only with `record_input`).
 struct Recorded(SessionRecording);
@@ -61,6 +59,10 @@ impl SessionTap for Recorded {
 
     fn printed(&mut self, bytes: &[u8]) {
         self.0.output(bytes);
+    }
+
+    fn resized(&mut self, size: TerminalSize) {
+        self.0.resize(size.cols, size.rows);
     }
 
     fn tick(&mut self) {
@@ -110,7 +112,6 @@ impl SessionEvents for AuditedSessions {
     }
 
     fn tap(&self, s: &SessionRecord) -> Result<Option<Box<dyn SessionTap>>, String> {
-        let (cols, rows) = RECORDED_SIZE;
         let recording = SessionRecording::start(
             &self.recordings,
             Start {
@@ -119,8 +120,8 @@ impl SessionEvents for AuditedSessions {
                 instance_id: &s.instance_id,
                 os_user: None,
                 serial_port: Some(s.port),
-                cols,
-                rows,
+                cols: s.size.cols,
+                rows: s.size.rows,
             },
         )
         .map_err(|e| {
