@@ -13,6 +13,11 @@
 //! the demand this node saw in the last window: a quiet bucket, or one whose
 //! rate is low (a single-use bucket of one, the default join bucket), is
 //! taken one token at a time, exactly as without leases.
+//!
+//! A busy bucket's lease is taken again before it runs out: the request
+//! that spends it below half starts a refill in the background
+//! ([`Take::SpentAndRefill`]), so in steady state no request waits for
+//! Redis. A node then holds at most one and a half leases.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,6 +37,9 @@ const TRACKED: usize = 65_536;
 pub enum Take {
     /// A leased token was spent: admitted, no round trip.
     Spent,
+    /// As [`Take::Spent`], and the lease runs low: take this many more in
+    /// the background, then say [`Leases::refilled`].
+    SpentAndRefill(u32),
     /// Take up to this many tokens from the shared bucket.
     Ask(u32),
 }
@@ -48,6 +56,8 @@ struct Lease {
     window_ms: u64,
     demand: u32,
     previous_demand: u32,
+    /// A background refill is on its way.
+    refilling: bool,
 }
 
 impl Lease {
@@ -90,6 +100,7 @@ impl Leases {
             window_ms: now_ms,
             demand: 0,
             previous_demand: 0,
+            refilling: false,
         });
         if !(lease.window_ms <= now_ms && now_ms < lease.window_ms + LEASE_MS) {
             lease.previous_demand = if lease.recent(now_ms) {
@@ -101,12 +112,35 @@ impl Leases {
             lease.window_ms = now_ms;
         }
         lease.demand = lease.demand.saturating_add(1);
+        let wanted = lease.demand.max(lease.previous_demand).clamp(1, most);
         if lease.spendable(now_ms) {
             lease.tokens -= 1;
+            if !lease.refilling && wanted > 1 && lease.tokens < wanted / 2 {
+                lease.refilling = true;
+                return Take::SpentAndRefill(wanted);
+            }
             return Take::Spent;
         }
         lease.tokens = 0;
-        Take::Ask(lease.demand.max(lease.previous_demand).clamp(1, most))
+        Take::Ask(wanted)
+    }
+
+    /// Keeps the `taken` tokens of a background refill asked at `now_ms`
+    /// (0 when Redis gave none or could not be reached).
+    pub fn refilled(&self, name: &str, taken: u32, now_ms: u64) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lease) = buckets.get_mut(name) {
+            lease.refilling = false;
+            if taken > 0 {
+                let kept = if lease.spendable(now_ms) {
+                    lease.tokens
+                } else {
+                    0
+                };
+                lease.tokens = kept.saturating_add(taken);
+                lease.taken_ms = now_ms;
+            }
+        }
     }
 
     /// Keeps all but one of `granted` tokens taken at `now_ms` (the caller
@@ -138,10 +172,20 @@ mod tests {
         burst: 2000.0,
     };
 
+    fn spent(take: Take) -> bool {
+        matches!(take, Take::Spent | Take::SpentAndRefill(_))
+    }
+
     /// Takes one token as the store does, from a shared bucket of `pool`.
     fn take(leases: &Leases, pool: &mut u32, rate: BucketRate, now_ms: u64) -> bool {
         match leases.take("b", rate, now_ms) {
             Take::Spent => true,
+            Take::SpentAndRefill(wanted) => {
+                let taken = wanted.min(*pool);
+                *pool -= taken;
+                leases.refilled("b", taken, now_ms);
+                true
+            }
             Take::Ask(wanted) => {
                 let granted = wanted.min(*pool);
                 *pool -= granted;
@@ -215,6 +259,55 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_lease_is_refilled_before_it_runs_out() {
+        let leases = Leases::default();
+        let mut pool = u32::MAX;
+        let (mut waited, mut refills) = (0, 0);
+        // 10,000 requests a second for one second.
+        for i in 0..10_000u64 {
+            let now = 1_000 + i / 10;
+            match leases.take("b", BUSY, now) {
+                Take::Spent => {}
+                Take::SpentAndRefill(n) => {
+                    refills += 1;
+                    let taken = n.min(pool);
+                    pool -= taken;
+                    leases.refilled("b", taken, now);
+                }
+                Take::Ask(n) => {
+                    waited += 1;
+                    let taken = n.min(pool);
+                    pool -= taken;
+                    leases.granted("b", taken, now);
+                }
+            }
+        }
+        assert!(waited < 20, "requests that waited for Redis: {waited}");
+        assert!(refills > 50, "refills: {refills}");
+        let held = leases.buckets.lock().unwrap()["b"].tokens;
+        assert!(held <= 150, "at most one and a half leases held: {held}");
+        // One refill at a time: until it lands, spending asks for no other.
+        let one = Leases::default();
+        for _ in 0..3 {
+            one.take("b", BUSY, 5);
+        }
+        one.granted("b", 3, 5);
+        assert_eq!(one.take("b", BUSY, 5), Take::SpentAndRefill(4));
+        assert_eq!(
+            one.take("b", BUSY, 5),
+            Take::Spent,
+            "the last one, no second refill"
+        );
+        assert_eq!(
+            one.take("b", BUSY, 5),
+            Take::Ask(6),
+            "out before the refill landed"
+        );
+        one.refilled("b", 4, 5);
+        assert_eq!(one.take("b", BUSY, 5), Take::Spent);
+    }
+
+    #[test]
     fn a_lease_is_spent_only_within_its_window_and_never_after_the_clock_goes_back() {
         let leases = Leases::default();
         for _ in 0..2 {
@@ -222,7 +315,7 @@ mod tests {
         }
         assert_eq!(leases.take("b", BUSY, 100), Take::Ask(3));
         leases.granted("b", 3, 100);
-        assert_eq!(leases.take("b", BUSY, 120), Take::Spent);
+        assert!(spent(leases.take("b", BUSY, 120)));
         assert!(
             matches!(leases.take("b", BUSY, 99), Take::Ask(_)),
             "clock went back: not spent"
@@ -233,7 +326,7 @@ mod tests {
         );
         assert_eq!(leases.take("b", BUSY, 150), Take::Ask(3));
         leases.granted("b", 3, 150);
-        assert_eq!(leases.take("b", BUSY, 249), Take::Spent);
+        assert!(spent(leases.take("b", BUSY, 249)));
         assert!(
             matches!(leases.take("b", BUSY, 250), Take::Ask(_)),
             "expired"

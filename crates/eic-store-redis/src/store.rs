@@ -1,6 +1,6 @@
 //! Pushed keys and token buckets in Redis.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use eic_store::{unix_millis, BucketRate, KeyTarget, PushedKey, Store, StoreError};
@@ -85,7 +85,7 @@ return taken
 /// primary acknowledged but had not yet replicated.
 pub struct RedisStore {
     connection: RedisConnection,
-    leases: Leases,
+    leases: Arc<Leases>,
 }
 
 impl RedisStore {
@@ -103,7 +103,7 @@ impl RedisStore {
     pub fn with_connection(connection: RedisConnection) -> Self {
         Self {
             connection,
-            leases: Leases::default(),
+            leases: Arc::default(),
         }
     }
 
@@ -126,6 +126,30 @@ fn keys_key(instance_id: &str, target: &KeyTarget) -> String {
 
 fn bucket_key(name: &str) -> String {
     format!("eic:{{bucket:{name}}}")
+}
+
+/// Takes up to `wanted` tokens of bucket `name` in one round trip.
+async fn take_tokens(
+    connection: &RedisConnection,
+    name: &str,
+    rate: BucketRate,
+    now_ms: u64,
+    wanted: u32,
+) -> Result<u32, StoreError> {
+    let mut invocation = TAKE_TOKEN.prepare_invoke();
+    invocation
+        .key(bucket_key(name))
+        .arg(rate.rate)
+        .arg(rate.burst)
+        .arg(now_ms)
+        .arg(wanted);
+    let mut c = connection.conn();
+    let taken = connection
+        .run("take_token", async move {
+            invocation.invoke_async::<i64>(&mut c).await
+        })
+        .await?;
+    Ok(u32::try_from(taken).unwrap_or(0).min(wanted))
 }
 
 #[async_trait::async_trait]
@@ -202,23 +226,25 @@ impl Store for RedisStore {
         let now_ms = unix_millis(now.max(UNIX_EPOCH));
         let wanted = match self.leases.take(name, rate, now_ms) {
             Take::Spent => return Ok(true),
+            Take::SpentAndRefill(wanted) => {
+                let (connection, leases, name) = (
+                    self.connection.clone(),
+                    self.leases.clone(),
+                    name.to_owned(),
+                );
+                tokio::spawn(async move {
+                    // A refill that fails leaves the lease to run out; the
+                    // next request then asks, and reports the error.
+                    let taken = take_tokens(&connection, &name, rate, now_ms, wanted)
+                        .await
+                        .unwrap_or(0);
+                    leases.refilled(&name, taken, now_ms);
+                });
+                return Ok(true);
+            }
             Take::Ask(wanted) => wanted,
         };
-        let mut invocation = TAKE_TOKEN.prepare_invoke();
-        invocation
-            .key(bucket_key(name))
-            .arg(rate.rate)
-            .arg(rate.burst)
-            .arg(now_ms)
-            .arg(wanted);
-        let mut c = self.connection.conn();
-        let taken = self
-            .connection
-            .run("take_token", async move {
-                invocation.invoke_async::<i64>(&mut c).await
-            })
-            .await?;
-        let taken = u32::try_from(taken).unwrap_or(0).min(wanted);
+        let taken = take_tokens(&self.connection, name, rate, now_ms, wanted).await?;
         self.leases.granted(name, taken, now_ms);
         Ok(taken >= 1)
     }

@@ -185,7 +185,7 @@ fn bucket_round_trips(server: &RedisServer) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_busy_bucket_is_leased_but_two_nodes_admit_exactly_its_burst() {
+async fn a_busy_bucket_is_leased_but_two_nodes_never_admit_more_than_its_burst() {
     let server = RedisServer::start();
     let (a, b) = (store(&server).await, store(&server).await);
     let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -196,23 +196,29 @@ async fn a_busy_bucket_is_leased_but_two_nodes_admit_exactly_its_burst() {
     };
     let before = bucket_round_trips(&server);
     let (mut admitted, mut turns) = (0, 0);
-    let (mut a_done, mut b_done) = (false, false);
-    while !(a_done && b_done) && turns < 10_000 {
+    // Refusals in a row per node: a refill a node started in the background
+    // lands before its next few round trips return, so three in a row mean
+    // it holds nothing more.
+    let (mut a_refused, mut b_refused) = (0, 0);
+    while !(a_refused >= 3 && b_refused >= 3) && turns < 10_000 {
         turns += 1;
         // Mostly node A, every third request node B, each until refused.
-        let on_b = (turns % 3 == 0 && !b_done) || a_done;
+        let on_b = (turns % 3 == 0 && b_refused < 3) || a_refused >= 3;
         let node = if on_b { &b } else { &a };
+        let refused = if on_b { &mut b_refused } else { &mut a_refused };
         if node.take_token("api:busy", busy, t0).await.unwrap() {
             admitted += 1;
-        } else if on_b {
-            b_done = true;
+            *refused = 0;
         } else {
-            a_done = true;
+            *refused += 1;
         }
     }
-    assert_eq!(admitted, 800, "exactly the burst, across both nodes");
+    // Never more than the burst; less only by what a node leased and could
+    // not spend (at most one and a half leases each).
+    assert!(admitted <= 800, "{admitted}");
+    assert!(admitted >= 800 - 2 * 150, "{admitted}");
     let trips = bucket_round_trips(&server) - before;
-    assert!(trips < 100, "{trips} round trips for 800 tokens");
+    assert!(trips < 100, "{trips} round trips for {admitted} tokens");
     // Later, the bucket refilled: both nodes are admitted again.
     let later = t0 + Duration::from_secs(10);
     assert!(a.take_token("api:busy", busy, later).await.unwrap());
