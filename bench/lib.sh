@@ -70,3 +70,31 @@ CONF
   done
   echo "sshd did not start" >&2; cat "$work/sshd.err" >&2; exit 1
 }
+# One release eic server for the login benchmarks: examples/dev.toml with
+# throttling out of the way and instance `id` on the rig's sshd, reached at
+# 127.0.0.1 through `address_field` (private_ip_address or
+# public_ip_address). Sets server_pid, api, iapi and console.
+start_login_server() { # id address_field
+  cat examples/dev.toml - >"$work/bench.toml" <<TOML
+[throttling]
+principal = { rate = 1e9, burst = 1e9 }
+instance = { rate = 1e9, burst = 1e9 }
+
+[[instances]]
+id = "$1"
+$2 = "127.0.0.1"
+ssh_port = $port
+host_keys = ["$host_key"]
+account = "111122223333"
+state = "running"
+availability_zone = "us-west-2a"
+instance_type = "t3.micro"
+TOML
+  start server "$eic" server --config "$work/bench.toml" --api-listen 127.0.0.1:0 \
+    --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 \
+    --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0 --data-dir "$work/data"
+  server_pid=${pids[-1]}
+  api=$(address server api)
+  iapi=$(address server instance-api)
+  console=$(address server console)
+}

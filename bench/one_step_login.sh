@@ -25,26 +25,7 @@ tick=$(getconf CLK_TCK)
 login_rig login target/release/eic
 id=i-0be9c000000000001
 
-cat examples/dev.toml - >"$work/bench.toml" <<TOML
-[throttling]
-principal = { rate = 1e9, burst = 1e9 }
-instance = { rate = 1e9, burst = 1e9 }
-
-[[instances]]
-id = "$id"
-public_ip_address = "127.0.0.1"
-ssh_port = $port
-host_keys = ["$host_key"]
-account = "111122223333"
-state = "running"
-availability_zone = "us-west-2a"
-instance_type = "t3.micro"
-TOML
-start server "$eic" server --config "$work/bench.toml" --api-listen 127.0.0.1:0 \
-  --instance-api-listen 127.0.0.1:0 --serial-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --diagnostics-listen 127.0.0.1:0 --console-listen 127.0.0.1:0 --data-dir "$work/data"
-server_pid=${pids[-1]}
-api=$(address server api)
-iapi=$(address server instance-api)
+start_login_server "$id" public_ip_address
 start_login_sshd "$work/bench.toml" "$work/data" "$id" "$iapi" "MaxStartups 100"
 
 export AWS_ACCESS_KEY_ID=AKIDEXAMPLE

@@ -88,20 +88,30 @@ impl Leases {
             return Take::Ask(1);
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if !buckets.contains_key(name) && buckets.len() >= TRACKED {
+        let known = buckets.contains_key(name);
+        if !known && buckets.len() >= TRACKED {
             buckets.retain(|_, lease| lease.spendable(now_ms) || lease.recent(now_ms));
             if buckets.len() >= TRACKED {
                 return Take::Ask(1);
             }
         }
-        let lease = buckets.entry(name.to_owned()).or_insert(Lease {
-            tokens: 0,
-            taken_ms: 0,
-            window_ms: now_ms,
-            demand: 0,
-            previous_demand: 0,
-            refilling: false,
-        });
+        // The name is copied only for a bucket seen for the first time.
+        if !known {
+            buckets.insert(
+                name.to_owned(),
+                Lease {
+                    tokens: 0,
+                    taken_ms: 0,
+                    window_ms: now_ms,
+                    demand: 0,
+                    previous_demand: 0,
+                    refilling: false,
+                },
+            );
+        }
+        let Some(lease) = buckets.get_mut(name) else {
+            return Take::Ask(1);
+        };
         if !(lease.window_ms <= now_ms && now_ms < lease.window_ms + LEASE_MS) {
             lease.previous_demand = if lease.recent(now_ms) {
                 lease.demand

@@ -117,6 +117,14 @@ pub struct ConsoleRole {
 /// A page's answer.
 type Answer = Response<Full<Bytes>>;
 
+/// A 503 page: something the console needs cannot be reached now.
+fn unavailable(title: &str, message: &str) -> Answer {
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::message(title, message, true),
+    )
+}
+
 impl ConsoleRole {
     pub fn new(
         api: Arc<Api>,
@@ -200,13 +208,9 @@ impl ConsoleRole {
                     error = &e as &dyn std::error::Error,
                     "console sessions unreadable"
                 );
-                return html(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pages::message(
-                        "Console unavailable",
-                        "The session store cannot be reached now; try again in a moment.",
-                        true,
-                    ),
+                return unavailable(
+                    "Console unavailable",
+                    "The session store cannot be reached now; try again in a moment.",
                 );
             }
         };
@@ -350,21 +354,11 @@ impl ConsoleRole {
         {
             Ok(true) => {}
             Ok(false) => return refused(LinkRefusal::Used),
-            Err(e) => {
-                return html(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pages::message("Sign-in unavailable", &e.message, true),
-                )
-            }
+            Err(e) => return unavailable("Sign-in unavailable", &e.message),
         }
         let (id, _) = match self.sessions.create(&principal.arn).await {
             Ok(created) => created,
-            Err(e) => {
-                return html(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pages::message("Sign-in unavailable", &e.to_string(), true),
-                )
-            }
+            Err(e) => return unavailable("Sign-in unavailable", &e.to_string()),
         };
         tracing::info!(principal = %principal.arn, "console sign-in");
         self.api
@@ -405,13 +399,9 @@ impl ConsoleRole {
                 error = &e as &dyn std::error::Error,
                 "console sign-out not stored"
             );
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::message(
-                    "Sign-out failed",
-                    "The session store cannot be reached now, so the session is still open; try again.",
-                    true,
-                ),
+            return unavailable(
+                "Sign-out failed",
+                "The session store cannot be reached now, so the session is still open; try again.",
             );
         }
         if let Some(principal) = self
@@ -634,13 +624,9 @@ impl ConsoleRole {
             Ok(all) => all,
             Err(e) => {
                 tracing::error!(error = %e, dir = %dir.display(), "recordings unreadable");
-                return html(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    pages::message(
-                        "Recordings unavailable",
-                        "The recordings cannot be read now.",
-                        true,
-                    ),
+                return unavailable(
+                    "Recordings unavailable",
+                    "The recordings cannot be read now.",
                 );
             }
         };
