@@ -123,6 +123,23 @@ pub struct ConsoleConfig {
     /// How long the SSH connection to an instance may take to set up.
     #[serde(default = "ConsoleConfig::default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// How a terminal reaches an instance's sshd.
+    #[serde(default)]
+    pub route: ConsoleRoute,
+}
+
+/// `[console] route`: how a terminal reaches an instance's sshd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleRoute {
+    /// Through the Instance Connect Endpoint of the instance's VPC when it
+    /// has one that allows the instance's SSH port, else directly.
+    #[default]
+    Auto,
+    /// From this node to the instance's private (else public) address.
+    Direct,
+    /// Only through an endpoint; an instance no endpoint reaches is refused.
+    Endpoint,
 }
 
 impl ConsoleConfig {

@@ -64,7 +64,7 @@ pub struct Registry {
 
 /// An EC2 Instance Connect Endpoint: it reaches the running instances of
 /// its VPC in its account, on its allowed ports.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub id: String,
     pub account: String,

@@ -63,6 +63,19 @@ pub fn auto_trust(data_dir: &DataDir) -> anyhow::Result<TrustAnchor> {
     )
 }
 
+/// The TLS CA's certificate when the data dir has one: what eic's own
+/// listeners under `tls = "auto"` chain to (the endpoints' among them),
+/// which the browser console trusts when it dials an endpoint.
+pub fn own_ca(data_dir: &DataDir) -> anyhow::Result<Option<CertificateDer<'static>>> {
+    if !data_dir.path().join("pki").join(CERT_FILE).exists() {
+        return Ok(None);
+    }
+    let anchor = auto_trust(data_dir)?;
+    let der = CertificateDer::from_pem_slice(anchor.pem.as_bytes())
+        .context("the TLS CA's certificate is not PEM")?;
+    Ok(Some(der))
+}
+
 /// The last certificate of a PEM file: a chain's CA.
 fn last_certificate(path: &Path, hint: &str) -> anyhow::Result<TrustAnchor> {
     let text = std::fs::read_to_string(path)

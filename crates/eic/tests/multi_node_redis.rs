@@ -583,3 +583,224 @@ fn a_console_session_signed_in_on_one_node_holds_and_ends_on_the_other() {
     redis.stop();
     assert_eq!(page(&a).status().as_u16(), 503);
 }
+
+/// Signs `principal` in on `node`'s console: the session cookie and the
+/// CSRF token of its pages.
+fn console_session(node: &Server, principal: &str) -> (String, String) {
+    let (code, link, err) = node.admin(&["console-url", "--principal", principal]);
+    assert_eq!(code, 0, "{err}");
+    let token = link.trim().split_once("token=").unwrap().1.to_owned();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent();
+    let origin = format!("http://{}", node.console);
+    let signed_in = agent
+        .post(&format!("{origin}/signin"))
+        .header("Origin", &origin)
+        .content_type("application/x-www-form-urlencoded")
+        .send(format!("token={token}"))
+        .unwrap();
+    assert_eq!(signed_in.status().as_u16(), 303);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = console_page(node, &cookie);
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    (cookie, csrf)
+}
+
+/// The console's instance list, as the signed-in principal sees it.
+fn console_page(node: &Server, cookie: &str) -> String {
+    let mut page = ureq::get(&format!("http://{}/", node.console))
+        .header("Cookie", cookie)
+        .call()
+        .unwrap();
+    page.body_mut().read_to_string().unwrap()
+}
+
+type Terminal = tokio_tungstenite::tungstenite::WebSocket<std::net::TcpStream>;
+
+/// A terminal's WebSocket on `node`'s console, as the page opens it.
+fn console_terminal(
+    node: &Server,
+    session: &(String, String),
+    instance: &str,
+    user: &str,
+) -> Terminal {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (cookie, csrf) = session;
+    let url = format!(
+        "ws://{}/ws/ssh/{instance}?user={user}&csrf={csrf}",
+        node.console
+    );
+    let mut request = url.into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("Cookie", cookie.parse().unwrap());
+    headers.insert(
+        "Origin",
+        format!("http://{}", node.console).parse().unwrap(),
+    );
+    let stream = std::net::TcpStream::connect(node.console).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    tokio_tungstenite::tungstenite::client::client(request, stream)
+        .unwrap()
+        .0
+}
+
+/// The terminal's next control message (a JSON text frame), skipping output.
+fn console_control(terminal: &mut Terminal) -> serde_json::Value {
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match terminal.read().unwrap() {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Close(frame) => panic!("closed before a control message: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// The instance has no way from node A but node B's Instance Connect
+/// Endpoint (its VPC has one, so the console's `route = "auto"` takes it):
+/// the terminal on A reaches sshd through B's tunnel listener, which
+/// authorizes and audits OpenTunnel as the signed-in principal. A principal
+/// without OpenTunnel is told why on the list, and refused by B.
+#[test]
+fn a_console_terminal_goes_through_the_other_nodes_endpoint() {
+    use tokio_tungstenite::tungstenite::Message;
+    const INSTANCE: &str = "i-0c05000000000e1c1";
+    const ENDPOINT: &str = "eice-0de00000000000001";
+    const ENDPOINT_IP: &str = "127.0.61.1";
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let data = tempfile::tempdir().unwrap();
+    let dir = RootDir::new("console-through-endpoint");
+    let agent = dir.0.join("agent.toml");
+    let (_sshd, port) = start_sshd(&dir.0, &agent);
+    let host_key = std::fs::read_to_string(dir.0.join("host_ed25519.pub")).unwrap();
+    // Tagged so that alice may push to it as ec2-user, but she has no
+    // OpenTunnel.
+    let instance = format!(
+        r#"
+[[instances]]
+id = "{INSTANCE}"
+private_ip_address = "127.0.0.1"
+ssh_port = {port}
+host_keys = ["{host_key}"]
+vpc_id = "vpc-0de00000000000001"
+subnet_id = "subnet-0de00000000000001"
+account = "111122223333"
+state = "running"
+availability_zone = "us-west-2a"
+instance_type = "t3.micro"
+tags = {{ Team = "dev" }}
+"#,
+        host_key = host_key.trim()
+    );
+    let endpoint = format!("dns_name = \"{ENDPOINT_IP}\"\nallowed_ports = [{port}]");
+    let replace = [("dns_name = \"localhost\"", endpoint.as_str())];
+    let a = node(data.path(), &url, &replace, &instance);
+    let b = Server::start_full(
+        data.path(),
+        &replace,
+        &instance,
+        &[
+            "--store-url",
+            &url,
+            "--tunnel-listen",
+            &format!("{ENDPOINT_IP}:443"),
+        ],
+    );
+    assert_ne!(a.tunnel.ip().to_string(), ENDPOINT_IP);
+    agent_config(&a, &url, INSTANCE, &dir.0);
+
+    let admin = console_session(&a, "arn:aws:iam::111122223333:user/admin");
+    let mut terminal = console_terminal(&a, &admin, INSTANCE, "root");
+    let ready = console_control(&mut terminal);
+    assert_eq!(ready["type"], "ready", "{ready}");
+    terminal
+        .send(Message::binary(&b"stty -echo; echo through-$((6*7))\r"[..]))
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("through-42") {
+        match terminal.read().unwrap() {
+            Message::Binary(data) => seen.extend_from_slice(&data),
+            other => panic!("before the output: {other:?}"),
+        }
+    }
+    terminal.close(None).unwrap();
+    while terminal.read().is_ok() {}
+
+    // Node B opened the tunnel, as admin with a credential of the
+    // console's, and closed it with the session's bytes.
+    let events = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(data.path().join("audit.log"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    wait_until(10, "the tunnel's closing event", || {
+        events().iter().any(|e| e["eventName"] == "CloseTunnel")
+    });
+    let all = events();
+    let opened: Vec<_> = all
+        .iter()
+        .filter(|e| e["eventName"] == "OpenTunnel")
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let open = opened[0];
+    assert_eq!(
+        open["userIdentity"]["arn"],
+        "arn:aws:iam::111122223333:user/admin"
+    );
+    assert!(open["userIdentity"]["accessKeyId"]
+        .as_str()
+        .unwrap()
+        .starts_with("ASIA"));
+    assert!(
+        open["userAgent"]
+            .as_str()
+            .unwrap()
+            .starts_with("eic-console"),
+        "{open}"
+    );
+    assert_eq!(
+        open["requestParameters"]["instanceConnectEndpointId"],
+        ENDPOINT
+    );
+    assert_eq!(open["requestParameters"]["privateIpAddress"], "127.0.0.1");
+    assert!(open.get("errorCode").is_none(), "{open}");
+    // The push before it was node A's, as admin.
+    assert!(all.iter().any(|e| e["eventName"] == "SendSSHPublicKey"
+        && e["userIdentity"]["arn"] == "arn:aws:iam::111122223333:user/admin"
+        && e.get("errorCode").is_none()));
+    assert_eq!(b.metric("eic_tunnels_open"), 0.0);
+
+    // Alice may push as ec2-user but not open tunnels: the list says why,
+    // and node B refuses the tunnel the console asks for in her name.
+    let alice = console_session(&a, "arn:aws:iam::111122223333:user/alice");
+    let page = console_page(&a, &alice.0);
+    assert!(page.contains(&format!("through {ENDPOINT}")), "{page}");
+    let mut refused = console_terminal(&a, &alice, INSTANCE, "ec2-user");
+    let error = console_control(&mut refused);
+    assert_eq!(error["type"], "error", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{ENDPOINT} refused the tunnel")),
+        "{message}"
+    );
+    assert!(message.contains("not authorized"), "{message}");
+}

@@ -1,39 +1,25 @@
 //! The user side of an Instance Connect Endpoint: which endpoint reaches an
-//! instance (DescribeInstanceConnectEndpoints, as the CLI v2 asks it), and
-//! a tunnel through it to the instance's private address, as the CLI v2's
-//! `open-tunnel` opens one: a URL presigned with SigV4 (service
-//! `ec2-instance-connect`, 60 s), TLS to port 443 of the endpoint's DNS
-//! name trusting the system store (`SSL_CERT_FILE`, `SSL_CERT_DIR`
-//! honoured), and a WebSocket whose binary frames carry the TCP stream.
+//! instance (DescribeInstanceConnectEndpoints, as the CLI v2 asks it), a
+//! tunnel through it to the instance's private address signed with the
+//! caller's credentials (the dialing itself is `tunnel::dial`'s, as the CLI
+//! v2's `open-tunnel` does it), and the relay of stdio over it.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{anyhow, Context};
 use aws_sdk_ec2::types::Filter;
-use aws_sigv4::http_request::{
-    sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-};
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
 use super::lookup::{AddressChoice, Target};
 use super::{api_error, Aws, AwsArgs};
+use crate::tunnel::dial::{self, MAX_FRAME_BYTES};
+pub use crate::tunnel::dial::{Endpoint, Tunnel};
 
-/// The CLI v2 dials this port whatever the DNS name says.
-const TUNNEL_PORT: u16 = 443;
-/// How long a presigned URL is good for, as the CLI signs it.
-const PRESIGN_LIFETIME: Duration = Duration::from_secs(60);
-/// The CLI's frame size, which the server's relay also uses.
-const MAX_FRAME_BYTES: usize = 65_000;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// The endpoint states the CLI v2 accepts.
 const USABLE_STATES: [&str; 4] = [
     "create-complete",
@@ -41,13 +27,6 @@ const USABLE_STATES: [&str; 4] = [
     "update-failed",
     "update-complete",
 ];
-
-/// An endpoint that reaches an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub id: String,
-    pub dns_name: String,
-}
 
 /// The usable endpoint of the instance's VPC, preferring one in its
 /// subnet; `None` when the VPC has none (or the instance reports no VPC).
@@ -81,143 +60,23 @@ pub async fn endpoint_for(aws: &Aws, target: &Target) -> anyhow::Result<Option<E
     }))
 }
 
-/// An open tunnel: a WebSocket over TLS to the endpoint.
-pub type Tunnel = WebSocketStream<TlsStream<TcpStream>>;
-
-/// Opens a tunnel through `endpoint` to `address:port`.
+/// Opens a tunnel through `endpoint` to `address:port`, signed with the
+/// caller's credentials.
 pub async fn open(
     aws: &Aws,
     endpoint: &Endpoint,
     address: IpAddr,
     port: u16,
 ) -> anyhow::Result<Tunnel> {
-    let url = presigned_url(aws, endpoint, address, port)?;
-    let tcp = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((endpoint.dns_name.as_str(), TUNNEL_PORT)),
-    )
-    .await
-    .map_err(|_| {
-        anyhow!(
-            "connecting to {}:{TUNNEL_PORT} timed out",
-            endpoint.dns_name
-        )
-    })?
-    .with_context(|| format!("cannot connect to {}:{TUNNEL_PORT}", endpoint.dns_name))?;
-    let _ = tcp.set_nodelay(true);
-    let name = rustls::pki_types::ServerName::try_from(endpoint.dns_name.clone())
-        .with_context(|| format!("{} is not a DNS name", endpoint.dns_name))?;
-    let tls = tokio_rustls::TlsConnector::from(tls_config()?)
-        .connect(name, tcp)
-        .await
-        .with_context(|| {
-            format!(
-                "TLS with {} failed (its certificate must be trusted by the system store or SSL_CERT_FILE)",
-                endpoint.dns_name
-            )
-        })?;
-    let request = tungstenite::handshake::client::Request::builder()
-        .uri(&url)
-        .header("Host", &endpoint.dns_name)
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tungstenite::handshake::client::generate_key(),
-        )
-        .body(())
-        .context("cannot build the tunnel request")?;
-    match tokio_tungstenite::client_async_with_config(
-        request,
-        tls,
-        Some(crate::tunnel::relay::websocket_config()),
-    )
-    .await
-    {
-        Ok((websocket, _)) => Ok(websocket),
-        Err(tungstenite::Error::Http(response)) => Err(anyhow!(
-            "{} refused the tunnel ({}): {}",
-            endpoint.id,
-            response.status(),
-            refusal_message(response.body().as_deref().unwrap_or_default())
-        )),
-        Err(e) => Err(anyhow!("opening the tunnel through {}: {e}", endpoint.id)),
-    }
-}
-
-/// The `Message` of the endpoint's JSON refusal, else its text.
-fn refusal_message(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("Message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned())
-}
-
-/// `wss://DNS/openTunnel?…` signed in its query: the empty payload's hash,
-/// `host` the one signed header, 60 s.
-fn presigned_url(
-    aws: &Aws,
-    endpoint: &Endpoint,
-    address: IpAddr,
-    port: u16,
-) -> anyhow::Result<String> {
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair("instanceConnectEndpointId", &endpoint.id)
-        .append_pair("remotePort", &port.to_string())
-        .append_pair("privateIpAddress", &address.to_string())
-        .finish();
-    let mut url = format!("wss://{}/openTunnel?{query}", endpoint.dns_name);
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(PRESIGN_LIFETIME);
     let identity: Identity = aws.credentials.clone().into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&aws.region)
-        .name("ec2-instance-connect")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .context("cannot sign the tunnel request")?
-        .into();
-    let signable = SignableRequest::new(
-        "GET",
-        url.as_str(),
-        std::iter::once(("host", endpoint.dns_name.as_str())),
-        SignableBody::Bytes(b""),
-    )
-    .context("cannot sign the tunnel request")?;
-    let (instructions, _signature) = sign(signable, &params)
-        .context("cannot sign the tunnel request")?
-        .into_parts();
-    for (name, value) in instructions.params() {
-        url.push('&');
-        url.push_str(&form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>());
-        url.push('=');
-        url.push_str(&form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>());
-    }
-    Ok(url)
-}
-
-/// The system's trust store, as the CLI's awscrt uses it.
-fn tls_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        anyhow::bail!("no trusted certificates found (system store, SSL_CERT_FILE, SSL_CERT_DIR)");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("no TLS versions")?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
+    let signer = dial::Signer {
+        identity: &identity,
+        region: &aws.region,
+        now: SystemTime::now(),
+    };
+    let url = dial::presigned_url(&signer, endpoint, address, port)?;
+    let user_agent = concat!("eic/", env!("CARGO_PKG_VERSION"));
+    dial::open(&url, endpoint, dial::client_tls(&[])?, user_agent).await
 }
 
 /// Joins stdin and stdout to the tunnel until it closes: `Ok` on the

@@ -95,6 +95,10 @@ fn sigv4_reason(kind: SigV4ErrorKind) -> &'static str {
     }
 }
 
+/// A console's credential outlives the 60 s of the URL it presigns, and
+/// no more: a tunnel is authorized once, when it opens.
+const CONSOLE_CREDENTIAL_TTL: Duration = Duration::from_secs(120);
+
 /// How long a push waits to learn whether a console backend answers.
 const BACKEND_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -254,6 +258,15 @@ impl Api {
         call.push = Some(push);
         self.push_key(&catalog, &principal, &request.origin(), request_id, call)
             .await
+    }
+
+    /// A short-lived credential of `principal_arn`, which the browser
+    /// console signs with what it asks of another role as its signed-in
+    /// principal (a tunnel through an endpoint). It is good on every node
+    /// that shares this one's `credentials.key`.
+    pub fn credential_for(&self, principal_arn: &str) -> crate::credentials::Issued {
+        self.temporary
+            .issue(principal_arn, CONSOLE_CREDENTIAL_TTL, self.clock.now())
     }
 
     /// A push by the browser console for its signed-in principal, through

@@ -332,6 +332,16 @@ pub async fn run(
             )),
             None => Arc::new(eic_store::MemoryConsoleSessions::new(settings.max_sessions)),
         };
+        // A terminal through an endpoint checks the endpoint's listener as
+        // the CLI does, and also trusts eic's own TLS CA.
+        let own_ca: Vec<_> = tls_ca::own_ca(&data_dir)?.into_iter().collect();
+        let endpoint_tls = match crate::tunnel::dial::client_tls(&own_ca) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the console cannot check endpoints' certificates");
+                None
+            }
+        };
         let role = Arc::new(console::ConsoleRole::new(
             api.clone(),
             settings,
@@ -340,6 +350,7 @@ pub async fn run(
                 console::recording_settings(&config),
                 config.store.kind == StoreKind::Embedded,
                 serial_gateway,
+                endpoint_tls,
             ),
             console_sessions,
             data_dir.path(),

@@ -10,13 +10,15 @@
 //! checked against its registered keys.
 //!
 //! The rooms: [`signin`] (links), [`sessions`] (cookies and CSRF),
-//! [`pages`] (HTML), [`terminal`] (the SSH client and the WebSocket
-//! bridge), [`recording`] (asciicast recordings of each terminal) and
-//! [`assets`] (xterm.js and the console's script and style, built in).
+//! [`pages`] (HTML), [`route`] (directly or through an Instance Connect
+//! Endpoint), [`terminal`] (the SSH client and the WebSocket bridge),
+//! [`recording`] (asciicast recordings of each terminal) and [`assets`]
+//! (xterm.js and the console's script and style, built in).
 
 pub mod assets;
 pub mod pages;
 pub mod recording;
+pub mod route;
 pub mod sessions;
 pub mod signin;
 pub mod terminal;
@@ -32,6 +34,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
@@ -39,14 +42,16 @@ use tokio_tungstenite::WebSocketStream;
 use eic_wire::{Operation, PushRequest};
 
 use super::api::{Api, Origin};
-use super::authz::{Caller, READ_RECORDING};
+use super::authz::{Caller, TunnelAsked, READ_RECORDING};
 use super::reload::Catalog;
 use super::websocket::{self, HandshakeError};
 use crate::client::session_key::SessionKey;
-use crate::config::{ConsoleConfig, InstanceState};
+use crate::config::{ConsoleConfig, ConsoleRoute, InstanceState};
 use crate::registry::{supports_serial_console, Instance, Principal};
+use crate::tunnel::dial;
 use pages::{InstanceRow, ListFilters, Permission, SignedIn, TerminalTarget};
 use recording::{RecordingSettings, SessionRecording, Start};
+use route::Route;
 use sessions::{Session, Sessions};
 use signin::{LinkRefusal, SigninKey};
 
@@ -75,6 +80,11 @@ pub struct ConsoleSettings {
     /// log in to as any SSH client does (its rules hold: one session per
     /// instance, the account's access setting); `None` when it is off.
     pub serial_gateway: Option<SerialGateway>,
+    pub route: ConsoleRoute,
+    /// What an endpoint's listener is trusted by when a terminal goes
+    /// through it: the system's store and eic's TLS CA. `None` when there
+    /// is neither (the page says so).
+    pub endpoint_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Where this server's serial console gateway listens, and its host key.
@@ -90,6 +100,7 @@ impl ConsoleSettings {
         recordings: RecordingSettings,
         embedded: bool,
         serial_gateway: Option<SerialGateway>,
+        endpoint_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
         ConsoleSettings {
             secure: config.tls.is_some(),
@@ -99,6 +110,8 @@ impl ConsoleSettings {
             recordings,
             links_before_start_refused: embedded,
             serial_gateway,
+            route: config.route,
+            endpoint_tls,
         }
     }
 }
@@ -107,7 +120,7 @@ pub struct ConsoleRole {
     api: Arc<Api>,
     sessions: Sessions,
     key: SigninKey,
-    settings: ConsoleSettings,
+    settings: Arc<ConsoleSettings>,
     started_at: std::time::SystemTime,
     /// Open terminals per principal ARN.
     terminals: Arc<Mutex<HashMap<String, usize>>>,
@@ -139,7 +152,7 @@ impl ConsoleRole {
             key: SigninKey::load_or_create(data_dir)?,
             started_at: api.clock.now(),
             api,
-            settings,
+            settings: Arc::new(settings),
             terminals: Arc::default(),
             stop,
         })
@@ -556,13 +569,17 @@ impl ConsoleRole {
                     .into(),
             )
         } else {
-            match catalog.authorizer.allows(
-                &caller,
-                Operation::SendSSHPublicKey.iam_action(),
-                &instance.id,
-                Some(pages::DEFAULT_OS_USER),
-                Some(instance),
-            ) {
+            let allowed = catalog
+                .authorizer
+                .allows(
+                    &caller,
+                    Operation::SendSSHPublicKey.iam_action(),
+                    &instance.id,
+                    Some(pages::DEFAULT_OS_USER),
+                    Some(instance),
+                )
+                .and_then(|()| self.route_allowed(catalog, &caller, instance));
+            match allowed {
                 Ok(()) => Permission::Allowed,
                 Err(why) => Permission::Denied(why),
             }
@@ -610,6 +627,55 @@ impl ConsoleRole {
             ssh,
             serial,
         }
+    }
+
+    /// Whether a terminal has a way to the instance: through an endpoint,
+    /// OpenTunnel must be allowed on it too. The endpoint's node decides
+    /// again when the tunnel opens, seeing this node's address as the
+    /// source; this is the same decision with the browser's.
+    fn route_allowed(
+        &self,
+        catalog: &Catalog,
+        caller: &Caller<'_>,
+        instance: &Instance,
+    ) -> Result<(), String> {
+        let endpoints = catalog
+            .registry
+            .endpoints_in_account(&instance.account)
+            .map(|e| &**e);
+        let Route::Endpoint {
+            endpoint,
+            address,
+            port,
+        } = route::choose(self.settings.route, instance, endpoints)?
+        else {
+            return Ok(());
+        };
+        let asked = crate::tunnel::request::OpenTunnelRequest {
+            endpoint_id: endpoint.id.clone(),
+            remote_port: port,
+            private_ip: address,
+            max_duration: None,
+        };
+        catalog
+            .authorizer
+            .authorize_open_tunnel(
+                caller.principal,
+                &TunnelAsked {
+                    asked: &asked,
+                    duration: crate::tunnel::request::MAX_TUNNEL_DURATION,
+                    visible_endpoint: Some(endpoint),
+                },
+                caller.source_ip,
+                caller.secure_transport,
+                caller.now,
+            )
+            .map_err(|why| {
+                format!(
+                    "The console reaches this instance through {}: {why}",
+                    endpoint.id
+                )
+            })
     }
 
     /// The recordings the principal may read, newest first.
@@ -762,13 +828,9 @@ impl ConsoleRole {
             principal,
             instance_id: instance_id.to_owned(),
             target,
-            serial_gateway: self.settings.serial_gateway.clone(),
+            settings: self.settings.clone(),
             source_ip: peer.ip(),
             user_agent,
-            secure: self.settings.secure,
-            idle_timeout: self.settings.idle_timeout,
-            connect_timeout: self.settings.connect_timeout,
-            recordings: self.settings.recordings.clone(),
             stop: self.stop.clone(),
         };
         tokio::spawn(async move {
@@ -804,13 +866,9 @@ struct TerminalJob {
     principal: Arc<Principal>,
     instance_id: String,
     target: Target,
-    serial_gateway: Option<SerialGateway>,
+    settings: Arc<ConsoleSettings>,
     source_ip: IpAddr,
     user_agent: Option<String>,
-    secure: bool,
-    idle_timeout: Duration,
-    connect_timeout: Duration,
-    recordings: RecordingSettings,
     stop: watch::Receiver<bool>,
 }
 
@@ -823,9 +881,14 @@ impl TerminalJob {
         match self.connect().await {
             Ok((shell, recording)) => {
                 self.api.metrics.console_terminal_opened();
-                let ended =
-                    terminal::bridge(ws, shell, self.idle_timeout, recording, self.stop.clone())
-                        .await;
+                let ended = terminal::bridge(
+                    ws,
+                    shell,
+                    self.settings.idle_timeout,
+                    recording,
+                    self.stop.clone(),
+                )
+                .await;
                 self.api
                     .metrics
                     .console_terminal_closed(ended.bytes_to_instance, ended.bytes_from_instance);
@@ -871,7 +934,7 @@ impl TerminalJob {
         let origin = Origin {
             source_ip: self.source_ip,
             user_agent: self.user_agent.as_deref(),
-            secure_transport: self.secure,
+            secure_transport: self.settings.secure,
         };
         self.api
             .push_for_console(self.principal.clone(), push, &origin)
@@ -890,59 +953,95 @@ impl TerminalJob {
             .ok()
             .flatten()
             .ok_or_else(|| format!("Instance {} not found.", self.instance_id))?;
-        let (address, host_keys, user, os_user, serial_port) = match &self.target {
-            Target::Ssh { user } => {
-                let ip = instance
-                    .private_ip_address
-                    .or(instance.public_ip_address)
-                    .ok_or_else(|| {
-                        format!("Instance {} has no address to connect to.", instance.id)
-                    })?;
-                (
-                    SocketAddr::new(IpAddr::V4(ip), instance.ssh_port),
-                    instance.host_keys.clone(),
-                    user.clone(),
-                    Some(user.as_str()),
-                    None,
-                )
-            }
-            Target::Serial => {
-                let gateway = self
-                    .serial_gateway
-                    .as_ref()
-                    .ok_or("No serial console gateway runs on this server.")?;
-                (
-                    gateway.address,
-                    vec![gateway.host_key.clone()],
-                    format!("{}.port0", instance.id),
-                    None,
-                    Some(0),
-                )
+        let (cols, rows) = INITIAL_SIZE;
+        let connecting = async {
+            match &self.target {
+                Target::Ssh { user } => {
+                    let login = |destination| terminal::Login {
+                        destination,
+                        host_keys: instance.host_keys.clone(),
+                        user,
+                        key: key.private_key().clone(),
+                        cols,
+                        rows,
+                    };
+                    match route::choose(
+                        self.settings.route,
+                        &instance,
+                        catalog
+                            .registry
+                            .endpoints_in_account(&instance.account)
+                            .map(|e| &**e),
+                    )? {
+                        Route::Direct(address) => {
+                            let destination = address.to_string();
+                            let tcp = TcpStream::connect(address)
+                                .await
+                                .map_err(|e| format!("Could not connect to {address}: {e}."))?;
+                            let _ = tcp.set_nodelay(true);
+                            terminal::open_shell(tcp, login(&destination)).await
+                        }
+                        Route::Endpoint {
+                            endpoint,
+                            address,
+                            port,
+                        } => {
+                            let destination = format!(
+                                "{} through {}",
+                                SocketAddr::new(address, port),
+                                endpoint.id
+                            );
+                            let tunnel = self.tunnel(endpoint, address, port).await?;
+                            terminal::open_shell(tunnel, login(&destination)).await
+                        }
+                    }
+                }
+                Target::Serial => {
+                    let gateway = self
+                        .settings
+                        .serial_gateway
+                        .as_ref()
+                        .ok_or("No serial console gateway runs on this server.")?;
+                    let address = gateway.address;
+                    let tcp = TcpStream::connect(address)
+                        .await
+                        .map_err(|e| format!("Could not connect to {address}: {e}."))?;
+                    let _ = tcp.set_nodelay(true);
+                    let user = format!("{}.port0", instance.id);
+                    let destination = format!("the serial console gateway at {address}");
+                    let login = terminal::Login {
+                        destination: &destination,
+                        host_keys: vec![gateway.host_key.clone()],
+                        user: &user,
+                        key: key.private_key().clone(),
+                        cols,
+                        rows,
+                    };
+                    terminal::open_shell(tcp, login).await
+                }
             }
         };
-        let (cols, rows) = INITIAL_SIZE;
-        let shell = terminal::open_shell(terminal::Login {
-            address,
-            host_keys,
-            user: &user,
-            key: key.private_key().clone(),
-            cols,
-            rows,
-            timeout: self.connect_timeout,
-        })
-        .await?;
+        let shell = tokio::time::timeout(self.settings.connect_timeout, connecting)
+            .await
+            .map_err(|_| {
+                format!(
+                    "Connecting to instance {} timed out after {} seconds.",
+                    instance.id,
+                    self.settings.connect_timeout.as_secs()
+                )
+            })??;
         // The serial gateway records its sessions itself, this one among them.
-        if serial_port.is_some() {
+        let Target::Ssh { user } = &self.target else {
             return Ok((shell, None));
-        }
+        };
         let recording = SessionRecording::start(
-            &self.recordings,
+            &self.settings.recordings,
             Start {
                 source: eic_recording::Source::Console,
                 principal_arn: &self.principal.arn,
                 instance_id: &instance.id,
-                os_user,
-                serial_port,
+                os_user: Some(user),
+                serial_port: None,
                 cols,
                 rows,
             },
@@ -952,6 +1051,51 @@ impl TerminalJob {
             "This session cannot be recorded now, so it is not opened.".to_owned()
         })?;
         Ok((shell, Some(recording)))
+    }
+
+    /// A tunnel through `endpoint` to `address:port`, opened as the CLI
+    /// v2 opens one, signed with a short-lived credential of the signed-in
+    /// principal: the endpoint's node (this one or another) authorizes
+    /// OpenTunnel as the principal, applies its rules and caps, and audits
+    /// the tunnel.
+    async fn tunnel(
+        &self,
+        endpoint: &crate::registry::Endpoint,
+        address: IpAddr,
+        port: u16,
+    ) -> Result<tokio::io::DuplexStream, String> {
+        let tls = self.settings.endpoint_tls.clone().ok_or_else(|| {
+            format!(
+                "This console trusts no certificates, so it cannot check {}'s.",
+                endpoint.id
+            )
+        })?;
+        let issued = self.api.credential_for(&self.principal.arn);
+        let credentials = aws_credential_types::Credentials::new(
+            issued.access_key_id,
+            issued.secret_access_key.expose().clone(),
+            Some(issued.session_token),
+            Some(issued.expiration),
+            "eic-console",
+        );
+        let identity = credentials.into();
+        let target = dial::Endpoint {
+            id: endpoint.id.clone(),
+            dns_name: endpoint.dns_name.clone(),
+        };
+        let signer = dial::Signer {
+            identity: &identity,
+            region: &self.api.region,
+            now: self.api.clock.now(),
+        };
+        let refused =
+            |e: anyhow::Error| format!("Could not open a tunnel through {}: {e:#}.", endpoint.id);
+        let url = dial::presigned_url(&signer, &target, address, port).map_err(refused)?;
+        let user_agent = self.user_agent.as_deref().unwrap_or("eic-console");
+        let tunnel = dial::open(&url, &target, tls, user_agent)
+            .await
+            .map_err(refused)?;
+        Ok(dial::into_stream(tunnel))
     }
 }
 

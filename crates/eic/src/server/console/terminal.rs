@@ -117,13 +117,14 @@ impl client::Handler for HostKeyCheck {
 
 /// What a terminal connects as.
 pub struct Login<'a> {
-    pub address: std::net::SocketAddr,
+    /// Where the stream goes, as the page names it (`10.0.0.5:22`, or
+    /// with the endpoint it goes through).
+    pub destination: &'a str,
     pub host_keys: Vec<String>,
     pub user: &'a str,
     pub key: PrivateKey,
     pub cols: u16,
     pub rows: u16,
-    pub timeout: Duration,
 }
 
 /// An SSH session with a shell on a pty, ready to bridge.
@@ -132,15 +133,18 @@ pub struct Shell {
     channel: russh::Channel<client::Msg>,
 }
 
-/// Connects, verifies the host key, logs in with the pushed key and opens
-/// a shell on a pty; the error is what the page shows.
-pub async fn open_shell(login: Login<'_>) -> Result<Shell, String> {
+/// Over `stream` (a TCP connection, or a tunnel through an endpoint):
+/// verifies the host key, logs in with the pushed key and opens a shell on
+/// a pty; the error is what the page shows. The caller bounds the time.
+pub async fn open_shell<S>(stream: S, login: Login<'_>) -> Result<Shell, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if login.host_keys.is_empty() {
         return Err("This instance has no registered host key, so the console cannot verify it and does not connect.".into());
     }
     let config = Arc::new(client::Config {
         inactivity_timeout: None,
-        nodelay: true,
         ..Default::default()
     });
     let presented = Arc::new(std::sync::Mutex::new(None));
@@ -148,54 +152,49 @@ pub async fn open_shell(login: Login<'_>) -> Result<Shell, String> {
         expected: login.host_keys,
         presented: presented.clone(),
     };
-    let address = login.address;
-    let connect = async {
-        let mut handle = client::connect(config, address, check)
-            .await
-            .map_err(|e| match presented.lock().ok().and_then(|p| p.clone()) {
-                Some(key) if matches!(e, russh::Error::UnknownKey) => format!(
-                    "The instance at {address} presented host key {key}, which is not its registered key; not connected."
-                ),
-                _ => format!("Could not connect to {address}: {e}."),
-            })?;
-        let auth = handle
-            .authenticate_publickey(
-                login.user,
-                PrivateKeyWithHashAlg::new(Arc::new(login.key), None),
-            )
-            .await
-            .map_err(|e| format!("SSH authentication failed: {e}."))?;
-        if !auth.success() {
-            return Err(format!(
-                "The instance refused the pushed key for {}. Is its sshd set up with eic's AuthorizedKeysCommand?",
-                login.user
-            ));
-        }
-        let channel = handle
-            .channel_open_session()
-            .await
-            .map_err(|e| format!("Could not open a session: {e}."))?;
-        channel
-            .request_pty(
-                false,
-                "xterm-256color",
-                u32::from(login.cols),
-                u32::from(login.rows),
-                0,
-                0,
-                &[],
-            )
-            .await
-            .map_err(|e| format!("Could not get a terminal: {e}."))?;
-        channel
-            .request_shell(false)
-            .await
-            .map_err(|e| format!("Could not start a shell: {e}."))?;
-        Ok(Shell { handle, channel })
-    };
-    tokio::time::timeout(login.timeout, connect)
+    let destination = login.destination;
+    let mut handle = client::connect_stream(config, stream, check)
         .await
-        .map_err(|_| format!("Connecting to {address} timed out."))?
+        .map_err(|e| match presented.lock().ok().and_then(|p| p.clone()) {
+            Some(key) if matches!(e, russh::Error::UnknownKey) => format!(
+                "The instance at {destination} presented host key {key}, which is not its registered key; not connected."
+            ),
+            _ => format!("Could not connect to {destination}: {e}."),
+        })?;
+    let auth = handle
+        .authenticate_publickey(
+            login.user,
+            PrivateKeyWithHashAlg::new(Arc::new(login.key), None),
+        )
+        .await
+        .map_err(|e| format!("SSH authentication failed: {e}."))?;
+    if !auth.success() {
+        return Err(format!(
+            "The instance refused the pushed key for {}. Is its sshd set up with eic's AuthorizedKeysCommand?",
+            login.user
+        ));
+    }
+    let channel = handle
+        .channel_open_session()
+        .await
+        .map_err(|e| format!("Could not open a session: {e}."))?;
+    channel
+        .request_pty(
+            false,
+            "xterm-256color",
+            u32::from(login.cols),
+            u32::from(login.rows),
+            0,
+            0,
+            &[],
+        )
+        .await
+        .map_err(|e| format!("Could not get a terminal: {e}."))?;
+    channel
+        .request_shell(false)
+        .await
+        .map_err(|e| format!("Could not start a shell: {e}."))?;
+    Ok(Shell { handle, channel })
 }
 
 /// What the page is told when a terminal was silent too long.
