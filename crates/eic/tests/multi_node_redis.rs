@@ -19,7 +19,7 @@ use common::{eic, push_with_boto3, ssh_keygen, try_push_with_boto3, wait_until, 
 
 const SHARED_BUCKETS: &str = r#"
 [throttling]
-principal = { rate = 0.2, burst = 4.0 }
+principal = { rate = 0.05, burst = 4.0 }
 "#;
 
 /// A node on the store at `url`. Nodes share the data dir's key material
@@ -127,7 +127,8 @@ fn two_nodes_share_keys_buckets_and_outages() {
         Err("ServiceException".into())
     );
     redis.spawn();
-    wait_until(30, "node B to serve again", || {
+    // Within the 20 s the emptied bucket takes to give a token back.
+    wait_until(60, "node B to serve again", || {
         try_push_with_boto3(&b, "i-0123456789abcdef0", "ec2-user", &public).is_ok()
     });
 }
