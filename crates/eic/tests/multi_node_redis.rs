@@ -504,34 +504,14 @@ fn a_console_session_signed_in_on_one_node_holds_and_ends_on_the_other() {
     let data = tempfile::tempdir().unwrap();
     let a = node(data.path(), &url, &[], "");
     let b = node(data.path(), &url, &[], "");
-    let (code, link, err) = a.admin(&[
-        "console-url",
-        "--principal",
-        "arn:aws:iam::111122223333:user/admin",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let token = link.trim().split_once("token=").unwrap().1.to_owned();
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .new_agent();
+    let token = console_link(&a, "arn:aws:iam::111122223333:user/admin");
+    let agent = console_agent();
     let origin = |n: &Server| format!("http://{}", n.console);
 
-    let signed_in = agent
-        .post(&format!("{}/signin", origin(&a)))
-        .header("Origin", &origin(&a))
-        .content_type("application/x-www-form-urlencoded")
-        .send(format!("token={token}"))
-        .unwrap();
+    let signed_in = redeem(&a, &token);
     assert_eq!(signed_in.status().as_u16(), 303);
     // The link's one use was spent for every node.
-    let mut again = agent
-        .post(&format!("{}/signin", origin(&b)))
-        .header("Origin", &origin(&b))
-        .content_type("application/x-www-form-urlencoded")
-        .send(format!("token={token}"))
-        .unwrap();
+    let mut again = redeem(&b, &token);
     assert_eq!(again.status().as_u16(), 403);
     assert!(again
         .body_mut()
@@ -585,24 +565,37 @@ fn a_console_session_signed_in_on_one_node_holds_and_ends_on_the_other() {
     assert_eq!(page(&a).status().as_u16(), 503);
 }
 
-/// Signs `principal` in on `node`'s console: the session cookie and the
-/// CSRF token of its pages.
-fn console_session(node: &Server, principal: &str) -> (String, String) {
+/// The token of a sign-in link for `principal`.
+fn console_link(node: &Server, principal: &str) -> String {
     let (code, link, err) = node.admin(&["console-url", "--principal", principal]);
     assert_eq!(code, 0, "{err}");
-    let token = link.trim().split_once("token=").unwrap().1.to_owned();
-    let agent = ureq::Agent::config_builder()
+    link.trim().split_once("token=").unwrap().1.to_owned()
+}
+
+/// An HTTP client that shows the console's statuses and redirects as they are.
+fn console_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
-        .new_agent();
+        .new_agent()
+}
+
+/// The sign-in button's POST of `token` on `node`, from its own origin.
+fn redeem(node: &Server, token: &str) -> ureq::http::Response<ureq::Body> {
     let origin = format!("http://{}", node.console);
-    let signed_in = agent
+    console_agent()
         .post(&format!("{origin}/signin"))
         .header("Origin", &origin)
         .content_type("application/x-www-form-urlencoded")
         .send(format!("token={token}"))
-        .unwrap();
+        .unwrap()
+}
+
+/// Signs `principal` in on `node`'s console: the session cookie and the
+/// CSRF token of its pages.
+fn console_session(node: &Server, principal: &str) -> (String, String) {
+    let signed_in = redeem(node, &console_link(node, principal));
     assert_eq!(signed_in.status().as_u16(), 303);
     let cookie = signed_in.headers()["set-cookie"]
         .to_str()
